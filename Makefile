@@ -1,0 +1,37 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(VENV)/bin/mdp run --config examples/demo.yaml
+	$(PY) examples/show_bars.py demo.sqlite
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.dev
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo.sqlite* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,161 @@
+"""The operator contract the runtime drives, so no operator re-implements a channel loop.
+
+An operator receives messages through ``on_item`` (frames go on to ``on_frame``), event-time progress
+through ``on_watermark`` (already the minimum over its inputs, called only when it advances), and the
+end of its inputs through ``on_close``. It sends with ``ctx.emit(item, port)``; ``emit`` waits when the
+downstream channel is full, which is how backpressure reaches the operator. A ``Source`` instead runs
+its own loop in ``run(ctx)``; after it returns the runtime sends the final watermark and closes.
+
+Rule for buffering operators: flush what you hold *before* forwarding a watermark, or the rows you
+flushed later would arrive behind it and look late downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import polars as pl
+
+from mdp.clock import DEFAULT_CLOCK, Clock
+from mdp.records import END_OF_TIME, Watermark
+
+if TYPE_CHECKING:
+    from mdp.runtime.channel import Channel
+
+_DataFrame = pl.DataFrame
+#: the watermark before any has been seen
+NO_WATERMARK = -(2**63)
+
+
+class Context:
+    """What a running operator sees of the runtime: its outputs, its clock, its counters."""
+
+    __slots__ = (
+        "_ports",
+        "_stop_requested",
+        "clock",
+        "counters",
+        "input",
+        "node",
+        "watermark",
+        "watermark_out",
+    )
+
+    def __init__(
+        self,
+        node: str,
+        ports: dict[str, list[Channel[Any]]] | None = None,
+        clock: Clock = DEFAULT_CLOCK,
+    ) -> None:
+        self.node = node
+        self._ports: dict[str, list[Channel[Any]]] = ports or {}
+        self.clock = clock
+        #: name of the input the current message came from (upstream node or edge target)
+        self.input: str | None = None
+        #: the event-time watermark of this node's inputs (minimum over them)
+        self.watermark = NO_WATERMARK
+        #: the last watermark this node sent
+        self.watermark_out = NO_WATERMARK
+        #: free-form counters an operator keeps (late rows, dropped duplicates, ...); shown in stats
+        self.counters: dict[str, int] = {}
+        self._stop_requested = False
+
+    @property
+    def stopping(self) -> bool:
+        """True once a graceful stop was asked for: sources should return soon."""
+        return self._stop_requested
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def connected(self, port: str = "out") -> bool:
+        """True if some edge leaves ``port`` (an operator decides what to do with unconnected ports)."""
+        return bool(self._ports.get(port))
+
+    @property
+    def ports(self) -> list[str]:
+        return list(self._ports)
+
+    async def emit(self, item: Any, port: str = "out") -> None:
+        """Send ``item`` on every edge leaving ``port``, waiting while a channel is full."""
+        for ch in self._ports.get(port, ()):
+            await ch.put(item)
+
+    async def emit_watermark(self, ts: int) -> None:
+        """Send event-time progress ``ts`` on every port, if it moves the watermark forward."""
+        if ts <= self.watermark_out:
+            return
+        self.watermark_out = ts
+        wm = Watermark(ts)
+        for channels in self._ports.values():
+            for ch in channels:
+                await ch.put(wm)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name``."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+class Operator:
+    """Base class of runtime-driven operators. Override what you need; the defaults pass through.
+
+    Class attributes declare the shape for graph validation: ``input_kind``/``output_kind`` are record
+    kinds (None = any), ``outputs`` the output port names.
+    """
+
+    input_kind: ClassVar[str | None] = None
+    output_kind: ClassVar[str | None] = None
+    outputs: Sequence[str] = ("out",)
+    is_source: ClassVar[bool] = False
+
+    async def open(self, ctx: Context) -> None:
+        """Called once before the first message (open files, connections)."""
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        """Handle one message; frames are passed on to ``on_frame``."""
+        if type(item) is _DataFrame:
+            await self.on_frame(item, ctx)
+        else:
+            await ctx.emit(item)
+
+    async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
+        """Handle one frame (default: pass it on)."""
+        await ctx.emit(frame)
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        """Event time reached ``watermark`` on every input (default: forward it)."""
+        await ctx.emit_watermark(watermark)
+
+    async def on_close(self, ctx: Context) -> None:
+        """Every input is closed and drained: flush what is held. Outputs close after this returns."""
+
+    def port_kind(self, port: str) -> str | None:
+        """Record kind on output ``port`` (default: ``output_kind`` on every port)."""
+        return self.output_kind
+
+    def stats(self) -> dict[str, Any]:
+        """Operator-specific statistics for the run summary (late rows per key, bars emitted, ...)."""
+        return {}
+
+
+class Source(Operator):
+    """An operator with no inputs that produces messages in ``run``.
+
+    ``run`` emits frames and watermarks and returns at end of input (or soon after ``ctx.stopping``
+    turns true); the runtime then sends ``Watermark(END_OF_TIME)`` and closes the outputs.
+    """
+
+    is_source: ClassVar[bool] = True
+
+    async def run(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+class Sink(Operator):
+    """An operator with no outputs: it writes what it receives somewhere."""
+
+    outputs: Sequence[str] = ()
+
+
+__all__ = ["END_OF_TIME", "NO_WATERMARK", "Context", "Operator", "Sink", "Source"]

@@ -1,0 +1,114 @@
+"""``Buffer``: micro-batching by count, rows or age, flushing the rest at a watermark and at close.
+
+Items are emitted as lists; frames are concatenated into one frame per batch. The age check runs on
+the operator's clock, so tests drive it with a ``ManualClock``.
+
+Example::
+
+    >>> from mdp.testing import run_operator
+    >>> run_operator(Buffer(max_items=2), [1, 2, 3])
+    [[1, 2], [3]]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import polars as pl
+
+from mdp.durations import parse_duration
+from mdp.errors import MdpError
+from mdp.operators.base import Context, Operator
+
+_DataFrame = pl.DataFrame
+
+
+class Buffer(Operator):
+    """Collect messages and emit them in batches.
+
+    Args:
+        max_items: emit when this many messages are held.
+        max_rows: for frames, emit when this many rows are held.
+        max_age: emit when the oldest held message is this old (seconds or ``"250ms"``); None: never.
+    """
+
+    def __init__(
+        self,
+        max_items: int = 100,
+        max_rows: int | None = None,
+        max_age: float | str | None = None,
+    ) -> None:
+        if max_items < 1:
+            raise MdpError(f"buffer max_items must be at least 1, got {max_items}")
+        self.max_items = max_items
+        self.max_rows = max_rows
+        self.max_age_ns = parse_duration(max_age) if max_age is not None else None
+        self._held: list[Any] = []
+        self._rows = 0
+        self._oldest_ns = 0
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_error: BaseException | None = None
+        self._nonempty = asyncio.Event()
+        self.batches = 0
+
+    async def open(self, ctx: Context) -> None:
+        if self.max_age_ns is not None:
+            self._timer = asyncio.create_task(self._age_loop(ctx), name=f"mdp-buffer-age:{ctx.node}")
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        self._check_timer()
+        if not self._held:
+            self._oldest_ns = ctx.clock.monotonic_ns()
+            self._nonempty.set()
+        self._held.append(item)
+        if type(item) is _DataFrame:
+            self._rows += item.height
+        if len(self._held) >= self.max_items or (self.max_rows is not None and self._rows >= self.max_rows):
+            await self._flush(ctx)
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        await self._flush(ctx)
+        await ctx.emit_watermark(watermark)
+
+    async def on_close(self, ctx: Context) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        self._check_timer()
+        await self._flush(ctx)
+
+    async def _flush(self, ctx: Context) -> None:
+        if not self._held:
+            return
+        batch, self._held, self._rows = self._held, [], 0
+        self._nonempty.clear()
+        self.batches += 1
+        if all(type(x) is _DataFrame for x in batch):
+            await ctx.emit(pl.concat(batch, how="vertical_relaxed"))
+        else:
+            await ctx.emit(batch)
+
+    async def _age_loop(self, ctx: Context) -> None:
+        assert self.max_age_ns is not None
+        try:
+            while True:
+                await self._nonempty.wait()
+                due = self._oldest_ns + self.max_age_ns - ctx.clock.monotonic_ns()
+                if due > 0:
+                    await ctx.clock.sleep(due / 1e9)
+                    continue  # re-check: the batch may have been flushed by count meanwhile
+                await self._flush(ctx)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # surfaced on the next message, so the node fails with it
+            self._timer_error = exc
+
+    def _check_timer(self) -> None:
+        if self._timer_error is not None:
+            raise self._timer_error
+
+    def stats(self) -> dict[str, Any]:
+        return {"batches": self.batches}

@@ -1,0 +1,341 @@
+"""``DagRuntime``: runs a validated ``Dag``, every node a task in one ``asyncio.TaskGroup``.
+
+Each edge gets its own bounded channel. The first node that raises cancels the others and is re-raised
+as :class:`~mdp.errors.NodeError` naming it (never swallowed, never a hang). When a node ends, its
+outputs are closed (so downstream drains and ends) and its inputs are marked broken (so upstream puts
+fail fast instead of waiting forever). ``stop()`` is graceful: sources stop producing, send the final
+watermark and close, and the rest of the graph drains and flushes from sources to sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mdp.clock import DEFAULT_CLOCK, Clock
+from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, MdpError, NodeError
+from mdp.operators.base import NO_WATERMARK, Context, Operator, Source
+from mdp.records import END_OF_TIME, Watermark
+from mdp.runtime.channel import Channel, ChannelStatistics
+from mdp.runtime.channel import Watermark as ChannelWatermark
+from mdp.runtime.graph import Dag, Edge, Node
+
+NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]
+EdgeCallback = Callable[[str], Any]
+
+
+@dataclass
+class RunConfig:
+    """How a graph runs.
+
+    Args:
+        channel_capacity: messages per edge channel.
+        high_watermark_pct / low_watermark_pct: channel fill fractions at which ``on_high`` / ``on_low``
+            fire (once per crossing).
+        channel_capacity_rows: frame rows per edge channel (bounds memory on the frame path); None
+            disables the row bound.
+        max_concurrency: most node tasks one runtime may start (None: no limit); a larger graph is
+            rejected before it starts.
+        on_high / on_low: called with the edge name (``"src->dst"``) when that channel crosses a mark.
+        clock: processing-time clock given to operators (tests pass a ``ManualClock``).
+    """
+
+    channel_capacity: int = 2048
+    high_watermark_pct: float = 0.75
+    low_watermark_pct: float = 0.25
+    channel_capacity_rows: int | None = 262_144
+    max_concurrency: int | None = None
+    on_high: EdgeCallback | None = None
+    on_low: EdgeCallback | None = None
+    clock: Clock = field(default=DEFAULT_CLOCK)
+
+    def __post_init__(self) -> None:
+        if self.channel_capacity < 1:
+            raise MdpError(f"channel_capacity must be at least 1, got {self.channel_capacity}")
+        if not 0 <= self.low_watermark_pct < self.high_watermark_pct <= 1:
+            raise MdpError(
+                "watermarks need 0 <= low_watermark_pct < high_watermark_pct <= 1, got "
+                f"low={self.low_watermark_pct} high={self.high_watermark_pct}"
+            )
+
+
+@dataclass
+class NodeStats:
+    """What one node did: messages and rows in and out, time blocked on full outputs, its counters."""
+
+    name: str
+    state: NodeState = "pending"
+    items_in: int = 0
+    items_out: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    blocked_seconds: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunStats:
+    """The result of ``DagRuntime.start()``."""
+
+    tasks_started: int = 0
+    tasks_completed: int = 0
+    tasks_cancelled: int = 0
+    tasks_failed: int = 0
+    seconds: float = 0.0
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    channels: dict[str, ChannelStatistics] = field(default_factory=dict)
+
+    def counter(self, name: str) -> int:
+        """Sum of counter ``name`` over all nodes."""
+        return sum(n.counters.get(name, 0) for n in self.nodes.values())
+
+
+class DagRuntime:
+    """Execute a ``Dag``. ``stats = await DagRuntime(dag, RunConfig()).start()`` runs it to the end."""
+
+    def __init__(self, dag: Dag, config: RunConfig | None = None) -> None:
+        self.dag = dag
+        self.config = config or RunConfig()
+        self._order = dag.validate()
+        if self.config.max_concurrency is not None and len(dag.nodes) > self.config.max_concurrency:
+            raise DagValidationError(
+                f"the graph has {len(dag.nodes)} nodes but max_concurrency is "
+                f"{self.config.max_concurrency}; raise max_concurrency or split the job"
+            )
+        self.channels: dict[Edge, Channel[Any]] = {}
+        self.contexts: dict[str, Context] = {}
+        self._stats = RunStats(nodes={n.name: NodeStats(n.name) for n in dag.nodes})
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._first_error: NodeError | None = None
+        self._started_at = 0.0
+        self.running = False
+
+    # -- public -------------------------------------------------------------------------------------
+
+    async def start(self) -> RunStats:
+        """Run the graph until every node has finished; return the statistics.
+
+        Raises:
+            NodeError: the first node that failed, with the original error as ``__cause__``.
+        """
+        if self.running:
+            raise MdpError("this runtime is already running; create a new DagRuntime per run")
+        self._build_channels()
+        self._started_at = time.perf_counter()
+        self.running = True
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name in self._order:
+                    node = self.dag.node(name)
+                    self._stats.nodes[name].state = "running"
+                    self._stats.tasks_started += 1
+                    self._tasks[name] = group.create_task(self._run_node(node), name=f"mdp-node:{name}")
+        except BaseExceptionGroup as eg:
+            if self._first_error is not None:
+                raise self._first_error from self._first_error.cause
+            raise eg.exceptions[0] from eg  # not a node error: a bug in the runtime itself
+        finally:
+            self.running = False
+            self._collect()
+        return self._stats
+
+    async def stop(self) -> None:
+        """Ask for a graceful stop: sources end, the graph drains and flushes. Returns at once."""
+        self._stopping = True
+        for name in self.dag.sources():
+            ctx = self.contexts.get(name)
+            if ctx is not None:
+                ctx.request_stop()
+            node = self.dag.node(name)
+            task = self._tasks.get(name)
+            if node.operator is None and task is not None and not task.done():
+                task.cancel()  # a seed-style source has no stop flag: end it; its outputs close
+
+    def statistics(self) -> RunStats:
+        """Live statistics (safe to call while running, from the same event loop)."""
+        self._collect()
+        return self._stats
+
+    # -- wiring -------------------------------------------------------------------------------------
+
+    def _build_channels(self) -> None:
+        cfg = self.config
+        for edge in self.dag.edges:
+            capacity = edge.capacity or cfg.channel_capacity
+            high = max(1, int(capacity * cfg.high_watermark_pct))
+            low = min(high - 1, int(capacity * cfg.low_watermark_pct))
+            self.channels[edge] = Channel(
+                capacity,
+                ChannelWatermark(high=high, low=low),
+                on_high=self._edge_callback(cfg.on_high, edge.name),
+                on_low=self._edge_callback(cfg.on_low, edge.name),
+                capacity_rows=cfg.channel_capacity_rows,
+                name=edge.name,
+            )
+
+    @staticmethod
+    def _edge_callback(callback: EdgeCallback | None, edge: str) -> Callable[[], Any] | None:
+        if callback is None:
+            return None
+        return lambda: callback(edge)
+
+    def _inputs(self, name: str) -> dict[str, Channel[Any]]:
+        return {e.input_name: self.channels[e] for e in self.dag.inputs_of(name)}
+
+    def _outputs(self, name: str) -> list[Edge]:
+        return self.dag.outputs_of(name)
+
+    # -- node drivers -------------------------------------------------------------------------------
+
+    async def _run_node(self, node: Node) -> None:
+        stats = self._stats.nodes[node.name]
+        inputs = self._inputs(node.name)
+        out_edges = self._outputs(node.name)
+        outputs = [self.channels[e] for e in out_edges]
+        try:
+            op = node.operator
+            if op is None:
+                fn = node.fn
+                assert callable(fn)
+                await fn(inputs, {e.dst: self.channels[e] for e in out_edges})
+            else:
+                ports: dict[str, list[Channel[Any]]] = {}
+                for e in out_edges:
+                    ports.setdefault(e.port, []).append(self.channels[e])
+                ctx = Context(node.name, ports, self.config.clock)
+                if self._stopping:
+                    ctx.request_stop()
+                self.contexts[node.name] = ctx
+                await self._drive(op, ctx, inputs)
+            stats.state = "completed"
+            self._stats.tasks_completed += 1
+        except asyncio.CancelledError:
+            stats.state = "cancelled"
+            self._stats.tasks_cancelled += 1
+            if not (self._stopping and node.name in self.dag.sources()):
+                raise
+            self._stats.tasks_cancelled -= 1  # a stopped seed-style source ended as asked
+            stats.state = "completed"
+            self._stats.tasks_completed += 1
+        except ChannelBroken:
+            if outputs and all(ch.closed for ch in outputs):
+                # every reader has finished: nobody is left to send to, so this node ends normally
+                stats.state = "completed"
+                self._stats.tasks_completed += 1
+            else:
+                raise self._fail(node, stats) from None
+        except Exception as exc:
+            raise self._fail(node, stats, exc) from exc
+        finally:
+            for ch in outputs:
+                ch.close()
+            for ch in inputs.values():
+                if not ch.closed:
+                    ch.close_receiver()
+
+    def _fail(self, node: Node, stats: NodeStats, exc: BaseException | None = None) -> NodeError:
+        import sys
+
+        cause = exc or sys.exc_info()[1] or MdpError("unknown failure")
+        stats.state = "failed"
+        stats.error = f"{type(cause).__name__}: {cause}"
+        self._stats.tasks_failed += 1
+        error = NodeError(node.name, cause)
+        if self._first_error is None:
+            self._first_error = error
+        return error
+
+    async def _drive(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+        await op.open(ctx)
+        if isinstance(op, Source):
+            await op.run(ctx)
+            await ctx.emit_watermark(END_OF_TIME)
+            return
+        if len(inputs) == 1:
+            await self._drive_one(op, ctx, next(iter(inputs.items())))
+        else:
+            await self._drive_many(op, ctx, inputs)
+        await op.on_close(ctx)
+
+    @staticmethod
+    async def _drive_one(op: Operator, ctx: Context, named: tuple[str, Channel[Any]]) -> None:
+        name, channel = named
+        ctx.input = name
+        get = channel.get
+        on_item = op.on_item
+        while True:
+            try:
+                msg = await get()
+            except ChannelClosed:
+                break
+            if type(msg) is Watermark:
+                if msg.ts > ctx.watermark:
+                    ctx.watermark = msg.ts
+                    await op.on_watermark(msg.ts, ctx)
+            else:
+                await on_item(msg, ctx)
+        if ctx.watermark < END_OF_TIME:
+            # input closed without a final watermark (a seed-style upstream): end of input all the same
+            ctx.watermark = END_OF_TIME
+            await op.on_watermark(END_OF_TIME, ctx)
+
+    @staticmethod
+    async def _drive_many(op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+        """Fan-in: one reader per input into a small merged channel; watermark = min over inputs."""
+        merged: Channel[tuple[str, Any]] = Channel(max(4, 2 * len(inputs)), name=f"{ctx.node}:merge")
+        marks = {name: NO_WATERMARK for name in inputs}
+        closed = object()
+
+        async def reader(name: str, ch: Channel[Any]) -> None:
+            async for msg in ch:
+                await merged.put((name, msg))
+            await merged.put((name, closed))
+
+        async with asyncio.TaskGroup() as group:
+            for name, ch in inputs.items():
+                group.create_task(reader(name, ch))
+            remaining = len(inputs)
+            while remaining:
+                name, msg = await merged.get()
+                ctx.input = name
+                if msg is closed:
+                    remaining -= 1
+                    marks[name] = END_OF_TIME
+                elif type(msg) is Watermark:
+                    marks[name] = max(marks[name], msg.ts)
+                else:
+                    await op.on_item(msg, ctx)
+                    continue
+                low = min(marks.values())
+                if low > ctx.watermark:
+                    ctx.watermark = low
+                    await op.on_watermark(low, ctx)
+
+    # -- statistics ---------------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        if self._started_at:
+            self._stats.seconds = time.perf_counter() - self._started_at
+        for edge, ch in self.channels.items():
+            self._stats.channels[edge.name] = ch.statistics()
+        for node in self.dag.nodes:
+            s = self._stats.nodes[node.name]
+            ins = [self._stats.channels[e.name] for e in self.dag.inputs_of(node.name) if e.name in self._stats.channels]
+            outs = [self._stats.channels[e.name] for e in self.dag.outputs_of(node.name) if e.name in self._stats.channels]
+            s.items_in = sum(c.gets for c in ins)
+            s.rows_in = sum(c.rows_got for c in ins)
+            s.items_out = sum(c.puts for c in outs)
+            s.rows_out = sum(c.rows_put for c in outs)
+            s.blocked_seconds = sum(c.blocked_seconds for c in outs)
+            ctx = self.contexts.get(node.name)
+            if ctx is not None:
+                s.counters = dict(ctx.counters)
+            op = node.operator
+            if op is not None:
+                s.extra = op.stats()
