@@ -44,9 +44,7 @@ class Watermark:
 
     def __post_init__(self) -> None:
         if not 0 <= self.low < self.high:
-            raise MdpError(
-                f"channel watermark needs 0 <= low < high, got low={self.low} high={self.high}"
-            )
+            raise MdpError(f"channel watermark needs 0 <= low < high, got low={self.low} high={self.high}")
 
 
 ChannelWatermark = Watermark
@@ -294,9 +292,7 @@ class Channel(Generic[T]):
         self._rows_got += rows
         if self._putters:
             self._wake(self._putters)
-        if self._above and len(self._items) <= self._low and (
-            not self._cap_rows or self._rows <= self._low_rows
-        ):
+        if self._above and len(self._items) <= self._low and (not self._cap_rows or self._rows <= self._low_rows):
             self._above = False
             self._low_crossings += 1
             self._fire(self.on_low)

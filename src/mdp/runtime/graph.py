@@ -154,17 +154,14 @@ class Dag:
                         f"known nodes are {sorted(by_name)}"
                     )
             if e.src == e.dst:
-                raise DagValidationError(
-                    f"edge {e.src!r} -> {e.dst!r} is a self-loop; a node cannot feed itself"
-                )
+                raise DagValidationError(f"edge {e.src!r} -> {e.dst!r} is a self-loop; a node cannot feed itself")
             if (e.src, e.dst, e.port) in pairs:
                 raise DagValidationError(f"edge {e.name!r} is declared twice; remove the duplicate")
             pairs.add((e.src, e.dst, e.port))
             ports = by_name[e.src].output_ports()
             if ports is not None and e.port not in ports:
                 raise DagValidationError(
-                    f"edge {e.name!r}: node {e.src!r} has no output port {e.port!r}; "
-                    f"its ports are {list(ports)}"
+                    f"edge {e.name!r}: node {e.src!r} has no output port {e.port!r}; its ports are {list(ports)}"
                 )
             _, out_kind = by_name[e.src].kinds()
             in_kind, _ = by_name[e.dst].kinds()
@@ -197,9 +194,7 @@ class Dag:
                     f"node {n.name!r} is a source and cannot have inputs; remove the edges into it"
                 )
             if op is not None and not op.is_source and not self.inputs_of(n.name):
-                raise DagValidationError(
-                    f"node {n.name!r} ({type(op).__name__}) needs an input; add an edge into it"
-                )
+                raise DagValidationError(f"node {n.name!r} ({type(op).__name__}) needs an input; add an edge into it")
         return order
 
     def _topological_order(self) -> list[str]:
@@ -221,9 +216,7 @@ class Dag:
         if len(order) != len(self.nodes):
             stuck = {name for name, d in indegree.items() if d > 0}
             cycle = self._find_cycle(stuck)
-            raise DagValidationError(
-                "the graph has a cycle: " + " -> ".join(cycle) + "; remove one of these edges"
-            )
+            raise DagValidationError("the graph has a cycle: " + " -> ".join(cycle) + "; remove one of these edges")
         return order
 
     def _find_cycle(self, among: set[str]) -> list[str]:

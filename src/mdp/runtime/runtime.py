@@ -326,8 +326,9 @@ class DagRuntime:
             self._stats.channels[edge.name] = ch.statistics()
         for node in self.dag.nodes:
             s = self._stats.nodes[node.name]
-            ins = [self._stats.channels[e.name] for e in self.dag.inputs_of(node.name) if e.name in self._stats.channels]
-            outs = [self._stats.channels[e.name] for e in self.dag.outputs_of(node.name) if e.name in self._stats.channels]
+            chans = self._stats.channels
+            ins = [chans[e.name] for e in self.dag.inputs_of(node.name) if e.name in chans]
+            outs = [chans[e.name] for e in self.dag.outputs_of(node.name) if e.name in chans]
             s.items_in = sum(c.gets for c in ins)
             s.rows_in = sum(c.rows_got for c in ins)
             s.items_out = sum(c.puts for c in outs)
