@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import BeforeValidator
 
 from mdp.errors import ConfigError
 
@@ -77,3 +79,13 @@ def format_time(ns: int) -> str:
     if frac == 0:
         return base + "Z"
     return f"{base}.{frac:09d}".rstrip("0") + "Z"
+
+
+def _duration_validator(value: object) -> int:
+    if isinstance(value, str | int | float):
+        return parse_duration(value)
+    raise ValueError(f"expected a duration such as '5s' or '1m', got {value!r}")
+
+
+#: A config field holding a duration: accepts ``"5s"``, ``"1m"``, ``"250ms"`` or seconds; stores int ns.
+DurationNs = Annotated[int, BeforeValidator(_duration_validator)]

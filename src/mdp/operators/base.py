@@ -13,9 +13,10 @@ flushed later would arrive behind it and look late downstream.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import polars as pl
+from pydantic import BaseModel
 
 from mdp.clock import DEFAULT_CLOCK, Clock
 from mdp.records import END_OF_TIME, Watermark
@@ -108,6 +109,13 @@ class Operator:
     output_kind: ClassVar[str | None] = None
     outputs: Sequence[str] = ("out",)
     is_source: ClassVar[bool] = False
+    #: the pydantic model of this component's config ``params`` (extra keys forbidden); None: not configurable
+    Params: ClassVar[type[BaseModel] | None] = None
+
+    @classmethod
+    def from_params(cls, params: BaseModel) -> Self:
+        """Build the operator from its validated config params (default: keyword arguments)."""
+        return cls(**params.model_dump())
 
     async def open(self, ctx: Context) -> None:
         """Called once before the first message (open files, connections)."""

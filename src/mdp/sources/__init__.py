@@ -1,0 +1,1 @@
+"""Sources: file replay, synthetic feed, and the event-time watermark rule they share."""
