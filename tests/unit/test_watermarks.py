@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ def late_as_operators_see_it(ts: list[int], bound: int, cuts: list[int]) -> list
     arr = np.asarray(ts, dtype=np.int64)
     edges = sorted({0, len(ts), *(c for c in cuts if 0 < c < len(ts))})
     in_force, late = NO_WATERMARK, []
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         for piece in tracker.pieces(arr[a:b]):
             in_force = max(in_force, piece.watermark_before)
             late.extend(bool(t < in_force) for t in arr[a + piece.start : a + piece.stop])
