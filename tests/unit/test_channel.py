@@ -182,3 +182,39 @@ def test_order_is_preserved_whatever_the_capacity_and_timing(
         return got
 
     assert asyncio.run(scenario()) == items
+
+
+async def test_conflate_keeps_the_newest_value_per_key_when_full() -> None:
+    ch: Channel[dict[str, object]] = Channel(2, policy="conflate", key="symbol")
+    await ch.put({"symbol": "A", "bid": 1})
+    await ch.put({"symbol": "B", "bid": 1})
+    await asyncio.wait_for(ch.put({"symbol": "A", "bid": 2}), 1)  # full: replaces A's queued quote
+    assert [await ch.get(), await ch.get()] == [{"symbol": "A", "bid": 2}, {"symbol": "B", "bid": 1}]
+    assert ch.statistics().conflated == 1
+
+
+async def test_conflate_folds_frames_keeping_the_last_row_per_key() -> None:
+    ch: Channel[pl.DataFrame] = Channel(1, policy="conflate", key="symbol")
+    await ch.put(pl.DataFrame({"symbol": ["A", "B"], "bid": [1.0, 1.0]}))
+    await asyncio.wait_for(ch.put(pl.DataFrame({"symbol": ["A"], "bid": [2.0]})), 1)
+    frame = await ch.get()
+    assert frame.sort("symbol").rows() == [("A", 2.0), ("B", 1.0)]
+    assert ch.statistics().conflated == 1
+
+
+async def test_conflate_never_crosses_a_watermark() -> None:
+    from mdp import Watermark as EventWatermark
+
+    ch: Channel[object] = Channel(2, policy="conflate", key=lambda q: q["symbol"])  # type: ignore[index]
+    await ch.put({"symbol": "A", "bid": 1})
+    await ch.put(EventWatermark(10))
+    blocked = asyncio.create_task(ch.put({"symbol": "A", "bid": 2}))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()  # the queued A is behind a watermark: wait instead
+    await ch.get()
+    await asyncio.wait_for(blocked, 1)
+
+
+def test_conflate_needs_a_key() -> None:
+    with pytest.raises(MdpError, match="needs key="):
+        Channel(2, policy="conflate")

@@ -100,3 +100,10 @@ def test_validate_returns_a_topological_order() -> None:
         dag.add_node(Node(name, fn))
     dag.add_edge("mid", "sink").add_edge("src", "mid")
     assert dag.validate() == ["src", "mid", "sink"]
+
+
+def test_conflate_edge_needs_a_key() -> None:
+    dag = Dag().add_node(Node("a", fn)).add_node(Node("b", fn))
+    dag.add_edge("a", "b", policy="conflate")
+    with pytest.raises(DagValidationError, match="conflate needs a key"):
+        dag.validate()

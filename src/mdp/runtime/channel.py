@@ -11,6 +11,11 @@ channel is empty, so one large frame cannot deadlock a graph.
 High/low watermark callbacks fire once per crossing (high when the fill level reaches ``high``, low when
 it falls back to ``low``), so a source or rate limiter can slow down and speed up again. Callbacks run
 synchronously and must be quick; a callback that returns a coroutine is scheduled as a task.
+
+``policy="block"`` (the default) makes a full channel wait. ``policy="conflate"`` is for streams where
+only the newest value per key matters (quotes): a put into a full channel replaces the queued message
+with the same key (or, for frames, folds into the last queued frame keeping the last row per key column)
+and counts what it replaced in ``statistics().conflated``; when nothing can absorb it, the put waits.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import collections
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import polars as pl
 
 from mdp.errors import ChannelBroken, ChannelClosed, MdpError
+from mdp.records import Watermark as EventWatermark
 
 T = TypeVar("T")
 Callback = Callable[[], Any]
@@ -70,6 +76,7 @@ class ChannelStatistics:
     low_crossings: int
     above_high: bool
     closed: bool
+    conflated: int = 0
 
 
 class _Done:
@@ -104,12 +111,15 @@ class Channel(Generic[T]):
         "_cap",
         "_cap_rows",
         "_closed",
+        "_conflate",
+        "_conflated",
         "_gets",
         "_getters",
         "_high",
         "_high_crossings",
         "_high_rows",
         "_items",
+        "_key",
         "_low",
         "_low_crossings",
         "_low_rows",
@@ -135,6 +145,8 @@ class Channel(Generic[T]):
         *,
         capacity_rows: int | None = None,
         name: str = "channel",
+        policy: Literal["block", "conflate"] = "block",
+        key: str | Callable[[Any], Any] | None = None,
     ) -> None:
         if capacity < 1:
             raise MdpError(f"channel {name!r}: capacity must be at least 1, got {capacity}")
@@ -166,6 +178,13 @@ class Channel(Generic[T]):
         self._blocked_ns = 0
         self._high_crossings = self._low_crossings = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        if policy not in ("block", "conflate"):
+            raise MdpError(f"channel {name!r}: policy must be 'block' or 'conflate', got {policy!r}")
+        if policy == "conflate" and key is None:
+            raise MdpError(f"channel {name!r}: the conflate policy needs key= (a column name or a function)")
+        self._conflate = policy == "conflate"
+        self._key = key
+        self._conflated = 0
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -180,6 +199,8 @@ class Channel(Generic[T]):
         if self._closed:
             self._raise_closed()
         if self._putters or self._is_full(rows):
+            if self._conflate and self._conflate_into_queue(item):
+                return
             await self._wait_for_room(rows)
         self._append(item, rows)
 
@@ -189,9 +210,47 @@ class Channel(Generic[T]):
         if self._closed:
             self._raise_closed()
         if self._putters or self._is_full(rows):
-            return False
+            return bool(self._conflate and self._conflate_into_queue(item))
         self._append(item, rows)
         return True
+
+    def _conflate_into_queue(self, item: T) -> bool:
+        """Full channel, conflate policy: fold ``item`` into what is queued, keeping the newest per key.
+
+        Only messages after the last queued event-time watermark are touched, so conflation never moves
+        data across a watermark. Returns False when nothing could absorb the item (the put then waits).
+        """
+        items = self._items
+        if not items:
+            return False
+        last = items[-1]
+        if type(item) is _DataFrame:
+            if type(last) is not _DataFrame or not isinstance(self._key, str):
+                return False
+            old: pl.DataFrame = last  # type: ignore[assignment]
+            new: pl.DataFrame = item  # type: ignore[assignment]
+            merged = pl.concat([old, new], how="vertical_relaxed").unique(
+                subset=[self._key], keep="last", maintain_order=True
+            )
+            items[-1] = merged  # type: ignore[assignment]
+            self._rows += merged.height - old.height
+            self._conflated += old.height + new.height - merged.height
+            self._puts += 1
+            return True
+        if type(item) is EventWatermark:
+            return False
+        key_fn = self._key if callable(self._key) else (lambda x: x[self._key])
+        wanted = key_fn(item)
+        for i in range(len(items) - 1, -1, -1):
+            queued = items[i]
+            if type(queued) is EventWatermark or type(queued) is _DataFrame:
+                return False
+            if key_fn(queued) == wanted:
+                items[i] = item  # the newest value takes the older one's place in line
+                self._conflated += 1
+                self._puts += 1
+                return True
+        return False
 
     def _is_full(self, rows: int) -> bool:
         if len(self._items) >= self._cap:
@@ -381,6 +440,7 @@ class Channel(Generic[T]):
             low_crossings=self._low_crossings,
             above_high=self._above,
             closed=self._closed,
+            conflated=self._conflated,
         )
 
     @staticmethod

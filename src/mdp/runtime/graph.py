@@ -67,6 +67,9 @@ class Edge:
     port: str = "out"
     target: str | None = None
     capacity: int | None = None
+    #: "block" (wait when full) or "conflate" (keep the newest per ``key`` when full)
+    policy: str = "block"
+    key: str | None = None
 
     @property
     def name(self) -> str:
@@ -99,9 +102,15 @@ class Dag:
         port: str = "out",
         target: str | None = None,
         capacity: int | None = None,
+        policy: str = "block",
+        key: str | None = None,
     ) -> Dag:
-        """Connect ``src`` (its ``port`` output) to ``dst``. Returns self for chaining."""
-        self.edges.append(Edge(src, dst, port, target, capacity))
+        """Connect ``src`` (its ``port`` output) to ``dst``. Returns self for chaining.
+
+        ``policy="conflate"`` with ``key`` (a column or field name) keeps only the newest message per key
+        when the edge's channel is full, for quote streams where only the latest price matters.
+        """
+        self.edges.append(Edge(src, dst, port, target, capacity, policy, key))
         return self
 
     def node(self, name: str) -> Node:
@@ -153,6 +162,11 @@ class Dag:
                         f"edge {e.src!r} -> {e.dst!r} goes {role} {end!r}, which is not a node; "
                         f"known nodes are {sorted(by_name)}"
                     )
+            if e.policy not in ("block", "conflate") or (e.policy == "conflate" and not e.key):
+                raise DagValidationError(
+                    f"edge {e.name!r}: policy must be 'block' or 'conflate' (conflate needs a key), "
+                    f"got policy={e.policy!r} key={e.key!r}"
+                )
             if e.src == e.dst:
                 raise DagValidationError(f"edge {e.src!r} -> {e.dst!r} is a self-loop; a node cannot feed itself")
             if (e.src, e.dst, e.port) in pairs:

@@ -177,6 +177,8 @@ class DagRuntime:
                 on_low=self._edge_callback(cfg.on_low, edge.name),
                 capacity_rows=cfg.channel_capacity_rows,
                 name=edge.name,
+                policy="conflate" if edge.policy == "conflate" else "block",
+                key=edge.key,
             )
 
     @staticmethod
