@@ -57,7 +57,7 @@ class ManualClock:
         return self._now
 
     async def sleep(self, seconds: float) -> None:
-        deadline = self._now + int(seconds * 1_000_000_000)
+        deadline = self._now + round(seconds * 1_000_000_000)
         if deadline <= self._now:
             await asyncio.sleep(0)
             return
@@ -67,7 +67,7 @@ class ManualClock:
 
     async def advance(self, seconds: float) -> None:
         """Move time forward and let every task whose sleep ended run before returning."""
-        self.set_ns(self._now + int(seconds * 1_000_000_000))
+        self.set_ns(self._now + round(seconds * 1_000_000_000))
         for _ in range(5):  # a few loop turns so woken tasks reach their next await
             await asyncio.sleep(0)
 

@@ -22,25 +22,39 @@ NS: Final[dict[str, int]] = {
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)\s*$")
 
 
-def parse_duration(value: str | int | float) -> int:
-    """Return ``value`` in nanoseconds. Strings carry a unit (``"1m"``); bare numbers are seconds.
+def parse_duration(value: str | int) -> int:
+    """Return ``value`` in nanoseconds. Strings carry a unit (``"1m"``, ``"250ms"``); a bare ``int`` is
+    already nanoseconds, like every timestamp inside mdp (so validated params round-trip unchanged).
 
     Raises:
-        ConfigError: the string has no known unit or is negative.
+        ConfigError: a string without a known unit, a float (say ``"0.5s"`` instead), or a negative value.
     """
-    if isinstance(value, bool):
-        raise ConfigError(f"expected a duration such as '5s' or '1m', got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ConfigError(
+            f"a duration needs a unit, such as '500ms', '5s' or '1m'; got the bare number {value!r} "
+            "(a bare integer is read as nanoseconds)"
+        )
+    if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"a duration cannot be negative, got {value!r}")
-        return int(round(value * 1_000_000_000))
+        return value
     match = _DURATION.match(value)
     if match is None:
         raise ConfigError(
-            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} (units: {', '.join(NS)})"
+            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} "
+            f"(units: {', '.join(NS)})"
         )
     number, unit = match.groups()
     return int(round(float(number) * NS[unit]))
+
+
+def seconds_or_duration(value: float | str) -> int:
+    """For Python APIs that take seconds (like ``asyncio``): a number is seconds, a string has a unit."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if value < 0:
+        raise ConfigError(f"a duration cannot be negative, got {value!r}")
+    return int(round(value * 1_000_000_000))
 
 
 def format_duration(ns: int) -> str:
@@ -83,9 +97,9 @@ def format_time(ns: int) -> str:
 
 def _duration_validator(value: object) -> int:
     if isinstance(value, str | int | float):
-        return parse_duration(value)
+        return parse_duration(value)  # type: ignore[arg-type]
     raise ValueError(f"expected a duration such as '5s' or '1m', got {value!r}")
 
 
-#: A config field holding a duration: accepts ``"5s"``, ``"1m"``, ``"250ms"`` or seconds; stores int ns.
+#: A config field holding a duration: ``"5s"``, ``"1m"``, ``"250ms"``, or an int of nanoseconds; stores int ns.
 DurationNs = Annotated[int, BeforeValidator(_duration_validator)]

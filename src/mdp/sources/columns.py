@@ -1,0 +1,313 @@
+"""Map a file's columns onto a canonical record schema, vectorised, with errors that say what to change.
+
+A mapping sends each canonical column name to a file column (``"price": "px"``) or to a *template* that
+joins file columns (``"symbol": "{venue}:{symbol}"`` gives ``"binance-spot:BTCUSDT"``). A canonical column
+that is not mapped comes from the file column of the same name if there is one, else it is null; ``seq``
+without a source is the row's arrival index in the whole file, so ties in ``ts_event`` keep file order.
+
+Timestamp columns (``ts_event``, ``ts_recv``) become int ns UTC from integers or decimals in a unit
+(``ns``, ``us``, ``ms``, ``s``), from ISO-8601 text (``iso``) or from a native datetime column.
+Everything here is pure (frames in, frames out); the file I/O lives in :mod:`mdp.sources.replay`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, get_args
+
+import polars as pl
+import pyarrow as pa
+
+from mdp.errors import ConfigError, MdpError, SourceError
+from mdp.records import SCHEMAS, Quote, RecordKind, Trade, conform
+
+TsUnit = Literal["ns", "us", "ms", "s", "iso"]
+TS_UNITS: Final[tuple[str, ...]] = get_args(TsUnit)
+UNIT_NS: Final[dict[str, int]] = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+#: canonical columns that hold timestamps, converted to int ns UTC
+TIME_COLUMNS: Final[frozenset[str]] = frozenset({"ts_event", "ts_recv"})
+_RECORD_CLASSES: Final[dict[RecordKind, type[Any]]] = {"trade": Trade, "quote": Quote}
+#: how many more timestamp formats one block of ISO-8601 text may mix (each costs one pass over the rest)
+_ISO_RETRIES: Final[int] = 3
+_ARROW_TYPES: Final[dict[type[pl.DataType], pa.DataType]] = {
+    pl.Float64: pa.float64(),
+    pl.Int64: pa.int64(),
+    pl.String: pa.string(),
+}
+
+
+def required_columns(kind: RecordKind) -> frozenset[str]:
+    """The canonical columns a record of ``kind`` cannot do without (its fields without a default)."""
+    fields = dataclasses.fields(_RECORD_CLASSES[kind])
+    return frozenset(f.name for f in fields if f.default is dataclasses.MISSING)
+
+
+def parse_template(template: str) -> list[tuple[str, str | None]]:
+    """Split ``"{venue}:{symbol}"`` into ``[("", "venue"), (":", "symbol")]`` (literal text, column)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(
+            f"column template {template!r} is malformed ({exc}); write it as '{{col1}}:{{col2}}'"
+        ) from exc
+    result: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parts:
+        if name is not None and (spec or conversion or name == ""):
+            raise ConfigError(
+                f"column template {template!r} may only name columns in braces, like '{{venue}}:{{symbol}}'; "
+                "remove format specs, conversions and empty braces"
+            )
+        result.append((literal, name))
+    return result
+
+
+def is_template(value: str) -> bool:
+    """True when a mapping value joins columns (it contains braces) rather than naming one column."""
+    return "{" in value or "}" in value
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Where one canonical column comes from: a file column, a template, the row index, or nothing."""
+
+    how: Literal["column", "template", "row_index", "null"]
+    column: str | None = None
+    template: str = ""
+    parts: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def file_columns(self) -> list[str]:
+        if self.how == "column":
+            assert self.column is not None
+            return [self.column]
+        return [name for _, name in self.parts if name is not None]
+
+
+class ColumnPlan:
+    """How to turn frames of one file into canonical frames of ``kind``.
+
+    Args:
+        kind: the record kind to produce.
+        mapping: canonical name -> file column or template.
+        file_columns: the columns the file has, in file order.
+        ts_units: unit of each timestamp column (``{"ts_event": "ms", "ts_recv": "ns"}``).
+        where: how to name the file in messages (its path).
+
+    Raises:
+        ConfigError: the mapping names an unknown canonical column or a malformed template.
+        SourceError: a mapped column is not in the file, or a required column has no source.
+    """
+
+    def __init__(
+        self,
+        kind: RecordKind,
+        mapping: Mapping[str, str],
+        file_columns: list[str],
+        ts_units: Mapping[str, TsUnit],
+        where: str,
+    ) -> None:
+        self.kind = kind
+        self.schema = SCHEMAS[kind]
+        self.ts_units = dict(ts_units)
+        self.where = where
+        unknown = sorted(set(mapping) - set(self.schema))
+        if unknown:
+            raise ConfigError(
+                f"columns maps {unknown} but a {kind} has only the columns {list(self.schema)}; "
+                "use those names as the keys of params.columns"
+            )
+        available = set(file_columns)
+        self.specs: dict[str, ColumnSpec] = {}
+        for name in self.schema:
+            source = mapping.get(name)
+            if source is None:
+                spec = self._default_spec(name, available)
+            elif is_template(source):
+                spec = ColumnSpec("template", template=source, parts=parse_template(source))
+            else:
+                spec = ColumnSpec("column", column=source)
+            for col in spec.file_columns:
+                if col not in available:
+                    raise SourceError(
+                        f"column {col!r} (mapped to {name!r}) is not in {where}; the file has the columns "
+                        f"{file_columns}. change params.columns to name one of them"
+                    )
+            self.specs[name] = spec
+        missing = sorted(n for n in required_columns(kind) if self.specs[n].how == "null")
+        if missing:
+            raise SourceError(
+                f"a {kind} needs the columns {missing}, which {where} does not have (its columns are "
+                f"{file_columns}); map them in params.columns, e.g. {{'{missing[0]}': '<file column>'}}"
+            )
+        #: the file columns to read, in file order (reading fewer columns is faster)
+        self.needed = [c for c in file_columns if any(c in s.file_columns for s in self.specs.values())]
+
+    def _default_spec(self, name: str, available: set[str]) -> ColumnSpec:
+        if name in available:
+            return ColumnSpec("column", column=name)
+        return ColumnSpec("row_index" if name == "seq" else "null")
+
+    def roles(self) -> dict[str, list[str]]:
+        """File column -> the canonical columns it feeds (for error messages)."""
+        result: dict[str, list[str]] = {}
+        for name, spec in self.specs.items():
+            for col in spec.file_columns:
+                result.setdefault(col, []).append(name)
+        return result
+
+    def arrow_types(self) -> dict[str, pa.DataType]:
+        """Arrow types to request when parsing text (CSV): numbers as numbers, everything else as text.
+
+        Asking for the type up front keeps a streaming reader from guessing it from the first block
+        (a price column of whole numbers would otherwise become int64 and fail on ``48.8`` later).
+        """
+        types: dict[str, pa.DataType] = {}
+        for name, spec in self.specs.items():
+            for col in spec.file_columns:
+                if spec.how == "template":
+                    wanted = pa.string()
+                elif name in TIME_COLUMNS:
+                    unit = self.ts_units.get(name, "ns")
+                    # seconds often carry a fraction, read exactly from the text; other units are integers
+                    wanted = pa.string() if unit in ("iso", "s") else pa.int64()
+                else:
+                    wanted = _ARROW_TYPES.get(type(self.schema[name]), pa.string())
+                # a column read in two roles is read as text; every role can parse text
+                types[col] = wanted if types.get(col, wanted) == wanted else pa.string()
+        return types
+
+    def _timestamps(self, raw: pl.DataFrame, name: str, values: pl.Expr) -> pl.Series:
+        source = raw.select(values).to_series()
+        unit = self.ts_units.get(name, "ns")
+        ts = to_ns(source, unit, source.name, self.where)
+        failed = ts.null_count() - (0 if name == "ts_event" else source.null_count())
+        if failed:  # a required timestamp is missing, or a value is there but cannot be read
+            raise _ts_error(source, ts, unit, self.where, required=name == "ts_event")
+        return ts
+
+    def apply(self, raw: pl.DataFrame, first_row: int) -> pl.DataFrame:
+        """Return ``raw`` (file columns) as a canonical frame; ``first_row`` is its row index in the file.
+
+        Raises:
+            SourceError: a timestamp cannot be parsed, or a value does not fit its canonical type.
+        """
+        exprs: list[pl.Expr] = []
+        for name, spec in self.specs.items():
+            if spec.how == "column":
+                assert spec.column is not None
+                expr = pl.col(spec.column)
+            elif spec.how == "template":
+                pieces = [e for lit, col in spec.parts for e in _template_exprs(lit, col)]
+                expr = pl.concat_str(pieces).alias(spec.template)  # messages name it by its template
+            elif spec.how == "row_index":
+                expr = pl.int_range(first_row, first_row + raw.height, dtype=pl.Int64)
+            else:
+                continue
+            if name in TIME_COLUMNS and spec.how != "row_index":
+                expr = pl.lit(self._timestamps(raw, name, expr))
+            exprs.append(expr.alias(name))
+        try:
+            return conform(raw.select(exprs), self.kind)
+        except (pl.exceptions.PolarsError, MdpError) as exc:
+            raise SourceError(
+                f"cannot read {self.where} as {self.kind} records: {exc}. check that params.columns maps "
+                "numeric columns (price, size) to columns holding numbers"
+            ) from exc
+
+
+def _template_exprs(literal: str, column: str | None) -> list[pl.Expr]:
+    exprs = [pl.lit(literal)] if literal else []
+    if column is not None:
+        exprs.append(pl.col(column).cast(pl.String))
+    return exprs
+
+
+def to_ns(values: pl.Series, unit: TsUnit, column: str, where: str) -> pl.Series:
+    """Convert a timestamp column to Int64 ns UTC; values that cannot be read become null.
+
+    Integers and decimals are read in ``unit``; text is parsed as numbers in ``unit``, or as ISO-8601
+    when ``unit`` is ``"iso"`` (no offset means UTC); a datetime column is used as it is.
+    """
+    dtype = values.dtype
+    if dtype == pl.Datetime or dtype == pl.Date:
+        return values.cast(pl.Datetime("ns")).dt.epoch("ns") if dtype == pl.Date else values.dt.epoch("ns")
+    if unit == "iso":
+        if dtype != pl.String:
+            raise SourceError(
+                f"column {column!r} of {where} holds {dtype} values, not ISO-8601 text; set ts_unit to the "
+                f"unit of its numbers ('ns', 'us', 'ms' or 's'). first value: {_sample(values)!r}"
+            )
+        return _iso_to_ns(values)
+    factor = UNIT_NS[unit]
+    if dtype == pl.String:
+        text = values.str.strip_chars()
+        as_float = text.cast(pl.Float64, strict=False)  # last resort: exponents such as 1.7e9
+        return (
+            (text.str.to_integer(strict=False) * factor)
+            .fill_null(_decimal_to_ns(text, factor))
+            .fill_null(_float_to_ns(as_float, factor))
+        )
+    if dtype.is_integer():
+        return values.cast(pl.Int64) * factor
+    if dtype.is_float():
+        return _float_to_ns(values, factor)
+    raise SourceError(
+        f"column {column!r} of {where} holds {dtype} values, which are not timestamps; map a column of "
+        "integers, decimals, ISO-8601 text or datetimes to it"
+    )
+
+
+def _iso_to_ns(text: pl.Series) -> pl.Series:
+    """Parse ISO-8601 text; polars infers one format per call, so rows of another format get a retry."""
+    result = _parse_iso(text)
+    for _ in range(_ISO_RETRIES):
+        failed = result.is_null() & text.is_not_null()
+        if not failed.any():
+            break
+        retry = _parse_iso(text.filter(failed))
+        if retry.null_count() == retry.len():
+            break
+        result = result.scatter(failed.arg_true(), retry)
+    return result
+
+
+def _parse_iso(text: pl.Series) -> pl.Series:
+    return text.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False).dt.epoch("ns")
+
+
+def _decimal_to_ns(text: pl.Series, factor: int) -> pl.Series:
+    """Exact ns from decimal text such as ``"1723161600.000001"`` (a float would be off by ~200 ns)."""
+    digits = len(str(factor)) - 1
+    parts = text.str.extract_groups(r"^([+-]?)(\d+)\.(\d*)$").struct.unnest()
+    sign, whole, frac = (parts.get_column(c) for c in parts.columns)
+    frac_units = frac.str.slice(0, digits).str.pad_end(digits, "0").str.to_integer(strict=False) if digits else 0
+    magnitude = whole.str.to_integer(strict=False) * factor + frac_units
+    return magnitude * (1 - 2 * (sign == "-").cast(pl.Int64))
+
+
+def _float_to_ns(values: pl.Series, factor: int) -> pl.Series:
+    """Whole and fractional parts apart, so whole units stay exact beyond float precision."""
+    clean = values.fill_nan(None)
+    whole = clean.floor()
+    return (whole.cast(pl.Int64) * factor + ((clean - whole) * factor).round().cast(pl.Int64)).rename(values.name)
+
+
+def _sample(values: pl.Series) -> Any:
+    non_null = values.drop_nulls()
+    return non_null[0] if non_null.len() else None
+
+
+def _ts_error(raw: pl.Series, parsed: pl.Series, unit: TsUnit, where: str, *, required: bool) -> SourceError:
+    bad_rows = parsed.is_null() if required else parsed.is_null() & raw.is_not_null()
+    bad = raw.filter(bad_rows)
+    sample = bad[0] if bad.len() else None
+    expected = "ISO-8601 text such as '2024-08-09T00:00:00Z'" if unit == "iso" else f"numbers of {unit}"
+    what = "an empty timestamp" if sample is None or sample == "" else f"the value {sample!r}"
+    return SourceError(
+        f"cannot read the timestamps in column {raw.name!r} of {where} as {expected}: found {what} "
+        f"({bad.len()} such rows in this block); set ts_unit to the column's unit "
+        f"({', '.join(repr(u) for u in TS_UNITS)}) or map another column"
+    )

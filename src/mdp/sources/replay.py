@@ -1,0 +1,266 @@
+"""``ReplaySource`` (``source.replay``): replay trades from a CSV, gzip CSV or Parquet file as frames.
+
+The file is streamed, never loaded whole: Parquet through ``ParquetFile.iter_batches``, CSV (plain or
+gzip) through pyarrow's streaming CSV reader, reading only the columns the mapping needs, with their
+types fixed up front. Each batch becomes a canonical frame with vectorised column work
+(:mod:`mdp.sources.columns`), is re-cut into frames of ``frame_rows`` and sent through
+``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time.
+
+Example::
+
+    ReplaySource(
+        path="trades.csv.gz",
+        columns={"ts_event": "trade_ts_ms", "symbol": "{venue}:{symbol}", "size": "qty"},
+        ts_unit="ms",
+        max_out_of_orderness="250ms",
+    )
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mdp.durations import DurationNs
+from mdp.errors import ConfigError, SourceError
+from mdp.operators.base import Context, Source
+from mdp.sources.columns import TIME_COLUMNS, ColumnPlan, TsUnit
+from mdp.sources.pacing import Pacer, cut_frames, emit_paced, in_thread
+from mdp.sources.watermarks import WatermarkTracker
+
+FileFormat = Literal["auto", "csv", "parquet"]
+#: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input
+CSV_BLOCK_BYTES: Final[int] = 4 << 20
+_CSV_COLUMN_NO = re.compile(r"CSV column #(\d+)")
+
+
+class ReplayParams(BaseModel):
+    """Config of ``source.replay``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="file to replay: .csv, .csv.gz or .parquet")
+    format: FileFormat = Field(default="auto", description="file format; auto: from the suffix")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> file column, or a template joining columns such as '{venue}:{symbol}'; "
+        "unmapped columns come from a file column of the same name, else null (seq: file row index)",
+    )
+    ts_unit: TsUnit = Field(default="ns", description="unit of the ts_event column: ns, us, ms, s, or iso (ISO-8601)")
+    ts_recv_unit: TsUnit | None = Field(default=None, description="unit of the ts_recv column; None: same as ts_unit")
+    max_out_of_orderness: DurationNs = Field(
+        default=0, description="how far behind the newest row a row may arrive and still be on time: '250ms', '1s'"
+    )
+    speed: float | None = Field(
+        default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time by event time; 10: 10x"
+    )
+    frame_rows: int = Field(default=65_536, ge=1, description="most rows per emitted frame")
+    kind: Literal["trade"] = Field(default="trade", description="record kind in the file (quotes: not yet)")
+
+
+class ReplaySource(Source):
+    """Replay a trade file as canonical frames and watermarks.
+
+    Keyword arguments are the fields of :class:`ReplayParams`; durations accept ``"250ms"`` or int ns.
+    ``stats()`` reports ``rows_emitted`` and ``offset`` (rows read from the file so far).
+
+    Raises (when the graph starts):
+        SourceError: the file is missing or unreadable, a mapped column is not in it, or a timestamp
+            cannot be parsed; the message says what to change.
+    """
+
+    Params: ClassVar[type[BaseModel] | None] = ReplayParams
+    output_kind: ClassVar[str | None] = "trade"
+
+    def __init__(
+        self,
+        *,
+        path: str | Path,
+        format: FileFormat = "auto",
+        columns: dict[str, str] | None = None,
+        ts_unit: TsUnit = "ns",
+        ts_recv_unit: TsUnit | None = None,
+        max_out_of_orderness: int | str = 0,
+        speed: float | None = None,
+        frame_rows: int = 65_536,
+        kind: Literal["trade"] = "trade",
+    ) -> None:
+        try:
+            self.params = ReplayParams.model_validate(
+                {
+                    "path": str(path),
+                    "format": format,
+                    "columns": columns or {},
+                    "ts_unit": ts_unit,
+                    "ts_recv_unit": ts_recv_unit,
+                    "max_out_of_orderness": duration_arg(max_out_of_orderness),
+                    "speed": speed,
+                    "frame_rows": frame_rows,
+                    "kind": kind,
+                }
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"invalid source.replay params: {exc}") from exc
+        self.path = Path(self.params.path)
+        self.rows_emitted = 0
+        self.offset = 0
+        self._plan: ColumnPlan | None = None
+
+    def port_kind(self, port: str) -> str | None:
+        return self.params.kind
+
+    def stats(self) -> dict[str, Any]:
+        return {"rows_emitted": self.rows_emitted, "offset": self.offset}
+
+    async def open(self, ctx: Context) -> None:
+        """Check the file and the column mapping before the first row, so a bad config fails at once."""
+        self._plan = self.plan()
+
+    def plan(self) -> ColumnPlan:
+        """Resolve the format and the column mapping against the file's header."""
+        p = self.params
+        if not self.path.is_file():
+            raise SourceError(
+                f"replay file {str(self.path)!r} does not exist (working directory {str(Path.cwd())!r}); "
+                "fix params.path"
+            )
+        fmt = resolve_format(self.path, p.format)
+        file_columns = _parquet_columns(self.path) if fmt == "parquet" else _csv_header(self.path)
+        units: dict[str, TsUnit] = {"ts_event": p.ts_unit, "ts_recv": p.ts_recv_unit or p.ts_unit}
+        return ColumnPlan(p.kind, p.columns, file_columns, units, where=str(self.path))
+
+    async def run(self, ctx: Context) -> None:
+        plan = self._plan or self.plan()
+        self.rows_emitted = 0
+        self.offset = 0
+        tracker = WatermarkTracker(self.params.max_out_of_orderness)
+        pacer = Pacer(ctx.clock, self.params.speed) if self.params.speed else None
+        async with contextlib.aclosing(in_thread(self.frames(plan))) as frames:
+            async for frame in frames:
+                if ctx.stopping:
+                    return
+                sent = await emit_paced(ctx, frame, tracker, pacer)
+                self.rows_emitted += sent
+                if sent < frame.height:
+                    return
+
+    def frames(self, plan: ColumnPlan) -> Iterator[pl.DataFrame]:
+        """Canonical frames of at most ``frame_rows`` rows, in file order (blocking; runs on a thread)."""
+        return cut_frames(self._canonical(plan), self.params.frame_rows)
+
+    def _canonical(self, plan: ColumnPlan) -> Iterator[pl.DataFrame]:
+        fmt = resolve_format(self.path, self.params.format)
+        if fmt == "parquet":
+            batches = _parquet_batches(self.path, plan.needed, self.params.frame_rows)
+        else:
+            batches = _csv_batches(self.path, plan)
+        for batch in batches:
+            raw = pl.from_arrow(batch)
+            assert isinstance(raw, pl.DataFrame)
+            frame = plan.apply(raw, self.offset)
+            self.offset += frame.height
+            yield frame
+
+
+def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
+    """The file format: as configured, or from the suffix (.csv, .csv.gz, .parquet)."""
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise SourceError(
+        f"cannot tell the format of {str(path)!r} from its name (known suffixes: .csv, .csv.gz, .parquet); "
+        "set params.format to 'csv' or 'parquet'"
+    )
+
+
+def duration_arg(value: int | str) -> str:
+    """A constructor duration for its Params: ints are ns (what ``model_dump`` gives), strings as written.
+
+    Kept for readability of Params errors; ``DurationNs`` also takes a bare int as ns.
+    """
+    return f"{value}ns" if isinstance(value, int) else value
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names on the first line (gzip is detected from the suffix)."""
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            head = b""
+            while b"\n" not in head:
+                chunk = stream.read(1 << 16)
+                if not chunk:
+                    break
+                head += chunk
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {str(path)!r} as CSV: {exc}; check that it is a CSV or gzip CSV file") from exc
+    line = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    if not line:
+        raise SourceError(f"{str(path)!r} has no header line; a replayed CSV needs one naming its columns")
+    return next(csv.reader(io.StringIO(line)))
+
+
+def _csv_batches(path: Path, plan: ColumnPlan) -> Iterator[pa.RecordBatch]:
+    """Stream record batches of the columns ``plan`` needs from a CSV or gzip CSV file."""
+    header = _csv_header(path)
+    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+    convert = pa_csv.ConvertOptions(
+        include_columns=plan.needed,
+        column_types=plan.arrow_types(),
+        # only an empty field is missing: pyarrow's default list would turn the ticker "NA" into null
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pa_csv.open_csv(stream, read_options=read, convert_options=convert)
+            yield from reader
+    except pa.ArrowException as exc:
+        raise _csv_error(path, header, plan, exc) from exc
+
+
+def _csv_error(path: Path, header: list[str], plan: ColumnPlan, exc: Exception) -> SourceError:
+    """Translate a pyarrow CSV error, naming the column and the value it could not convert."""
+    text = str(exc)
+    match = _CSV_COLUMN_NO.search(text)
+    if match is None or int(match.group(1)) >= len(header):
+        return SourceError(f"cannot read {str(path)!r} as CSV: {text}; fix the file or params.format")
+    column = header[int(match.group(1))]
+    roles = plan.roles().get(column, [])
+    value = text.split("invalid value", 1)[-1].strip() if "invalid value" in text else "?"
+    if TIME_COLUMNS & set(roles):
+        hint = "set ts_unit to the unit of its timestamps ('ns', 'us', 'ms', 's', or 'iso' for ISO-8601 text)"
+    else:
+        hint = f"map a column holding numbers to {roles} in params.columns"
+    wanted = "integers" if plan.arrow_types().get(column) == pa.int64() else "numbers"
+    return SourceError(f"cannot read column {column!r} of {str(path)!r} as {wanted}: found the value {value}; {hint}")
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    try:
+        return list(pq.ParquetFile(str(path)).schema_arrow.names)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {str(path)!r} as Parquet: {exc}; check the file or set params.format") from exc
+
+
+def _parquet_batches(path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Stream record batches of ``columns`` from a Parquet file, one row group at a time."""
+    try:
+        with pq.ParquetFile(str(path)) as file:
+            yield from file.iter_batches(batch_size=batch_rows, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read {str(path)!r} as Parquet: {exc}; check the file") from exc

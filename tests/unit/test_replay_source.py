@@ -1,0 +1,403 @@
+"""ReplaySource: CSV, gzip CSV and Parquet files replayed as canonical trade frames with watermarks."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mdp.clock import ManualClock
+from mdp.errors import ConfigError, NodeError, SourceError
+from mdp.operators.base import NO_WATERMARK, Context, Sink
+from mdp.records import END_OF_TIME, TRADE_SCHEMA
+from mdp.runtime.graph import Dag, Node
+from mdp.runtime.runtime import DagRuntime, RunConfig
+from mdp.sources.replay import ReplayParams, ReplaySource
+from mdp.testing import ListSink, run_graph
+
+T0 = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z
+MAPPING = {"ts_event": "ts_ns", "symbol": "{venue}:{sym}", "price": "px", "size": "qty"}
+
+
+class RecordingSink(Sink):
+    """Keep frames and watermarks in arrival order, and count rows older than the watermark in force."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.watermarks: list[int] = []
+        self.late = 0
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        self.frames.append(item)
+        self.late += int((item.get_column("ts_event") < ctx.watermark).sum()) if ctx.watermark > NO_WATERMARK else 0
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        self.watermarks.append(watermark)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        return pl.concat(self.frames) if self.frames else pl.DataFrame(schema=TRADE_SCHEMA)
+
+
+def trades_frame(n: int = 50, *, disorder_ms: int = 0, seed: int = 1) -> pl.DataFrame:
+    """A small trade file: event times 10 ms apart (optionally jittered back), ties, two venues."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + (np.arange(n) // 2) * 10_000_000  # pairs share a timestamp
+    if disorder_ms:
+        ts = ts - rng.integers(0, disorder_ms + 1, n) * 1_000_000
+    return pl.DataFrame(
+        {
+            "ts_ns": ts,
+            "venue": rng.choice(["binance-spot", "binance-usdm"], n),
+            "sym": rng.choice(["BTCUSDT", "ETHUSDT"], n),
+            "px": np.round(100 + rng.standard_normal(n), 2),
+            "qty": rng.integers(1, 100, n) / 10,
+            "trade_id": [str(1000 + i) for i in range(n)],
+        }
+    )
+
+
+def write(frame: pl.DataFrame, path: Path) -> Path:
+    if path.name.endswith(".parquet"):
+        frame.write_parquet(path)
+    elif path.name.endswith(".gz"):
+        with gzip.open(path, "wb") as f:
+            frame.write_csv(f)
+    else:
+        frame.write_csv(path)
+    return path
+
+
+async def replay(source: ReplaySource, sink: Sink | None = None, config: RunConfig | None = None) -> Any:
+    sink = sink or ListSink()
+    dag = Dag()
+    dag.add_node(Node("replay", source)).add_node(Node("sink", sink)).add_edge("replay", "sink")
+    await run_graph(dag, config)
+    return sink
+
+
+async def source_error(source: ReplaySource) -> str:
+    with pytest.raises(NodeError) as info:
+        await replay(source)
+    assert isinstance(info.value.cause, SourceError)
+    return str(info.value.cause)
+
+
+async def test_a_csv_file_replays_as_canonical_trade_frames(tmp_path: Path) -> None:
+    data = trades_frame()
+    path = write(data, tmp_path / "t.csv")
+    sink = await replay(ReplaySource(path=path, columns=MAPPING))
+    out = sink.frame
+    assert out.schema == pl.Schema(TRADE_SCHEMA)
+    assert out["ts_event"].to_list() == data["ts_ns"].to_list()
+    assert out["price"].to_list() == data["px"].to_list()
+    assert out["size"].to_list() == data["qty"].to_list()
+    assert out["symbol"].to_list() == (data["venue"] + ":" + data["sym"]).to_list()
+    assert out["trade_id"].to_list() == data["trade_id"].to_list()
+    assert sink.closed
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.parquet"])
+async def test_gzip_csv_and_parquet_give_the_same_rows_as_plain_csv(tmp_path: Path, name: str) -> None:
+    data = trades_frame(300)
+    plain = (await replay(ReplaySource(path=write(data, tmp_path / "t.csv"), columns=MAPPING))).frame
+    other = (await replay(ReplaySource(path=write(data, tmp_path / name), columns=MAPPING, frame_rows=64))).frame
+    assert other.equals(plain)
+
+
+async def test_unmapped_columns_come_from_same_named_file_columns_or_are_null(tmp_path: Path) -> None:
+    path = write(trades_frame(10), tmp_path / "t.parquet")
+    out = (await replay(ReplaySource(path=path, columns=MAPPING))).frame
+    assert out["venue"].to_list() == trades_frame(10)["venue"].to_list()  # file has a 'venue' column
+    assert out["trade_id"].null_count() == 0
+    assert out["ts_recv"].null_count() == 10
+    assert out["conditions"].null_count() == 10
+
+
+async def test_a_template_with_literal_text_and_one_column(tmp_path: Path) -> None:
+    path = write(trades_frame(4), tmp_path / "t.csv")
+    mapping = {**MAPPING, "symbol": "X.{sym}", "venue": "{venue}"}
+    out = (await replay(ReplaySource(path=path, columns=mapping))).frame
+    assert out["symbol"].str.starts_with("X.").all()
+    assert set(out["venue"].to_list()) <= {"binance-spot", "binance-usdm"}
+
+
+async def test_prices_written_as_decimal_text_are_read_as_float64(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ts,symbol,price,size\n1,A,50,1\n2,A,48.8,2.5\n3,A,,3\n")
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "ts"}))).frame
+    assert out["price"].to_list() == [50.0, 48.8, None]
+    assert out["size"].to_list() == [1.0, 2.5, 3.0]
+    assert out["price"].dtype == pl.Float64
+
+
+@pytest.mark.parametrize(("unit", "scale"), [("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)])
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+async def test_each_numeric_ts_unit_is_read_to_nanoseconds(tmp_path: Path, unit: str, scale: int, name: str) -> None:
+    seconds = [1_723_161_600, 1_723_161_601, 1_723_161_661]
+    data = pl.DataFrame({"t": [s * 1_000_000_000 // scale for s in seconds], "symbol": "A", "price": 1.0, "size": 1.0})
+    path = write(data, tmp_path / name)
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit=unit))).frame  # type: ignore[arg-type]
+    assert out["ts_event"].to_list() == [s * 1_000_000_000 for s in seconds]
+
+
+async def test_fractional_seconds_are_read_to_the_microsecond(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,symbol,price,size\n1723161600.25,A,1,1\n1723161600.000001,A,1,1\n")
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="s"))).frame
+    assert out["ts_event"].to_list() == [T0 + 250_000_000, T0 + 1_000]
+
+
+async def test_iso_timestamps_with_offsets_and_fractions_are_read_as_utc(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "t,symbol,price,size\n"
+        "2024-08-09T00:00:00Z,A,1,1\n"
+        "2024-08-09T02:00:00.5+02:00,A,1,1\n"
+        "2024-08-09T00:00:01.123456789Z,A,1,1\n"
+        "2024-08-09 00:00:02,A,1,1\n"
+    )
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="iso"))).frame
+    assert out["ts_event"].to_list() == [T0, T0 + 500_000_000, T0 + 1_123_456_789, T0 + 2_000_000_000]
+
+
+async def test_a_native_parquet_datetime_column_needs_no_unit(tmp_path: Path) -> None:
+    data = pl.DataFrame({"t": [T0, T0 + 1_000], "symbol": "A", "price": 1.0, "size": 1.0})
+    data = data.with_columns(pl.col("t").cast(pl.Datetime("ns", "UTC")))
+    out = (await replay(ReplaySource(path=write(data, tmp_path / "t.parquet"), columns={"ts_event": "t"}))).frame
+    assert out["ts_event"].to_list() == [T0, T0 + 1_000]
+
+
+async def test_ts_recv_is_read_in_its_own_unit(tmp_path: Path) -> None:
+    data = pl.DataFrame({"t_ms": [1_723_161_600_000], "recv": [T0 + 7], "symbol": "A", "price": 1.0, "size": 1.0})
+    path = write(data, tmp_path / "t.csv")
+    source = ReplaySource(path=path, columns={"ts_event": "t_ms", "ts_recv": "recv"}, ts_unit="ms", ts_recv_unit="ns")
+    out = (await replay(source)).frame
+    assert out.select("ts_event", "ts_recv").row(0) == (T0, T0 + 7)
+
+
+async def test_seq_is_the_arrival_row_index_across_the_whole_file(tmp_path: Path) -> None:
+    path = write(trades_frame(101), tmp_path / "t.csv.gz")
+    sink = await replay(ReplaySource(path=path, columns=MAPPING, frame_rows=7))
+    assert sink.frame["seq"].to_list() == list(range(101))
+
+
+async def test_frames_never_exceed_frame_rows(tmp_path: Path) -> None:
+    path = write(trades_frame(500, disorder_ms=30), tmp_path / "t.parquet")
+    sink = await replay(ReplaySource(path=path, columns=MAPPING, frame_rows=16, max_out_of_orderness="5ms"))
+    heights = [f.height for f in sink.items if isinstance(f, pl.DataFrame)]
+    assert max(heights) <= 16
+    assert sum(heights) == 500
+
+
+async def test_watermarks_never_decrease_and_end_with_end_of_time(tmp_path: Path) -> None:
+    path = write(trades_frame(200, disorder_ms=25), tmp_path / "t.csv")
+    sink = await replay(ReplaySource(path=path, columns=MAPPING, frame_rows=9, max_out_of_orderness="10ms"))
+    assert sink.watermarks == sorted(sink.watermarks)
+    assert sink.watermarks[-1] == END_OF_TIME
+    assert len(set(sink.watermarks)) == len(sink.watermarks)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 120), frame_rows=st.integers(1, 40), bound_ms=st.integers(0, 30), seed=st.integers(0, 99))
+def test_output_and_late_rows_do_not_depend_on_frame_rows(rows: int, frame_rows: int, bound_ms: int, seed: int) -> None:
+    data = trades_frame(rows, disorder_ms=40, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(data, Path(tmp) / "t.csv.gz")
+
+        def run(n: int) -> RecordingSink:
+            source = ReplaySource(path=path, columns=MAPPING, frame_rows=n, max_out_of_orderness=f"{bound_ms}ms")
+            result: RecordingSink = asyncio.run(replay(source, RecordingSink()))
+            return result
+
+        one_frame, cut = run(1_000), run(frame_rows)
+    assert cut.frame.equals(one_frame.frame)
+    assert cut.late == one_frame.late
+    expected_late = int((data["ts_ns"] < data["ts_ns"].cum_max().shift(1) - bound_ms * 1_000_000).sum())
+    assert cut.late == expected_late
+
+
+async def test_stats_report_rows_emitted_and_the_file_offset(tmp_path: Path) -> None:
+    source = ReplaySource(path=write(trades_frame(77), tmp_path / "t.parquet"), columns=MAPPING, frame_rows=10)
+    await replay(source)
+    assert source.stats() == {"rows_emitted": 77, "offset": 77}
+
+
+def test_from_params_reads_durations_once() -> None:
+    params = ReplayParams(path="t.csv", max_out_of_orderness="250ms", columns=MAPPING)
+    source = ReplaySource.from_params(params)
+    assert source.params.max_out_of_orderness == 250_000_000
+    assert source.params == params
+
+
+def test_params_reject_unknown_keys_and_bad_values() -> None:
+    with pytest.raises(ConfigError, match="frame_rows"):
+        ReplaySource(path="t.csv", frame_rows=0)
+    with pytest.raises(ValueError, match="extra"):
+        ReplayParams.model_validate({"path": "t.csv", "fromat": "csv"})
+
+
+async def test_paced_replay_sends_rows_only_when_their_time_comes(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,symbol,price,size\n0,A,1,1\n0,B,1,1\n1000,A,2,1\n3000,A,3,1\n")
+    clock = ManualClock()
+    sink = RecordingSink()
+    task = asyncio.create_task(
+        replay(
+            ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="ms", speed=2.0), sink, RunConfig(clock=clock)
+        )
+    )
+    rows = lambda: sum(f.height for f in sink.frames)  # noqa: E731
+    await wait_for(lambda: clock.sleepers == 1 and rows() == 2)
+    await clock.advance(0.49)
+    await wait_for(lambda: clock.sleepers == 1)
+    await settle()
+    assert rows() == 2  # the row at 1 s is due at 0.5 s of wall time at speed 2
+    await clock.advance(0.01)
+    await wait_for(lambda: rows() == 3 and clock.sleepers == 1)
+    await clock.advance(0.99)
+    await wait_for(lambda: clock.sleepers == 1)
+    await settle()
+    assert rows() == 3
+    await clock.advance(0.01)
+    await asyncio.wait_for(task, 5)
+    assert rows() == 4
+    assert sink.watermarks[-1] == END_OF_TIME
+
+
+async def test_a_paced_replay_stops_promptly_in_a_long_gap(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,symbol,price,size\n0,A,1,1\n3600,A,2,1\n")
+    clock = ManualClock()
+    dag = Dag()
+    dag.add_node(Node("replay", ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="s", speed=1.0)))
+    dag.add_node(Node("sink", sink := ListSink())).add_edge("replay", "sink")
+    runtime = DagRuntime(dag, RunConfig(clock=clock))
+    task = asyncio.create_task(runtime.start())
+    await wait_for(lambda: clock.sleepers == 1)
+    await runtime.stop()
+    await clock.advance(0.1)  # one short sleep later the source sees the stop, an hour before the next row
+    stats = await asyncio.wait_for(task, 5)
+    assert stats.nodes["replay"].state == "completed"
+    assert sink.frame.height == 1
+    assert sink.watermarks[-1] == END_OF_TIME
+
+
+class StoppingSink(ListSink):
+    """Ask the runtime for a graceful stop when the first frame arrives."""
+
+    runtime: DagRuntime
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        await super().on_item(item, ctx)
+        await self.runtime.stop()
+
+
+async def test_a_stop_ends_the_replay_between_frames_and_still_closes_the_stream(tmp_path: Path) -> None:
+    source = ReplaySource(path=write(trades_frame(20_000), tmp_path / "t.parquet"), columns=MAPPING, frame_rows=10)
+    dag = Dag()
+    dag.add_node(Node("replay", source)).add_node(Node("sink", sink := StoppingSink())).add_edge("replay", "sink")
+    sink.runtime = DagRuntime(dag)
+    await asyncio.wait_for(sink.runtime.start(), 10)
+    assert 0 < source.rows_emitted < 20_000
+    assert sink.frame.height == source.rows_emitted <= source.offset
+    assert sink.watermarks[-1] == END_OF_TIME
+
+
+async def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    message = await source_error(ReplaySource(path=tmp_path / "nope.csv", columns=MAPPING))
+    assert "nope.csv" in message
+    assert "does not exist" in message
+
+
+async def test_a_mapped_column_missing_from_the_file_is_named_with_the_file_columns(tmp_path: Path) -> None:
+    path = write(trades_frame(3), tmp_path / "t.csv")
+    message = await source_error(ReplaySource(path=path, columns={**MAPPING, "price": "last_px"}))
+    assert "'last_px'" in message
+    assert "['ts_ns', 'venue', 'sym', 'px', 'qty', 'trade_id']" in message
+    message = await source_error(ReplaySource(path=path, columns={**MAPPING, "symbol": "{exchange}:{sym}"}))
+    assert "'exchange'" in message
+
+
+async def test_a_required_column_without_a_source_is_named(tmp_path: Path) -> None:
+    path = write(trades_frame(3), tmp_path / "t.parquet")
+    message = await source_error(ReplaySource(path=path, columns={"ts_event": "ts_ns", "price": "px"}))
+    assert "['size', 'symbol']" in message
+
+
+@pytest.mark.parametrize(
+    ("unit", "line", "sample"),
+    [("ms", "2024-08-09T00:00:00Z", "2024-08-09T00:00:00Z"), ("iso", "yesterday", "yesterday"), ("iso", "", "empty")],
+)
+async def test_unparsable_timestamps_name_the_column_and_show_a_value(
+    tmp_path: Path, unit: str, line: str, sample: str
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"when,symbol,price,size\n2024-08-09T00:00:00Z,A,1,1\n{line},A,1,1\n")
+    message = await source_error(ReplaySource(path=path, columns={"ts_event": "when"}, ts_unit=unit))  # type: ignore[arg-type]
+    assert "'when'" in message
+    assert sample in message
+    assert "ts_unit" in message
+
+
+async def test_a_file_of_unknown_suffix_asks_for_the_format(tmp_path: Path) -> None:
+    path = write(trades_frame(3), tmp_path / "t.txt")
+    assert "params.format" in await source_error(ReplaySource(path=path, columns=MAPPING))
+    sink = await replay(ReplaySource(path=path, columns=MAPPING, format="csv"))
+    assert sink.frame.height == 3
+
+
+async def test_mapping_an_unknown_canonical_column_is_a_config_error(tmp_path: Path) -> None:
+    path = write(trades_frame(3), tmp_path / "t.csv")
+    with pytest.raises(NodeError) as info:
+        await replay(ReplaySource(path=path, columns={**MAPPING, "bid": "px"}))
+    assert isinstance(info.value.cause, ConfigError)
+    assert "'bid'" in str(info.value.cause)
+
+
+async def test_a_timestamp_can_be_joined_from_date_and_time_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("date,time,symbol,price,size\n2024-08-09,00:00:01.5,A,1,1\n2024-08-09,00:00:02,A,1,1\n")
+    source = ReplaySource(path=path, columns={"ts_event": "{date}T{time}Z"}, ts_unit="iso")
+    out = (await replay(source)).frame
+    assert out["ts_event"].to_list() == [T0 + 1_500_000_000, T0 + 2_000_000_000]
+
+
+async def test_text_in_a_numeric_column_names_the_column_and_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,symbol,last,size\n1,NA,1.5,1\n2,NULL,n/a,1\n")
+    message = await source_error(ReplaySource(path=path, columns={"ts_event": "t", "price": "last"}))
+    assert "'last'" in message
+    assert "'n/a'" in message
+    assert "['price']" in message
+
+
+async def test_only_an_empty_field_is_missing_so_tickers_like_na_survive(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("t,symbol,price,size,venue\n1,NA,1.5,1,\n2,NULL,nan,1,x\n")
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "t"}))).frame
+    assert out["symbol"].to_list() == ["NA", "NULL"]
+    assert out["venue"].to_list() == [None, "x"]
+    assert np.isnan(out["price"][1])
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Let the graph (and its reader thread) run until ``condition`` holds; fail after 5 s."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 - set by a worker thread and the clock: no event to await
+            await asyncio.sleep(0.001)
+
+
+async def settle() -> None:
+    """A few loop turns, so messages already sent reach the sink."""
+    for _ in range(20):
+        await asyncio.sleep(0)
