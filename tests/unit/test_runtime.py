@@ -283,3 +283,32 @@ def test_max_concurrency_bounds_the_number_of_nodes() -> None:
     dag = Dag().add_node(Node("src", seed_source)).add_node(Node("dbl", seed_double)).add_edge("src", "dbl")
     with pytest.raises(DagValidationError, match="max_concurrency"):
         DagRuntime(dag, RunConfig(max_concurrency=1))
+
+
+async def test_teardown_runs_even_when_the_graph_fails() -> None:
+    torn_down: list[str] = []
+
+    class Resource(Operator):
+        async def teardown(self, ctx: Context) -> None:
+            torn_down.append(ctx.node)
+
+    class Boom(Operator):
+        async def on_item(self, item: Any, ctx: Context) -> None:
+            raise ValueError("no")
+
+    class Forever(Source):
+        async def run(self, ctx: Context) -> None:
+            await asyncio.Event().wait()
+
+    dag = Dag()
+    dag.add_node(Node("src", ListSource([1])))
+    dag.add_node(Node("boom", Boom()))
+    dag.add_node(Node("idle_src", Forever()))
+    dag.add_node(Node("held", Resource()))
+    dag.add_edge("src", "boom").add_edge("idle_src", "held")
+    runtime = DagRuntime(dag)
+    with pytest.raises(NodeError):
+        async with asyncio.timeout(10):
+            await runtime.start()
+    assert runtime.statistics().nodes["held"].state == "cancelled"
+    assert torn_down == ["held"]

@@ -138,6 +138,10 @@ class Operator:
     async def on_close(self, ctx: Context) -> None:
         """Every input is closed and drained: flush what is held. Outputs close after this returns."""
 
+    async def teardown(self, ctx: Context) -> None:
+        """Release resources (connections, files). Called once when the node ends, however it ends:
+        after ``on_close`` on success, and also when the node failed or was cancelled. Must not emit."""
+
     def port_kind(self, port: str) -> str | None:
         """Record kind on output ``port`` (default: ``output_kind`` on every port)."""
         return self.output_kind

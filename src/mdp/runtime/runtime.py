@@ -240,6 +240,20 @@ class DagRuntime:
             for ch in inputs.values():
                 if not ch.closed:
                     ch.close_receiver()
+            await self._teardown(node)
+
+    async def _teardown(self, node: Node) -> None:
+        """Give an operator the chance to release its resources, even after a failure or cancellation."""
+        op, ctx = node.operator, self.contexts.get(node.name)
+        if op is None or ctx is None:
+            return
+        try:
+            await asyncio.shield(op.teardown(ctx))
+        except asyncio.CancelledError:
+            pass  # cancelled while tearing down: the shielded teardown still runs to its end
+        except Exception as exc:  # a failing teardown must not hide the error that ended the node
+            ctx.count("teardown_errors")
+            self._stats.nodes[node.name].extra["teardown_error"] = f"{type(exc).__name__}: {exc}"
 
     def _fail(self, node: Node, stats: NodeStats, exc: BaseException | None = None) -> NodeError:
         import sys

@@ -1,0 +1,182 @@
+"""``ParquetStore``: raw tick capture and export as Parquet files, partitioned by date and symbol.
+
+Layout under ``root`` (the "table" of a kind is its folder, ``kind=<kind>`` by default)::
+
+    <root>/kind=trade/date=2024-08-09/symbol=BTCUSDT/part-<ns>-<uuid>.parquet
+
+The date is the UTC day of the row's event time (``ts_event``; ``start`` for bars); a symbol is
+percent-encoded in its folder name (``BTC/USD`` -> ``BTC%2FUSD``), and kept as a column in the file too.
+Each file is written under a hidden temporary name, synced, and renamed into place with ``os.replace``,
+so a reader sees a whole file or none of it.
+
+Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
+the common rule (highest ``revision``, then the earliest file; the ``<ns>`` in a part's name orders
+files), so a capture written twice, or a replayed range, does not double rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+from urllib.parse import quote
+
+import polars as pl
+
+from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
+from mdp.records import SCHEMAS, RecordKind
+from mdp.stores.base import KINDS, TIME_COLUMN, ReadFilter, Store, dedupe
+
+_DAY_NS: Final[int] = 86_400 * 1_000_000_000
+_EPOCH: Final[date] = date(1970, 1, 1)
+Compression = Literal["lz4", "uncompressed", "snappy", "gzip", "brotli", "zstd"]
+_PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class _PartNames:
+    """Part-file names that sort in write order within this process and across processes on one host."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns())
+            return f"part-{self._last:020d}-{uuid.uuid4().hex}.parquet"
+
+
+_NAMES = _PartNames()
+
+
+class ParquetStore(Store):
+    """Records as Parquet files under ``root``, one folder per kind, date and symbol.
+
+    Args:
+        root: the capture folder (created if missing unless read-only).
+        tables: folder name per kind under ``root`` (default ``kind=trade``, ``kind=quote``, ``kind=bar``).
+        read_only: never create anything.
+        compression: Parquet compression codec.
+    """
+
+    backend: ClassVar[str] = "parquet"
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        tables: Mapping[str, str] | None = None,
+        read_only: bool = False,
+        compression: Compression = "zstd",
+    ) -> None:
+        super().__init__(tables=tables or {k: f"kind={k}" for k in KINDS}, read_only=read_only)
+        self.root = Path(root)
+        self.compression = compression
+
+    @classmethod
+    def check_table(cls, name: str) -> str:
+        if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise ConfigError(f"a parquet table is one folder name such as 'kind=trade', got {name!r}")
+        return name
+
+    @property
+    def location(self) -> str:
+        return f"parquet:{', '.join(str(self.root / t) for t in self.tables.values())}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"root": str(self.root), "tables": dict(self.tables), "compression": self.compression}
+
+    # -- backend ------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if not self.read_only:
+            for table in self.tables.values():
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+
+    def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
+        base = self.root / self.tables[kind]
+        day = (pl.col(TIME_COLUMN[kind]) // _DAY_NS).alias("_day")
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for (days, symbol), part in (
+                frame.with_columns(day).partition_by(["_day", "symbol"], as_dict=True, maintain_order=True).items()
+            ):
+                folder = base / f"date={_day_name(int(days))}" / f"symbol={quote(str(symbol), safe='')}"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = _NAMES.next()
+                tmp = folder / f".{name}.tmp"
+                staged.append((tmp, folder / name))
+                with open(tmp, "wb") as fh:
+                    part.drop("_day").write_parquet(fh, compression=self.compression)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            self._staged()
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+
+    def _read(self, where: ReadFilter) -> pl.DataFrame:
+        files = self._files(where)
+        if not files:
+            return pl.DataFrame(schema=SCHEMAS[where.kind])
+        frame = (
+            pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
+            .filter(where.expr())
+            .with_columns(pl.col("_file").str.extract(r"part-(\d+)-[0-9a-f]+\.parquet$").cast(pl.Int64))
+            .sort("_file", maintain_order=True)  # earlier files first: the first of equal versions stays
+            .collect()
+            .drop("_file")
+        )
+        return dedupe(frame, where.kind)
+
+    def _close(self) -> None:
+        return None
+
+    def _translate(self, exc: Exception, step: str) -> StoreError | None:
+        message = f"parquet {step} under {self.root} failed: {type(exc).__name__}: {exc}"
+        if isinstance(exc, _PERMANENT_OS_ERRORS):
+            return PermanentStoreError(message)
+        if isinstance(exc, OSError):  # disk full, I/O error, stale network mount: worth another try
+            return TransientStoreError(message)
+        if isinstance(exc, pl.exceptions.PolarsError):
+            return PermanentStoreError(message)
+        return None
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _files(self, where: ReadFilter) -> list[str]:
+        """The part files that can hold rows ``where`` selects, pruned by date and symbol folders."""
+        base = self.root / self.tables[where.kind]
+        if not base.is_dir():
+            return []
+        first = None if where.start is None else where.start // _DAY_NS
+        last = None if where.end is None else (where.end - 1) // _DAY_NS
+        symbol = None if where.symbol is None else f"symbol={quote(where.symbol, safe='')}"
+        files: list[Path] = []
+        for day_dir in base.glob("date=*"):
+            day = _day_number(day_dir.name.removeprefix("date="))
+            if (first is not None and day < first) or (last is not None and day > last):
+                continue
+            sym_dirs = [day_dir / symbol] if symbol else day_dir.glob("symbol=*")
+            files.extend(itertools.chain.from_iterable(d.glob("part-*.parquet") for d in sym_dirs))
+        return [str(f) for f in sorted(files, key=lambda f: f.name)]
+
+
+def _day_name(days: int) -> str:
+    return (_EPOCH + timedelta(days=days)).isoformat()
+
+
+def _day_number(name: str) -> int:
+    try:
+        return (datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC).date() - _EPOCH).days
+    except ValueError:
+        raise PermanentStoreError(f"a parquet partition folder should be date=YYYY-MM-DD, found date={name}") from None

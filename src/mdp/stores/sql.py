@@ -1,0 +1,91 @@
+"""SQL text the SQL backends share: the table of a kind, and the upsert that keeps the newest revision.
+
+Every identifier is quoted, because ``start`` and ``end`` are SQL keywords. The upsert is one statement::
+
+    INSERT INTO "bars" AS cur (...) VALUES (...)          -- or SELECT ... FROM a staging table
+    ON CONFLICT ("symbol", "timeframe", "start")
+    DO UPDATE SET "open" = excluded."open", ...
+    WHERE excluded."revision" > cur."revision"          -- equal or lower revisions are ignored
+
+Trades and quotes have no version, so a row already stored under the key stays (``DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from mdp.errors import PermanentStoreError
+from mdp.records import SCHEMAS, RecordKind
+from mdp.stores.base import KEYS, VERSION, quote_ident
+
+
+def col(name: str) -> str:
+    """Quote a column name."""
+    return f'"{name}"'
+
+
+def column_list(kind: RecordKind) -> str:
+    """The canonical columns of ``kind``, quoted and comma-separated."""
+    return ", ".join(col(c) for c in SCHEMAS[kind])
+
+
+def create_table(
+    table: str, kind: RecordKind, types: Mapping[type[pl.DataType], str], key_text: str | None = None
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``kind`` with its key as primary key.
+
+    Args:
+        types: SQL type of each polars dtype.
+        key_text: SQL type of text key columns, if not ``types[pl.String]`` (PostgreSQL: ``TEXT COLLATE "C"``).
+    """
+    keys = KEYS[kind]
+    cols = []
+    for name, dtype in SCHEMAS[kind].items():
+        sql_type = key_text if key_text and name in keys and dtype == pl.String() else types[type(dtype)]
+        cols.append(f"{col(name)} {sql_type}{' NOT NULL' if name in keys else ''}")
+    pk = ", ".join(col(k) for k in keys)
+    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+
+
+def upsert(table: str, kind: RecordKind, source: str) -> str:
+    """The upsert of ``kind`` into ``table`` from ``source`` (``VALUES (?, ...)`` or ``SELECT ... FROM t``)."""
+    keys = KEYS[kind]
+    conflict = ", ".join(col(k) for k in keys)
+    head = f"INSERT INTO {quote_ident(table)} AS cur ({column_list(kind)}) {source} ON CONFLICT ({conflict})"
+    version = VERSION[kind]
+    if version is None:
+        return f"{head} DO NOTHING"
+    sets = ", ".join(f"{col(c)} = excluded.{col(c)}" for c in SCHEMAS[kind] if c not in keys)
+    return f"{head} DO UPDATE SET {sets} WHERE excluded.{col(version)} > cur.{col(version)}"
+
+
+def values(kind: RecordKind, placeholder: str = "?") -> str:
+    """``VALUES (?, ?, ...)`` with one placeholder per canonical column."""
+    return f"VALUES ({', '.join(placeholder for _ in SCHEMAS[kind])})"
+
+
+def select_from(kind: RecordKind, source: str) -> str:
+    """``SELECT <columns> FROM <source>``."""
+    return f"SELECT {column_list(kind)} FROM {source}"
+
+
+def select_where(table: str, kind: RecordKind, where: str) -> str:
+    """``SELECT <columns> FROM <table> <where>`` (``where`` from ``ReadFilter.sql``)."""
+    return f"{select_from(kind, quote_ident(table))}{where}"
+
+
+def check_columns(table: str, kind: RecordKind, found: Sequence[str]) -> None:
+    """Raise a ``PermanentStoreError`` if an existing ``table`` lacks a canonical column of ``kind``."""
+    missing = [c for c in SCHEMAS[kind] if c not in set(found)]
+    if missing:
+        raise PermanentStoreError(
+            f"table {table!r} exists but does not fit {kind} records: it lacks the columns {missing} "
+            f"(it has {list(found)}); point the store at another table or migrate this one"
+        )
+
+
+def rows(frame: pl.DataFrame) -> zip[tuple[object, ...]]:
+    """The rows of ``frame`` as tuples, built column by column (about 3x faster than ``frame.rows()``)."""
+    return zip(*(frame.get_column(c).to_list() for c in frame.columns), strict=True)

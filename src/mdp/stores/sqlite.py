@@ -1,0 +1,154 @@
+"""``SqliteStore``: the embedded default, one file that other processes can read while a job writes.
+
+The database runs in WAL mode (``journal_mode=WAL``, ``synchronous=NORMAL``): a writer appends to the
+write-ahead log and readers keep seeing the last committed state, so ``mdp status``, a notebook or the
+dashboard can read bars while a job writes them, and a reader never sees half a batch. Each batch is
+one ``executemany`` upsert in one ``BEGIN IMMEDIATE`` transaction (one fsync of the log per batch).
+Timestamps are INTEGER ns UTC (SQLite integers are 64-bit, so any ``int`` ns fits).
+
+Example::
+
+    >>> import polars as pl
+    >>> from mdp.records import Bar, to_frame
+    >>> with SqliteStore(":memory:") as store:
+    ...     bar = Bar("ES", "1m", 0, 60, 1.0, 2.0, 0.5, 1.5, 10.0, 15.0, 1.5, 3)
+    ...     store.write("bar", to_frame([bar]))
+    ...     store.read("bar").height
+    1
+    1
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import polars as pl
+
+from mdp.errors import PermanentStoreError, StoreError, TransientStoreError
+from mdp.records import SCHEMAS, RecordKind
+from mdp.stores import sql
+from mdp.stores.base import ReadFilter, Store, quote_ident
+
+_TYPES: Final[dict[type[pl.DataType], str]] = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
+# primary result codes worth a retry: another connection holds a lock, or the disk hiccuped
+_TRANSIENT_CODES: Final[frozenset[int]] = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PROTOCOL}
+)
+
+
+class SqliteStore(Store):
+    """Records in one SQLite file in WAL mode.
+
+    Args:
+        path: the database file (created with its folder if missing), or ``":memory:"``.
+        tables: table name per kind (see :class:`~mdp.stores.base.Store`).
+        read_only: open the file read-only (it must exist); never blocks or is blocked by a writer.
+        busy_timeout: seconds a statement waits for another writer's lock before failing (transient).
+    """
+
+    backend: ClassVar[str] = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        tables: Mapping[str, str] | None = None,
+        read_only: bool = False,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(tables=tables, read_only=read_only)
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def location(self) -> str:
+        return f"sqlite:{self.path} table {', '.join(self.tables.values())}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"path": self.path, "tables": dict(self.tables), "busy_timeout": self.busy_timeout}
+
+    # -- backend ------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        memory = self.path == ":memory:"
+        if self.read_only:
+            target, uri = f"file:{Path(self.path).resolve()}?mode=ro", True
+        else:
+            if not memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            target, uri = self.path, False
+        # autocommit (isolation_level=None): transactions are begun explicitly, one per batch;
+        # check_same_thread=False: the sink writes from worker threads, one at a time (the store's lock)
+        conn = sqlite3.connect(
+            target, uri=uri, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
+        try:
+            if not self.read_only and not memory:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise PermanentStoreError(f"{self.path} cannot use WAL mode (journal_mode is {mode})")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            if not self.read_only:
+                for kind, table in self.tables.items():
+                    conn.execute(sql.create_table(table, kind, _TYPES))
+                    sql.check_columns(table, kind, self._columns(conn, table))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
+        conn = self._connection()
+        statement = sql.upsert(self.tables[kind], kind, sql.values(kind))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(statement, sql.rows(frame))
+            self._staged()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read(self, where: ReadFilter) -> pl.DataFrame:
+        conn = self._connection()
+        table = self.tables[where.kind]
+        schema = SCHEMAS[where.kind]
+        if not self._columns(conn, table):
+            return pl.DataFrame(schema=schema)
+        clause, params = where.sql("?")
+        cursor = conn.execute(sql.select_where(table, where.kind, clause), params)
+        return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _translate(self, exc: Exception, step: str) -> StoreError | None:
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        code = getattr(exc, "sqlite_errorcode", None)
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        message = f"sqlite {step} at {self.path} failed ({name}): {exc}"
+        if code is not None and code & 0xFF in _TRANSIENT_CODES:
+            return TransientStoreError(message)
+        return PermanentStoreError(message)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise PermanentStoreError(f"the sqlite store at {self.path} is closed")
+        return self._conn
+
+    @staticmethod
+    def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+        """Column names of ``table`` (empty if it does not exist)."""
+        parts = table.split(".")
+        pragma = f"PRAGMA {quote_ident(parts[0])}.table_info" if len(parts) == 2 else "PRAGMA table_info"
+        return [row[1] for row in conn.execute(f"{pragma}({quote_ident(parts[-1])})").fetchall()]

@@ -1,0 +1,101 @@
+"""Parquet specifics: the folder layout, whole files only, and idempotency applied when reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
+from mdp.stores import ParquetStore
+from mdp.stores.base import ReadFilter
+from mdp.stores.samples import sample_bars, sample_trades
+
+DAY = 86_400 * 1_000_000_000
+
+
+def test_files_land_under_kind_date_and_symbol_folders(tmp_path: Path) -> None:
+    trades = sample_trades(4).with_columns(pl.Series("symbol", ["BTC/USDT", "BTC/USDT", "ETH", "ETH"]))
+    trades = trades.with_columns(pl.Series("ts_event", [0, 1, DAY + 5, 19_945 * DAY]))
+    with ParquetStore(tmp_path) as store:
+        store.write("trade", trades)
+    found = sorted(str(p.relative_to(tmp_path).parent) for p in tmp_path.rglob("*.parquet"))
+    assert found == [
+        "kind=trade/date=1970-01-01/symbol=BTC%2FUSDT",
+        "kind=trade/date=1970-01-02/symbol=ETH",
+        "kind=trade/date=2024-08-10/symbol=ETH",
+    ]
+    assert all(p.name.startswith("part-") for p in tmp_path.rglob("*.parquet"))
+    assert pl.read_parquet(next(tmp_path.rglob("symbol=BTC%2FUSDT/*.parquet"))).get_column("symbol")[0] == "BTC/USDT"
+
+
+def test_readers_see_no_file_until_it_is_complete(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path) as store:
+        seen: list[list[str]] = []
+        store.on_write_staged = lambda: seen.append(sorted(p.name for p in tmp_path.rglob("*parquet*")))
+        store.write("trade", sample_trades(2))
+        (staged,) = seen[0]
+        assert staged.startswith(".part-")
+        assert staged.endswith(".parquet.tmp")
+        assert store.read("trade").height == 2
+        assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path) as store:
+
+        def fail() -> None:
+            raise OSError("device gone")
+
+        store.on_write_staged = fail
+        with pytest.raises(TransientStoreError, match="device gone"):
+            store.write("trade", sample_trades(4))
+        assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_replayed_capture_does_not_double_rows(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path) as store:
+        for _ in range(3):
+            store.write("trade", sample_trades(10))
+        assert len(list(tmp_path.rglob("part-*.parquet"))) == 6  # 2 symbols x 3 writes
+        assert store.read("trade").equals(sample_trades(10).sort("symbol", "ts_event", "seq"))
+
+
+def test_a_later_file_with_a_higher_revision_wins_and_an_equal_one_does_not(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path) as store:
+        store.write("bar", sample_bars(4, revision=1, close=1.0))
+        store.write("bar", sample_bars(4, revision=1, close=2.0))
+        store.write("bar", sample_bars(2, revision=3, close=3.0))
+        found = store.read("bar")
+    expected = pl.concat([sample_bars(4, revision=3, close=3.0)[:2], sample_bars(4, revision=1, close=1.0)[2:]])
+    assert found.equals(expected.sort("symbol", "timeframe", "start"))
+
+
+def test_date_folders_outside_the_range_are_not_read(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path) as store:
+        store.write("trade", sample_trades(4, origin=0))
+        store.write("trade", sample_trades(4, origin=3 * DAY))
+        assert store.read("trade", start=2 * DAY).height == 4
+        assert len(store._files(ReadFilter("trade", start=2 * DAY, end=4 * DAY))) == 2
+        assert len(store._files(ReadFilter("trade", end=1))) == 2
+        assert store._files(ReadFilter("trade", symbol="AAA", start=DAY, end=2 * DAY)) == []
+
+
+def test_a_table_is_one_folder_name(tmp_path: Path) -> None:
+    assert ParquetStore(tmp_path, tables={"bar": "bars_1m"}).tables == {"bar": "bars_1m"}
+    for bad in ("../up", "a/b", ".."):
+        with pytest.raises(ConfigError):
+            ParquetStore(tmp_path, tables={"bar": bad})
+
+
+def test_a_foreign_folder_under_a_kind_is_a_permanent_error(tmp_path: Path) -> None:
+    (tmp_path / "kind=trade" / "date=yesterday").mkdir(parents=True)
+    with ParquetStore(tmp_path) as store, pytest.raises(PermanentStoreError, match="date=YYYY-MM-DD"):
+        store.read("trade")
+
+
+def test_a_read_only_store_over_a_missing_folder_reads_nothing(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path / "none", read_only=True) as store:
+        assert store.read("bar").height == 0
+    assert not (tmp_path / "none").exists()
