@@ -5,6 +5,7 @@ time, and land in a store. The public API is importable from here.
 """
 
 from mdp.clock import Clock, ManualClock, SystemClock
+from mdp.config import JobConfig, UnifiedRuntimeSettings, build_dag, load_config
 from mdp.errors import (
     ChannelBroken,
     ChannelClosed,
@@ -45,6 +46,15 @@ from mdp.runtime import (
     RunConfig,
     RunStats,
 )
+from mdp.runtime.classic import ClassicPipeline
+from mdp.runtime.unified import (
+    OrchestratorSettings,
+    RuntimeMode,
+    RuntimeOrchestrator,
+    RuntimeState,
+    UnifiedRuntime,
+    UnifiedRuntimeState,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +65,7 @@ __all__ = [
     "Buffer",
     "Channel",
     "ChannelBroken",
+    "ClassicPipeline",
     "ChannelClosed",
     "ChannelStatistics",
     "ChannelWatermark",
@@ -66,6 +77,7 @@ __all__ = [
     "DagValidationError",
     "Edge",
     "Filter",
+    "JobConfig",
     "ManualClock",
     "Map",
     "MdpError",
@@ -74,10 +86,14 @@ __all__ = [
     "NodeError",
     "NodeStats",
     "Operator",
+    "OrchestratorSettings",
     "PermanentStoreError",
     "Quote",
     "RunConfig",
     "RunStats",
+    "RuntimeMode",
+    "RuntimeOrchestrator",
+    "RuntimeState",
     "Sink",
     "Source",
     "SourceError",
@@ -85,10 +101,15 @@ __all__ = [
     "SystemClock",
     "Trade",
     "TransientStoreError",
+    "UnifiedRuntime",
+    "UnifiedRuntimeSettings",
+    "UnifiedRuntimeState",
     "Watermark",
     "buffer_async",
+    "build_dag",
     "filter_async",
     "from_frame",
+    "load_config",
     "map_async",
     "to_frame",
     "tumbling_window",

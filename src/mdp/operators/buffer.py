@@ -14,15 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Self
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
-from mdp.durations import parse_duration
+from mdp.durations import DurationNs, format_duration, seconds_or_duration
 from mdp.errors import MdpError
 from mdp.operators.base import Context, Operator
 
 _DataFrame = pl.DataFrame
+
+
+class BufferParams(BaseModel):
+    """``operator.buffer``: flush on whichever limit is reached first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_items: int = Field(100, ge=1, description="emit when this many messages are held")
+    max_rows: int | None = Field(None, ge=1, description="for frames, emit when this many rows are held")
+    max_age: DurationNs | None = Field(None, description="emit when the oldest held message is this old ('250ms')")
 
 
 class Buffer(Operator):
@@ -44,7 +55,7 @@ class Buffer(Operator):
             raise MdpError(f"buffer max_items must be at least 1, got {max_items}")
         self.max_items = max_items
         self.max_rows = max_rows
-        self.max_age_ns = parse_duration(max_age) if max_age is not None else None
+        self.max_age_ns = seconds_or_duration(max_age) if max_age is not None else None
         self._held: list[Any] = []
         self._rows = 0
         self._oldest_ns = 0
@@ -52,6 +63,15 @@ class Buffer(Operator):
         self._timer_error: BaseException | None = None
         self._nonempty = asyncio.Event()
         self.batches = 0
+
+    Params = BufferParams
+
+    @classmethod
+    def from_params(cls, params: BaseModel) -> Self:
+        """Build from ``BufferParams`` (``max_age`` arrives in ns)."""
+        assert isinstance(params, BufferParams)
+        age = format_duration(params.max_age) if params.max_age is not None else None
+        return cls(params.max_items, params.max_rows, age)
 
     async def open(self, ctx: Context) -> None:
         if self.max_age_ns is not None:

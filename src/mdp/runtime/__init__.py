@@ -16,3 +16,17 @@ __all__ = [
     "RunConfig",
     "RunStats",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``from mdp.runtime import UnifiedRuntime`` (the seed's import path), loaded lazily: the facade
+    builds on the config layer, which itself imports this package."""
+    if name in {"UnifiedRuntime", "RuntimeMode", "RuntimeState", "UnifiedRuntimeState", "RuntimeOrchestrator"}:
+        from mdp.runtime import unified
+
+        return getattr(unified, name)
+    if name == "ClassicPipeline":
+        from mdp.runtime.classic import ClassicPipeline
+
+        return ClassicPipeline
+    raise AttributeError(f"module 'mdp.runtime' has no attribute {name!r}")

@@ -1,0 +1,349 @@
+"""The ``mdp`` command: arguments → config → runtime, and nothing more.
+
+Exit codes: 0 the job ran (or was stopped and flushed), 1 the job failed (a node raised), 2 a usage or
+config error (unknown key, unknown component, missing file, bad column, bad edge). Errors are one
+paragraph on stderr naming the key or node; ``--debug`` adds the traceback.
+
+Relative paths, both ``--config`` and the paths inside a job's params, are relative to the current
+directory (not to the config file's folder), as with most command-line tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+import traceback
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from mdp.config.builder import build_dag, node_specs, node_types, preflight
+from mdp.config.loading import load_config
+from mdp.config.model import JobConfig, RuntimeMode
+from mdp.config.registry import default_registry
+from mdp.errors import ConfigError, MdpError, NodeError
+from mdp.jobs import JobStore, heartbeat_loop, render_jobs, render_status
+from mdp.runtime.graph import Dag
+from mdp.runtime.unified import UnifiedRuntime
+from mdp.summary import (
+    ProgressDisplay,
+    RunSummary,
+    describe_failure,
+    render_graph,
+    render_summary,
+    summarize,
+    summary_line,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("mdp.cli")
+
+app = typer.Typer(
+    name="mdp",
+    help="mdp: trades and quotes in, event-time OHLCV bars out, into a store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class GraphFormatOpt(StrEnum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="job file (YAML or JSON). Relative paths, here and in the job's params, are relative to the "
+        "current directory.",
+    ),
+]
+ModeOpt = Annotated[RuntimeMode | None, typer.Option("--mode", help="run the file's classic or dag section")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="override a key, after MDP_* env overrides: dag.nodes.trades.params.path=x.csv (repeatable)",
+    ),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="debug logging, and tracebacks with errors")]
+
+
+def _fail(message: str, code: int, *, exc: BaseException | None = None, debug: bool = False) -> NoReturn:
+    """Print one paragraph on stderr (plus the traceback with --debug) and exit with ``code``."""
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _load(config: Path, mode: RuntimeMode | None, overrides: list[str] | None, debug: bool) -> JobConfig:
+    try:
+        return load_config(config, mode=mode.value if mode else None, overrides=overrides or [])
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE, exc=exc, debug=debug)
+
+
+def _build(job: JobConfig, debug: bool, *, check: bool = True) -> Dag:
+    try:
+        dag = build_dag(job)
+        if check:
+            preflight(dag)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE, exc=exc, debug=debug)
+    return dag
+
+
+def _configure_logging(debug: bool, fmt: LogFormat) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt is LogFormat.json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line (for log shippers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    mode: ModeOpt = None,
+    set_: SetOpt = None,
+    job_name: Annotated[str | None, typer.Option("--job", help="job name (default: the file's 'job')")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON, no progress")] = False,
+    debug: DebugOpt = False,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="log lines as text or json")] = LogFormat.text,
+) -> None:
+    """Run a job to its end. Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
+
+    Keys are overridden by MDP_* environment variables (MDP_RUNTIME__CHANNEL_CAPACITY=4096,
+    MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.
+    """
+    _configure_logging(debug, log_format)
+    job = _load(config, mode, set_, debug)
+    dag = _build(job, debug)
+    name = job_name or job.job
+    record = _register(name, config, job)
+    code = asyncio.run(_run(job, dag, name, record, json_out=json_out, debug=debug))
+    raise typer.Exit(code)
+
+
+def _register(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] | None:
+    """Record the run in the job registry (a registry that cannot be opened only costs list/status)."""
+    try:
+        store = JobStore()
+        return store, store.start(name, config_path=str(config.resolve()), mode=job.mode.value)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except MdpError as exc:
+        print(f"warning: {exc}; this run will not show in mdp list", file=sys.stderr)
+        return None
+
+
+async def _run(
+    job: JobConfig, dag: Dag, name: str, record: tuple[JobStore, int] | None, *, json_out: bool, debug: bool
+) -> int:
+    """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome."""
+    rt = UnifiedRuntime(job)
+    err, out = Console(stderr=True, highlight=False), Console(highlight=False)
+
+    def snapshot() -> RunSummary | None:
+        stats = rt.statistics()
+        return summarize(name, dag, stats) if stats is not None else None
+
+    failure: NodeError | None = None
+    aborted = False
+    background: list[asyncio.Task[None]] = []
+    progress = None if json_out else ProgressDisplay(name, dag, rt.statistics, err)
+    with rt.graceful_signals(
+        on_stop=lambda sig: err.print(f"received {sig}: stopping, draining and flushing (again to abort)")
+    ):
+        try:
+            await rt.start_dag(dag, name)
+        except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
+            if record is not None:
+                record[0].finish(record[1], "failed", {}, str(exc))
+            print(f"error: runtime: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        log.info("job %s started: %d nodes, mode %s", name, len(dag.nodes), job.mode.value)
+        if progress is not None:
+            progress.start()
+        if record is not None:
+            background.append(asyncio.create_task(heartbeat_loop(*record, snapshot)))
+        try:
+            await rt.wait()
+        except NodeError as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            aborted = True
+        finally:
+            if progress is not None:
+                await progress.stop()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+    stats = rt.statistics()
+    assert stats is not None
+    state = "failed" if failure or aborted else "stopped" if rt.stop_requested else "finished"
+    summary = summarize(name, dag, stats, state)
+    code, message = EXIT_OK, None
+    if failure is not None:
+        place = node_specs(job, dag).get(failure.node, ("?", "?"))
+        code, message = describe_failure(failure, place, stats, summary)
+        if debug:
+            traceback.print_exception(failure, file=sys.stderr)
+    elif aborted:
+        code, message = EXIT_FAILED, f"job {name!r} was aborted before its sinks flushed"
+    if record is not None:
+        record[0].finish(record[1], state, summary.to_dict(), message)
+    if message is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    log.info(summary_line(summary))
+    if json_out:
+        out.print_json(json.dumps(summary.to_dict()))
+    else:
+        render_summary(summary, out)
+    return EXIT_OK
+
+
+@app.command()
+def validate(config: ConfigOpt, mode: ModeOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
+    """Build and check a job without running it (components, params, edges, input files); print its graph."""
+    job = _load(config, mode, set_, debug)
+    dag = _build(job, debug)
+    print(render_graph(dag, node_types(job, dag), "text", f"{job.job} ({job.mode.value} mode)"))
+    print("ok: the job is valid")
+
+
+@app.command()
+def graph(
+    config: ConfigOpt,
+    mode: ModeOpt = None,
+    set_: SetOpt = None,
+    fmt: Annotated[GraphFormatOpt, typer.Option("--format", help="text, mermaid or dot")] = GraphFormatOpt.text,
+    debug: DebugOpt = False,
+) -> None:
+    """Print a job's graph as text, a Mermaid flowchart or Graphviz dot."""
+    job = _load(config, mode, set_, debug)
+    dag = _build(job, debug, check=False)
+    print(render_graph(dag, node_types(job, dag), fmt.value, job.job))
+
+
+@app.command()
+def components(json_out: Annotated[bool, typer.Option("--json", help="print as JSON")] = False) -> None:
+    """List every registered component id with its kind, description and params (with defaults)."""
+    registry = default_registry()
+    infos = [entry.describe() for entry in registry]
+    if json_out:
+        print(json.dumps({"components": infos, "plugin_errors": registry.plugin_errors}, indent=2))
+        return
+    out = Console(highlight=False)
+    for info in infos:
+        out.print(f"[bold]{info['id']}[/bold]  ({info['kind']})  {info['description']}", soft_wrap=True)
+        if not info["available"]:
+            out.print(f"    unavailable: {info['error']}", markup=False, soft_wrap=True)
+        for pname, p in info["params"].items():
+            default = "required" if p["required"] else f"default {json.dumps(p['default'])}"
+            desc = f": {p['description']}" if p["description"] else ""
+            out.print(f"    {pname} ({p['type']}, {default}){desc}", markup=False, soft_wrap=True)
+    for name, problem in registry.plugin_errors.items():
+        out.print(f"plugin {name} failed to load: {problem}", markup=False, soft_wrap=True)
+
+
+JobOpt = Annotated[str, typer.Option("--job", "-j", help="the job name (as shown by mdp list)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print as JSON")]
+
+
+def _store() -> JobStore:
+    try:
+        return JobStore()
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+@app.command("list")
+def list_jobs(json_out: JsonOpt = False) -> None:
+    """List the jobs run on this machine (newest run of each): state, pid, counters. Dead runs show as lost."""
+    records = _store().jobs()
+    if json_out:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        print(render_jobs(records))
+
+
+@app.command()
+def status(job: JobOpt, json_out: JsonOpt = False) -> None:
+    """Show the state and live counters of a job's newest run."""
+    try:
+        record = _store().get(job)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    print(json.dumps(record.to_dict(), indent=2) if json_out else render_status(record))
+
+
+@app.command()
+def stop(
+    job: JobOpt,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the job to drain and flush")] = 60.0,
+) -> None:
+    """Stop a running job gracefully (SIGTERM): its sources stop and every bar is flushed."""
+    store = _store()
+    try:
+        record = store.request_stop(job)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    print(f"asked job {job!r} (pid {record.pid}) to stop; waiting for it to drain and flush")
+    deadline = time.monotonic() + timeout
+    while record.live and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = store.get(job)
+    if record.live:
+        _fail(f"job {job!r} is still {record.state} after {timeout:g}s; check it with mdp status --job {job}", 1)
+    print(render_status(record))
+    raise typer.Exit(EXIT_OK if record.state == "stopped" else EXIT_FAILED)
+
+
+def main() -> None:
+    """Entry point of the ``mdp`` console script."""
+    try:
+        app(prog_name="mdp")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except MdpError as exc:  # an error no command translated: still one paragraph, never a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,267 @@
+"""What a run looks like on screen: the live progress display, the final summary and the job's graph.
+
+The numbers come from ``DagRuntime.statistics()``: rows in are what the sources emitted, bars out are
+the ``bars_emitted`` counters of the bar operators (else the rows that reached sinks of bars), late
+rows the ``late_rows`` counters, and a sink's ``stats()["location"]`` says where the rows went. On a
+terminal the progress is a rich display refreshed four times a second; elsewhere (a log file, CI) it is
+a plain line every few seconds, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from mdp.errors import ConfigError, NodeError, SourceError
+from mdp.operators.base import Sink
+from mdp.runtime.graph import Dag
+from mdp.runtime.runtime import RunStats
+
+GraphFormat = Literal["text", "mermaid", "dot"]
+
+
+@dataclass
+class RunSummary:
+    """The headline numbers of a run (also what ``--json`` prints and the job registry stores)."""
+
+    job: str
+    state: str = "running"
+    rows_in: int = 0
+    bars_out: int = 0
+    late_rows: int = 0
+    rows_written: int = 0
+    seconds: float = 0.0
+    total_rows: int | None = None
+    locations: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def summarize(job: str, dag: Dag, stats: RunStats, state: str = "running") -> RunSummary:
+    """Read the headline numbers of ``stats`` (live or final) for the graph ``dag``."""
+    rows_in = 0
+    totals: list[int | None] = []
+    for name in dag.sources():
+        node = stats.nodes.get(name)
+        if node is None:
+            continue
+        emitted = node.extra.get("rows_emitted")
+        if isinstance(emitted, int):
+            rows_in += emitted
+        else:  # a fan-out sends the same rows on every edge of a port: count each port once
+            per_port: dict[str, int] = collections.defaultdict(int)
+            for edge in dag.outputs_of(name):
+                ch = stats.channels.get(edge.name)
+                if ch is not None:
+                    per_port[edge.port] = max(per_port[edge.port], ch.rows_put)
+            rows_in += sum(per_port.values())
+        total = node.extra.get("total_rows")
+        totals.append(total if isinstance(total, int) else None)
+    has_bar_counter = any("bars_emitted" in n.counters or "bars_emitted" in n.extra for n in stats.nodes.values())
+    if has_bar_counter:
+        bars = sum(int(n.extra.get("bars_emitted", n.counters.get("bars_emitted", 0))) for n in stats.nodes.values())
+    else:
+        bars = sum(stats.nodes[n.name].rows_in for n in dag.nodes if _is_bar_sink(n.fn) and n.name in stats.nodes)
+    late = sum(int(n.extra.get("late_rows", n.counters.get("late_rows", 0))) for n in stats.nodes.values())
+    written = sum(int(n.extra.get("rows_written", 0)) for n in stats.nodes.values())
+    locations = [str(n.extra["location"]) for n in stats.nodes.values() if n.extra.get("location")]
+    known_total = None if not totals or None in totals else sum(t for t in totals if t is not None)
+    return RunSummary(job, state, rows_in, bars, late, written, stats.seconds, known_total, locations)
+
+
+def _is_bar_sink(fn: object) -> bool:
+    return isinstance(fn, Sink) and getattr(fn, "input_kind", None) == "bar"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def summary_line(s: RunSummary) -> str:
+    """One plain line: what a non-terminal progress report and a log show."""
+    return (
+        f"{s.job}: {_n(s.rows_in)} rows in ({_n(round(s.rows_per_second))} rows/s), {_n(s.bars_out)} bars out, "
+        f"{_n(s.late_rows)} late rows, {s.seconds:.1f}s"
+    )
+
+
+def render_summary(s: RunSummary, console: Console) -> None:
+    """Print the end-of-run summary: counts, speed and where the bars are."""
+    verdict = {"finished": "finished", "stopped": "stopped (drained and flushed)", "failed": "FAILED"}
+    console.print(f"[bold]job {s.job}[/bold] {verdict.get(s.state, s.state)} in {s.seconds:.2f}s")
+    rows = [
+        ("rows in", _n(s.rows_in)),
+        ("rows/s", _n(round(s.rows_per_second))),
+        ("bars out", _n(s.bars_out)),
+        ("late rows", _n(s.late_rows)),
+    ]
+    if s.rows_written:
+        rows.append(("rows written", _n(s.rows_written)))
+    rows += [("written to", loc) for loc in s.locations]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"  {key.ljust(width)}  {value}", highlight=False)
+
+
+class ProgressDisplay:
+    """Show live progress of a run until ``stop()``.
+
+    Args:
+        job: the job name.
+        dag: the running graph.
+        statistics: returns live statistics (``UnifiedRuntime.statistics``).
+        console: where to draw (stderr, so stdout keeps only the summary).
+        plain_interval: seconds between plain lines when the console is not a terminal.
+    """
+
+    def __init__(
+        self,
+        job: str,
+        dag: Dag,
+        statistics: Callable[[], RunStats | None],
+        console: Console,
+        *,
+        plain_interval: float = 5.0,
+    ) -> None:
+        self.job = job
+        self.dag = dag
+        self.statistics = statistics
+        self.console = console
+        self.plain_interval = plain_interval
+        self._task: asyncio.Task[None] | None = None
+        self._recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=12)
+
+    def snapshot(self) -> RunSummary | None:
+        stats = self.statistics()
+        return summarize(self.job, self.dag, stats) if stats is not None else None
+
+    def start(self) -> None:
+        loop = self._live_loop if self.console.is_terminal else self._plain_loop
+        self._task = asyncio.create_task(loop(), name="mdp-progress")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _rate(self, rows: int) -> float:
+        """Rows per second over the last few seconds (smoother than one refresh, livelier than the mean)."""
+        now = time.monotonic()
+        self._recent.append((now, rows))
+        t0, r0 = self._recent[0]
+        return (rows - r0) / (now - t0) if now > t0 else 0.0
+
+    async def _live_loop(self) -> None:
+        columns = (
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]} rows in"),
+            TextColumn("{task.fields[rate]} rows/s"),
+            TextColumn("{task.fields[bars]} bars out"),
+            TextColumn("{task.fields[late]} late"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, refresh_per_second=4, transient=True) as progress:
+            task = progress.add_task(self.job, total=None, rows="0", rate="0", bars="0", late="0")
+            while True:
+                snap = self.snapshot()
+                if snap is not None:
+                    rate = self._rate(snap.rows_in)
+                    progress.update(
+                        task,
+                        completed=snap.rows_in,
+                        total=snap.total_rows,
+                        rows=_n(snap.rows_in),
+                        rate=_n(round(rate)),
+                        bars=_n(snap.bars_out),
+                        late=_n(snap.late_rows),
+                    )
+                await asyncio.sleep(0.25)
+
+    async def _plain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.plain_interval)
+            snap = self.snapshot()
+            if snap is not None:
+                self.console.print(summary_line(snap), highlight=False, soft_wrap=True)
+
+
+def describe_failure(exc: NodeError, place: tuple[str, str], stats: RunStats, summary: RunSummary) -> tuple[int, str]:
+    """The exit code and the one-paragraph message for a node that failed.
+
+    A node that failed before producing anything, on a config or input problem (missing file, unknown
+    column), is a config error (exit 2); anything else is a failed job (exit 1).
+
+    Args:
+        place: the node's component id and the key path of its spec (``("source.replay", "dag.nodes[0]")``).
+    """
+    where = f"node {exc.node!r} ({place[0]} at {place[1]})"
+    cause = exc.cause
+    node = stats.nodes.get(exc.node)
+    before_output = node is None or (node.items_out == 0 and node.rows_out == 0)
+    if isinstance(cause, ConfigError) or (isinstance(cause, SourceError) and before_output):
+        return 2, f"{where} cannot start: {cause}"
+    return 1, (
+        f"job {summary.job!r} failed: {where} raised {type(cause).__name__}: {cause} "
+        f"(after {summary.rows_in:,} rows in and {summary.bars_out:,} bars out, {summary.seconds:.1f}s)"
+    )
+
+
+# -- the graph --------------------------------------------------------------------------------------
+
+
+def render_graph(dag: Dag, types: Mapping[str, str], fmt: GraphFormat = "text", title: str = "job") -> str:
+    """Draw ``dag`` as indented text, a Mermaid flowchart or Graphviz dot; ``types`` maps node → component id."""
+    order = dag.validate()
+
+    def label(name: str) -> str:
+        return types.get(name) or type(dag.node(name).fn).__name__
+
+    if fmt == "mermaid":
+        lines = ["flowchart LR"]
+        lines += [f'    {name}["{name}<br/>{_escape(label(name))}"]' for name in order]
+        for e in dag.edges:
+            arrow = "-->" if e.port == "out" else f"-- {e.port} -->"
+            lines.append(f"    {e.src} {arrow} {e.dst}")
+        return "\n".join(lines)
+    if fmt == "dot":
+        lines = [f"digraph {json.dumps(title)} {{", "    rankdir=LR;", "    node [shape=box];"]
+        lines += [f"    {json.dumps(name)} [label={json.dumps(name + chr(10) + label(name))}];" for name in order]
+        for e in dag.edges:
+            attr = "" if e.port == "out" else f" [label={json.dumps(e.port)}]"
+            lines.append(f"    {json.dumps(e.src)} -> {json.dumps(e.dst)}{attr};")
+        lines.append("}")
+        return "\n".join(lines)
+    width = max(len(n) for n in order)
+    type_width = max(len(label(n)) for n in order)
+    lines = [f"{title}: {len(dag.nodes)} nodes, {len(dag.edges)} edges"]
+    for name in order:
+        outs = ", ".join(e.dst if e.port == "out" else f"{e.dst} (port {e.port})" for e in dag.outputs_of(name))
+        arrow = f" -> {outs}" if outs else ""
+        lines.append(f"  {name.ljust(width)}  {label(name).ljust(type_width)}{arrow}".rstrip())
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return text.replace('"', "#quot;")
