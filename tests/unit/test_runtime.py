@@ -312,3 +312,45 @@ async def test_teardown_runs_even_when_the_graph_fails() -> None:
             await runtime.start()
     assert runtime.statistics().nodes["held"].state == "cancelled"
     assert torn_down == ["held"]
+
+
+async def test_fan_in_keeps_inputs_in_step_by_event_time() -> None:
+    """A dense and a sparse stream over the same hours reach a merge in event-time step, not message step."""
+    seen: list[tuple[str, int]] = []
+
+    class Recorder(Operator):
+        async def on_item(self, item: Any, ctx: Context) -> None:
+            seen.append(item)
+
+    def stream(name: str, step: int) -> list[Any]:
+        out: list[Any] = []
+        for t in range(0, 400, step):
+            out += [(name, t), Watermark(t)]
+        return out
+
+    dag = Dag()
+    dag.add_node(Node("dense", ListSource(stream("dense", 1))))
+    dag.add_node(Node("sparse", ListSource(stream("sparse", 10))))
+    dag.add_node(Node("rec", Recorder()))
+    dag.add_edge("dense", "rec").add_edge("sparse", "rec")
+    await run_graph(dag, RunConfig(channel_capacity=4))
+    assert len(seen) == 440
+    latest = {"dense": -1, "sparse": -1}
+    for name, t in seen:
+        latest[name] = t
+        if min(latest.values()) >= 0:
+            assert abs(latest["dense"] - latest["sparse"]) <= 12, (name, t, latest)
+
+
+async def test_a_failing_multi_input_node_reports_its_own_error() -> None:
+    class Boom(Operator):
+        async def on_item(self, item: Any, ctx: Context) -> None:
+            raise ValueError("join exploded")
+
+    dag = Dag()
+    dag.add_node(Node("a", ListSource([1])))
+    dag.add_node(Node("b", ListSource([2])))
+    dag.add_node(Node("join", Boom()))
+    dag.add_edge("a", "join").add_edge("b", "join")
+    with pytest.raises(NodeError, match="node 'join' failed: ValueError: join exploded"):
+        await run_graph(dag, timeout=10)

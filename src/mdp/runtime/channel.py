@@ -131,6 +131,7 @@ class Channel(Generic[T]):
         "_rows_got",
         "_rows_put",
         "_tasks",
+        "_woken",
         "name",
         "on_high",
         "on_low",
@@ -185,6 +186,7 @@ class Channel(Generic[T]):
         self._conflate = policy == "conflate"
         self._key = key
         self._conflated = 0
+        self._woken = 0  # puts woken for room that have not run yet (no other put may barge in)
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Channel(Generic[T]):
         rows = item.height if type(item) is _DataFrame else 0  # type: ignore[attr-defined]
         if self._closed:
             self._raise_closed()
-        if self._putters or self._is_full(rows):
+        if self._putters or self._woken or self._is_full(rows):
             if self._conflate and self._conflate_into_queue(item):
                 return
             await self._wait_for_room(rows)
@@ -209,7 +211,7 @@ class Channel(Generic[T]):
         rows = item.height if type(item) is _DataFrame else 0  # type: ignore[attr-defined]
         if self._closed:
             self._raise_closed()
-        if self._putters or self._is_full(rows):
+        if self._putters or self._woken or self._is_full(rows):
             return bool(self._conflate and self._conflate_into_queue(item))
         self._append(item, rows)
         return True
@@ -262,28 +264,46 @@ class Channel(Generic[T]):
         loop = asyncio.get_running_loop()
         started = time.perf_counter_ns()
         self._blocked_puts += 1
+        first_wait = True
         try:
-            while True:  # first in line once woken: wait until our message fits
+            while True:
                 fut: asyncio.Future[None] = loop.create_future()
-                self._putters.append(fut)
+                if first_wait:
+                    self._putters.append(fut)
+                else:  # woken but our message still does not fit: keep our place at the head of the line
+                    self._putters.appendleft(fut)
+                first_wait = False
                 try:
                     await fut
                 except BaseException:
-                    fut.cancel()
-                    try:
-                        self._putters.remove(fut)
-                    except ValueError:
-                        pass
-                    # our wake-up was consumed by the cancellation: pass it on
-                    if not self._closed and not self._is_full(0):
-                        self._wake(self._putters)
+                    if fut.done() and not fut.cancelled():
+                        self._woken -= 1  # woken, then cancelled before running: pass the wake-up on
+                        if not self._closed and not self._is_full(0):
+                            self._wake_putter()
+                    else:
+                        fut.cancel()
+                        try:
+                            self._putters.remove(fut)
+                        except ValueError:
+                            pass
                     raise
+                self._woken -= 1
                 if self._closed:
                     self._raise_closed()
                 if not self._is_full(rows):
                     break
         finally:
             self._blocked_ns += time.perf_counter_ns() - started
+
+    def _wake_putter(self) -> None:
+        """Wake the first waiting put; until it runs, no new put may take the room it was woken for."""
+        putters = self._putters
+        while putters:
+            fut = putters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                self._woken += 1
+                return
 
     def _append(self, item: T, rows: int) -> None:
         items = self._items
@@ -301,7 +321,7 @@ class Channel(Generic[T]):
             self._high_crossings += 1
             self._fire(self.on_high)
         if self._putters and not self._is_full(0):
-            self._wake(self._putters)
+            self._wake_putter()
 
     # -- receiving -----------------------------------------------------------------------------------
 
@@ -349,8 +369,8 @@ class Channel(Generic[T]):
         self._rows -= rows
         self._gets += 1
         self._rows_got += rows
-        if self._putters:
-            self._wake(self._putters)
+        if self._putters and not self._woken:
+            self._wake_putter()
         if self._above and len(self._items) <= self._low and (not self._cap_rows or self._rows <= self._low_rows):
             self._above = False
             self._low_crossings += 1
@@ -378,7 +398,7 @@ class Channel(Generic[T]):
             while self._getters:
                 self._wake(self._getters)
             while self._putters:
-                self._wake(self._putters)
+                self._wake_putter()
         return _DONE
 
     def close_receiver(self) -> None:

@@ -39,6 +39,8 @@ class RunConfig:
             disables the row bound.
         max_concurrency: most node tasks one runtime may start (None: no limit); a larger graph is
             rejected before it starts.
+        max_input_skew: how far (event-time ns) one input of a multi-input node may run ahead of the
+            slowest before its reader pauses; None disables the alignment.
         on_high / on_low: called with the edge name (``"src->dst"``) when that channel crosses a mark.
         clock: processing-time clock given to operators (tests pass a ``ManualClock``).
     """
@@ -48,6 +50,7 @@ class RunConfig:
     low_watermark_pct: float = 0.25
     channel_capacity_rows: int | None = 262_144
     max_concurrency: int | None = None
+    max_input_skew: int | None = 0
     on_high: EdgeCallback | None = None
     on_low: EdgeCallback | None = None
     clock: Clock = field(default=DEFAULT_CLOCK)
@@ -93,6 +96,16 @@ class RunStats:
     def counter(self, name: str) -> int:
         """Sum of counter ``name`` over all nodes."""
         return sum(n.counters.get(name, 0) for n in self.nodes.values())
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a task group's exception group (not a cancellation), unwrapped."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
 
 
 class DagRuntime:
@@ -301,37 +314,62 @@ class DagRuntime:
             ctx.watermark = END_OF_TIME
             await op.on_watermark(END_OF_TIME, ctx)
 
-    @staticmethod
-    async def _drive_many(op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
-        """Fan-in: one reader per input into a small merged channel; watermark = min over inputs."""
+    async def _drive_many(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+        """Fan-in: one reader per input into a small merged channel; watermark = min over inputs.
+
+        Inputs are kept in step by event time: a reader whose watermark runs more than
+        ``RunConfig.max_input_skew`` ahead of the slowest input pauses (its upstream channel then fills
+        and its source waits), so a join or an A/B merge never has to hold one whole side in memory.
+        Alignment starts once every input has sent a watermark; inputs that send none are never held.
+        """
         merged: Channel[tuple[str, Any]] = Channel(max(4, 2 * len(inputs)), name=f"{ctx.node}:merge")
-        marks = {name: NO_WATERMARK for name in inputs}
+        marks = {name: NO_WATERMARK for name in inputs}  # what the operator has seen
+        sent = dict(marks)  # what each reader has forwarded (drives alignment)
+        skew = self.config.max_input_skew
+        moved = asyncio.Condition()
         closed = object()
+
+        def ahead(name: str) -> bool:
+            if skew is None or NO_WATERMARK in sent.values():
+                return False
+            others = [ts for other, ts in sent.items() if other != name]
+            return bool(others) and sent[name] > min(others) + skew
 
         async def reader(name: str, ch: Channel[Any]) -> None:
             async for msg in ch:
                 await merged.put((name, msg))
+                if type(msg) is Watermark:
+                    async with moved:
+                        sent[name] = max(sent[name], msg.ts)
+                        moved.notify_all()
+                        await moved.wait_for(lambda: not ahead(name))
+            async with moved:
+                sent[name] = END_OF_TIME
+                moved.notify_all()
             await merged.put((name, closed))
 
-        async with asyncio.TaskGroup() as group:
-            for name, ch in inputs.items():
-                group.create_task(reader(name, ch))
-            remaining = len(inputs)
-            while remaining:
-                name, msg = await merged.get()
-                ctx.input = name
-                if msg is closed:
-                    remaining -= 1
-                    marks[name] = END_OF_TIME
-                elif type(msg) is Watermark:
-                    marks[name] = max(marks[name], msg.ts)
-                else:
-                    await op.on_item(msg, ctx)
-                    continue
-                low = min(marks.values())
-                if low > ctx.watermark:
-                    ctx.watermark = low
-                    await op.on_watermark(low, ctx)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, ch in inputs.items():
+                    group.create_task(reader(name, ch))
+                remaining = len(inputs)
+                while remaining:
+                    name, msg = await merged.get()
+                    ctx.input = name
+                    if msg is closed:
+                        remaining -= 1
+                        marks[name] = END_OF_TIME
+                    elif type(msg) is Watermark:
+                        marks[name] = max(marks[name], msg.ts)
+                    else:
+                        await op.on_item(msg, ctx)
+                        continue
+                    low = min(marks.values())
+                    if low > ctx.watermark:
+                        ctx.watermark = low
+                        await op.on_watermark(low, ctx)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
 
     # -- statistics ---------------------------------------------------------------------------------
 
