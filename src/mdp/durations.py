@@ -29,7 +29,7 @@ def parse_duration(value: str | int) -> int:
     Raises:
         ConfigError: a string without a known unit, a float (say ``"0.5s"`` instead), or a negative value.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ConfigError(
             f"a duration needs a unit, such as '500ms', '5s' or '1m'; got the bare number {value!r} "
             "(a bare integer is read as nanoseconds)"

@@ -57,7 +57,7 @@ async def replay(path: Path, bound: str, frame_rows: int = 65_536) -> LatenessSi
     dag = Dag()
     dag.add_node(Node("replay", source)).add_node(Node("sink", sink)).add_edge("replay", "sink")
     await run_graph(dag)
-    assert source.stats() == {"rows_emitted": 78_638, "offset": 78_638}
+    assert source.stats() == {"rows_emitted": 78_638, "offset": 78_638, "bad_records": 0, "bad_reasons": {}}
     return sink
 
 

@@ -1,9 +1,13 @@
-"""ReplaySource: CSV, gzip CSV and Parquet files replayed as canonical trade frames with watermarks."""
+"""ReplaySource: CSV, gzip CSV and Parquet files replayed as canonical trade or quote frames with watermarks.
+
+Bad rows and the dead-letter port are tested in test_validation.py; here only where they touch parsing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.clock import ManualClock
-from mdp.errors import ConfigError, NodeError, SourceError
+from mdp.errors import ConfigError, DagValidationError, NodeError, SourceError
+from mdp.operators.bars import BarsOperator
 from mdp.operators.base import NO_WATERMARK, Context, Sink
-from mdp.records import END_OF_TIME, TRADE_SCHEMA
+from mdp.records import END_OF_TIME, QUOTE_SCHEMA, TRADE_SCHEMA
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.sources.replay import ReplayParams, ReplaySource
@@ -85,6 +90,15 @@ async def replay(source: ReplaySource, sink: Sink | None = None, config: RunConf
     return sink
 
 
+async def replay_with_deadletters(source: ReplaySource) -> tuple[RecordingSink, ListSink]:
+    """Run ``source`` with its out port to a RecordingSink and its deadletter port to a ListSink."""
+    sink, dead = RecordingSink(), ListSink()
+    dag = Dag().add_node(Node("replay", source)).add_node(Node("sink", sink)).add_node(Node("dead", dead))
+    dag.add_edge("replay", "sink").add_edge("replay", "dead", port="deadletter")
+    await run_graph(dag)
+    return sink, dead
+
+
 async def source_error(source: ReplaySource) -> str:
     with pytest.raises(NodeError) as info:
         await replay(source)
@@ -133,9 +147,9 @@ async def test_a_template_with_literal_text_and_one_column(tmp_path: Path) -> No
 
 async def test_prices_written_as_decimal_text_are_read_as_float64(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("ts,symbol,price,size\n1,A,50,1\n2,A,48.8,2.5\n3,A,,3\n")
+    path.write_text("ts,symbol,price,size\n1,A,50,1\n2,A,48.8,2.5\n3,A,7,3\n")
     out = (await replay(ReplaySource(path=path, columns={"ts_event": "ts"}))).frame
-    assert out["price"].to_list() == [50.0, 48.8, None]
+    assert out["price"].to_list() == [50.0, 48.8, 7.0]
     assert out["size"].to_list() == [1.0, 2.5, 3.0]
     assert out["price"].dtype == pl.Float64
 
@@ -229,14 +243,19 @@ def test_output_and_late_rows_do_not_depend_on_frame_rows(rows: int, frame_rows:
 async def test_stats_report_rows_emitted_and_the_file_offset(tmp_path: Path) -> None:
     source = ReplaySource(path=write(trades_frame(77), tmp_path / "t.parquet"), columns=MAPPING, frame_rows=10)
     await replay(source)
-    assert source.stats() == {"rows_emitted": 77, "offset": 77}
+    assert source.stats() == {"rows_emitted": 77, "offset": 77, "bad_records": 0, "bad_reasons": {}}
 
 
 def test_from_params_reads_durations_once() -> None:
-    params = ReplayParams(path="t.csv", max_out_of_orderness="250ms", columns=MAPPING)
+    params = ReplayParams(path="t.csv", max_out_of_orderness="250ms", columns=MAPPING, max_future="2h", kind="quote")
     source = ReplaySource.from_params(params)
     assert source.params.max_out_of_orderness == 250_000_000
+    assert source.params.max_future == 7_200_000_000_000
     assert source.params == params
+    assert source.output_kind == "quote"
+    unlimited = ReplaySource.from_params(ReplayParams(path="t.csv", max_future=None, on_bad_record="drop"))
+    assert unlimited.params.max_future is None
+    assert unlimited.params.on_bad_record == "drop"
 
 
 def test_params_reject_unknown_keys_and_bad_values() -> None:
@@ -335,14 +354,17 @@ async def test_a_required_column_without_a_source_is_named(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("unit", "line", "sample"),
-    [("ms", "2024-08-09T00:00:00Z", "2024-08-09T00:00:00Z"), ("iso", "yesterday", "yesterday"), ("iso", "", "empty")],
+    ("unit", "lines", "sample"),
+    [
+        ("ms", ["2024-08-09T00:00:00Z", "2024-08-09T00:00:01Z"], "2024-08-09T00:00:00Z"),
+        ("iso", ["yesterday"], "yesterday"),
+    ],
 )
-async def test_unparsable_timestamps_name_the_column_and_show_a_value(
-    tmp_path: Path, unit: str, line: str, sample: str
+async def test_a_ts_unit_that_reads_no_timestamp_of_the_first_block_is_a_config_error(
+    tmp_path: Path, unit: str, lines: list[str], sample: str
 ) -> None:
     path = tmp_path / "t.csv"
-    path.write_text(f"when,symbol,price,size\n2024-08-09T00:00:00Z,A,1,1\n{line},A,1,1\n")
+    path.write_text("when,symbol,price,size\n" + "".join(f"{line},A,1,1\n" for line in lines))
     message = await source_error(ReplaySource(path=path, columns={"ts_event": "when"}, ts_unit=unit))  # type: ignore[arg-type]
     assert "'when'" in message
     assert sample in message
@@ -372,22 +394,22 @@ async def test_a_timestamp_can_be_joined_from_date_and_time_columns(tmp_path: Pa
     assert out["ts_event"].to_list() == [T0 + 1_500_000_000, T0 + 2_000_000_000]
 
 
-async def test_text_in_a_numeric_column_names_the_column_and_the_value(tmp_path: Path) -> None:
+async def test_text_in_a_numeric_column_is_a_bad_number_that_keeps_its_text(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("t,symbol,last,size\n1,NA,1.5,1\n2,NULL,n/a,1\n")
-    message = await source_error(ReplaySource(path=path, columns={"ts_event": "t", "price": "last"}))
-    assert "'last'" in message
-    assert "'n/a'" in message
-    assert "['price']" in message
+    sink, dead = await replay_with_deadletters(ReplaySource(path=path, columns={"ts_event": "t", "price": "last"}))
+    assert sink.frame["price"].to_list() == [1.5]
+    assert dead.frame.select("row", "reason").rows() == [(1, "bad_number")]
+    assert json.loads(dead.frame["raw"][0]) == {"t": "2", "symbol": "NULL", "last": "n/a", "size": "1"}
 
 
 async def test_only_an_empty_field_is_missing_so_tickers_like_na_survive(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("t,symbol,price,size,venue\n1,NA,1.5,1,\n2,NULL,nan,1,x\n")
-    out = (await replay(ReplaySource(path=path, columns={"ts_event": "t"}))).frame
-    assert out["symbol"].to_list() == ["NA", "NULL"]
-    assert out["venue"].to_list() == [None, "x"]
-    assert np.isnan(out["price"][1])
+    path.write_text("t,symbol,price,size,venue\n1,NA,1.5,1,\n2,NULL,2,1,x\n3,A,nan,1,x\n")
+    sink, dead = await replay_with_deadletters(ReplaySource(path=path, columns={"ts_event": "t"}))
+    assert sink.frame["symbol"].to_list() == ["NA", "NULL"]
+    assert sink.frame["venue"].to_list() == [None, "x"]
+    assert dead.frame["reason"].to_list() == ["nan_price"]
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -401,3 +423,92 @@ async def settle() -> None:
     """A few loop turns, so messages already sent reach the sink."""
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+QUOTES = (
+    "recv_ns,event_ms,venue,sym,update_id,bid_px,bid_qty,ask_px,ask_qty\n"
+    "1723161600000000100,1723161600000,usdm,BTC,10,100.0,1.5,100.1,2\n"
+    "1723161600000000200,,spot,BTC,7,99.9,1,100.0,3\n"
+    "1723161600000000300,1723161600001,usdm,BTC,11,100.2,1,100.1,2\n"
+    "1723161600000000400,1723161600002,usdm,BTC,12,100.0,0,100.0,2\n"
+)
+QUOTE_COLUMNS = {
+    "ts_event": "event_ms",
+    "ts_recv": "recv_ns",
+    "symbol": "{venue}:{sym}",
+    "bid": "bid_px",
+    "bid_size": "bid_qty",
+    "ask": "ask_px",
+    "ask_size": "ask_qty",
+    "seq": "update_id",
+}
+
+
+async def test_kind_quote_replays_quote_frames_and_sends_crossed_quotes_to_the_deadletter_port(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text(QUOTES)
+    source = ReplaySource(path=path, kind="quote", columns=QUOTE_COLUMNS, ts_unit="ms", ts_recv_unit="ns")
+    sink, dead = await replay_with_deadletters(source)
+    out = sink.frame
+    assert out.schema == pl.Schema(QUOTE_SCHEMA)
+    assert out.select("symbol", "ts_event", "bid", "ask", "seq").rows() == [
+        ("usdm:BTC", T0, 100.0, 100.1, 10),
+        ("usdm:BTC", T0 + 2_000_000, 100.0, 100.0, 12),  # locked, not crossed
+    ]
+    assert dead.frame.select("row", "reason", "kind").rows() == [
+        (1, "bad_timestamp", "quote"),
+        (2, "crossed_quote", "quote"),
+    ]
+
+
+async def test_ts_fallback_fills_only_empty_event_times_in_its_own_unit(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text(QUOTES.replace("1723161600002,", "soon,"))
+    source = ReplaySource(
+        path=path,
+        kind="quote",
+        columns=QUOTE_COLUMNS,
+        ts_unit="ms",
+        ts_recv_unit="ns",
+        ts_fallback="recv_ns",
+        ts_fallback_unit="ns",
+    )
+    sink, dead = await replay_with_deadletters(source)
+    assert sink.frame.select("seq", "ts_event").rows() == [(10, T0), (7, T0 + 200)]
+    # a value that is there but cannot be read is bad data: it does not fall back
+    assert dead.frame.select("row", "reason").rows() == [(2, "crossed_quote"), (3, "bad_timestamp")]
+    assert json.loads(dead.frame["raw"][1])["event_ms"] == "soon"
+
+
+async def test_a_ts_fallback_missing_from_the_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text(QUOTES)
+    source = ReplaySource(path=path, kind="quote", columns=QUOTE_COLUMNS, ts_unit="ms", ts_fallback="recv_time")
+    message = await source_error(source)
+    assert "'recv_time'" in message
+    assert "ts_fallback" in message
+
+
+async def test_an_empty_first_block_of_event_times_suggests_ts_fallback(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text(QUOTES.splitlines()[0] + "\n" + QUOTES.splitlines()[2] + "\n")
+    message = await source_error(ReplaySource(path=path, kind="quote", columns=QUOTE_COLUMNS, ts_unit="ms"))
+    assert "empty timestamp" in message
+    assert "ts_fallback" in message
+
+
+def test_graph_validation_sees_the_kind_on_each_port(tmp_path: Path) -> None:
+    quotes = ReplaySource(path=tmp_path / "q.csv", kind="quote", columns=QUOTE_COLUMNS)
+    assert (quotes.port_kind("out"), quotes.port_kind("deadletter")) == ("quote", "deadletter")
+    assert quotes.outputs == ("out", "deadletter")
+    dag = Dag().add_node(Node("q", quotes)).add_node(Node("bars", BarsOperator(timeframe="1m")))
+    dag.add_node(Node("sink", ListSink())).add_edge("q", "bars").add_edge("bars", "sink")
+    with pytest.raises(DagValidationError, match="produces quote records"):
+        dag.validate()
+    trades = ReplaySource(path=tmp_path / "t.csv", columns=MAPPING)
+    dag = Dag().add_node(Node("t", trades)).add_node(Node("bars", BarsOperator(timeframe="1m")))
+    dag.add_node(Node("sink", ListSink())).add_edge("t", "bars", port="deadletter").add_edge("bars", "sink")
+    with pytest.raises(DagValidationError, match="produces deadletter records"):
+        dag.validate()

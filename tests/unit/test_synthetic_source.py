@@ -1,4 +1,7 @@
-"""SyntheticSource: a seeded, frame-size independent random-walk trade feed."""
+"""SyntheticSource: a seeded, frame-size independent random-walk trade (or quote) feed.
+
+How its spoiled rows are screened and routed is tested in test_validation.py.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ from hypothesis import strategies as st
 from mdp.clock import ManualClock
 from mdp.durations import parse_time
 from mdp.errors import ConfigError
-from mdp.records import END_OF_TIME, TRADE_SCHEMA
+from mdp.records import END_OF_TIME, QUOTE_SCHEMA, TRADE_SCHEMA
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import RunConfig
-from mdp.sources.synthetic import BLOCK_ROWS, SyntheticParams, SyntheticSource
+from mdp.sources.synthetic import BAD_KINDS, BLOCK_ROWS, FUTURE_SHIFT_NS, SyntheticParams, SyntheticSource
+from mdp.sources.validation import split_frame
 from mdp.testing import ListSink, run_graph
 
 START = parse_time("2024-01-02T14:30:00Z")
@@ -131,11 +135,17 @@ async def test_in_a_graph_rows_arrive_with_watermarks_ending_at_end_of_time() ->
     assert sink.frame.height == 30_000
     assert sink.watermarks == sorted(sink.watermarks)
     assert sink.watermarks[-1] == END_OF_TIME
-    assert source.stats() == {"rows_emitted": 30_000, "offset": 30_000, "total_rows": 30_000}
+    assert source.stats() == {
+        "rows_emitted": 30_000,
+        "offset": 30_000,
+        "total_rows": 30_000,
+        "bad_records": 0,
+        "bad_reasons": {},
+    }
 
 
 async def test_paced_at_real_time_rows_are_sent_as_the_clock_reaches_them() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)  # the far-future check reads this clock: keep it at the feed's time
     ts = trades(rate=10, duration="2s", symbols=2)["ts_event"].to_numpy()
     due = (ts - ts[0]) / 1e9  # wall seconds after the first row at which each row may go
     sink = ListSink()
@@ -155,6 +165,40 @@ async def test_paced_at_real_time_rows_are_sent_as_the_clock_reaches_them() -> N
     assert sink.frame.height == 20
 
 
+def test_quotes_quote_the_walk_as_bid_with_an_ask_one_to_four_cents_above() -> None:
+    walk = trades(rate=20_000, duration="5s", seed=6)
+    quotes = trades(rate=20_000, duration="5s", seed=6, kind="quote")
+    assert quotes.schema == pl.Schema(QUOTE_SCHEMA)
+    assert quotes["bid"].equals(walk["price"].alias("bid"))  # the same walk: quotes draw from their own stream
+    assert quotes["bid_size"].equals(walk["size"].alias("bid_size"))
+    assert quotes.select("symbol", "ts_event", "seq").equals(walk.select("symbol", "ts_event", "seq"))
+    cents = np.round((quotes["ask"] - quotes["bid"]).to_numpy() * 100)
+    assert set(np.unique(cents)) == {1, 2, 3, 4}
+    assert set(np.unique(quotes["ask_size"].to_numpy())) == set(range(10, 500, 10))
+
+
+@pytest.mark.parametrize("kind", ["trade", "quote"])
+def test_bad_fraction_spoils_that_share_of_rows_with_every_malformation(kind: str) -> None:
+    clean = trades(rate=20_000, duration="10s", seed=2, kind=kind)
+    spoiled = trades(rate=20_000, duration="10s", seed=2, kind=kind, bad_fraction=0.05)
+    good, bad = split_frame(spoiled, kind, now_ns=START)  # type: ignore[arg-type]
+    assert 0.045 < bad.height / spoiled.height < 0.055
+    assert good.equals(clean.filter(pl.col("seq").is_in(good["seq"].implode())))
+    expected = {reason for how, reason in BAD_KINDS if kind == "quote" or how != "crossed"}
+    assert set(bad["reason"]) == expected
+    future = bad.filter(pl.col("reason") == "future_timestamp")
+    original = clean.filter(pl.col("seq").is_in(future["seq"].implode()))["ts_event"]
+    assert (future["ts_event"] - original == FUTURE_SHIFT_NS).all()
+
+
+@settings(max_examples=5, deadline=None)
+@given(frame_rows=st.integers(1, 2 * BLOCK_ROWS))
+def test_spoiled_rows_are_fixed_by_the_seed_not_by_frame_rows(frame_rows: int) -> None:
+    params = {"rate": 20_000, "duration": "5s", "seed": 5, "bad_fraction": 0.03, "disorder": 0.1}
+    frames = list(SyntheticSource(frame_rows=frame_rows, **params).frames())  # type: ignore[arg-type]
+    assert pl.concat(frames).equals(trades(**params))
+
+
 def test_params_reject_bad_values() -> None:
     with pytest.raises(ConfigError, match="whole microsecond"):
         SyntheticSource(start=START + 1)
@@ -162,14 +206,20 @@ def test_params_reject_bad_values() -> None:
         SyntheticSource(symbols=["A", "A"])
     with pytest.raises(ConfigError, match="rate"):
         SyntheticSource(rate=0)
+    with pytest.raises(ConfigError, match="bad_fraction"):
+        SyntheticSource(bad_fraction=1.5)
+    with pytest.raises(ConfigError, match="kind"):
+        SyntheticSource(kind="bar")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extra"):
         SyntheticParams.model_validate({"rates": 5})
 
 
 def test_from_params_reads_durations_once() -> None:
-    params = SyntheticParams(duration="2s", max_delay="5ms", max_out_of_orderness="1s")
+    params = SyntheticParams(duration="2s", max_delay="5ms", max_out_of_orderness="1s", max_future="1h")
     source = SyntheticSource.from_params(params)
     assert source.params == params
+    assert source.params.max_future == 3_600_000_000_000
+    assert SyntheticSource.from_params(SyntheticParams(max_future=None)).params.max_future is None
     assert source.params.duration == 2_000_000_000
     assert source.total_rows == 20_000
 

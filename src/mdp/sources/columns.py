@@ -7,6 +7,8 @@ without a source is the row's arrival index in the whole file, so ties in ``ts_e
 
 Timestamp columns (``ts_event``, ``ts_recv``) become int ns UTC from integers or decimals in a unit
 (``ns``, ``us``, ``ms``, ``s``), from ISO-8601 text (``iso``) or from a native datetime column.
+A value that cannot be read becomes null and marks its row (``bad_timestamp``, ``bad_number``) for the
+dead letters; ``ts_fallback`` fills an empty ``ts_event`` from another column, in that column's unit.
 Everything here is pure (frames in, frames out); the file I/O lives in :mod:`mdp.sources.replay`.
 """
 
@@ -32,11 +34,8 @@ TIME_COLUMNS: Final[frozenset[str]] = frozenset({"ts_event", "ts_recv"})
 _RECORD_CLASSES: Final[dict[RecordKind, type[Any]]] = {"trade": Trade, "quote": Quote}
 #: how many more timestamp formats one block of ISO-8601 text may mix (each costs one pass over the rest)
 _ISO_RETRIES: Final[int] = 3
-_ARROW_TYPES: Final[dict[type[pl.DataType], pa.DataType]] = {
-    pl.Float64: pa.float64(),
-    pl.Int64: pa.int64(),
-    pl.String: pa.string(),
-}
+#: prefix of scratch columns: the file had a value for this canonical column
+_HAS: Final = "__mdp_has_"
 
 
 def required_columns(kind: RecordKind) -> frozenset[str]:
@@ -108,11 +107,15 @@ class ColumnPlan:
         file_columns: list[str],
         ts_units: Mapping[str, TsUnit],
         where: str,
+        *,
+        ts_fallback: str | None = None,
+        ts_fallback_unit: TsUnit = "ns",
     ) -> None:
         self.kind = kind
         self.schema = SCHEMAS[kind]
         self.ts_units = dict(ts_units)
         self.where = where
+        self.ts_fallback_unit = ts_fallback_unit
         unknown = sorted(set(mapping) - set(self.schema))
         if unknown:
             raise ConfigError(
@@ -120,22 +123,20 @@ class ColumnPlan:
                 "use those names as the keys of params.columns"
             )
         available = set(file_columns)
-        self.specs: dict[str, ColumnSpec] = {}
-        for name in self.schema:
-            source = mapping.get(name)
-            if source is None:
-                spec = self._default_spec(name, available)
-            elif is_template(source):
-                spec = ColumnSpec("template", template=source, parts=parse_template(source))
-            else:
-                spec = ColumnSpec("column", column=source)
+        self.specs: dict[str, ColumnSpec] = {
+            name: _spec(mapping[name]) if name in mapping else self._default_spec(name, available)
+            for name in self.schema
+        }
+        #: where ts_event comes from in rows whose own ts_event field is empty
+        self.fallback = None if ts_fallback is None else _spec(ts_fallback)
+        used = {**self.specs, **({"ts_fallback": self.fallback} if self.fallback else {})}
+        for role, spec in used.items():
             for col in spec.file_columns:
                 if col not in available:
                     raise SourceError(
-                        f"column {col!r} (mapped to {name!r}) is not in {where}; the file has the columns "
-                        f"{file_columns}. change params.columns to name one of them"
+                        f"column {col!r} (mapped to {role!r}) is not in {where}; the file has the columns "
+                        f"{file_columns}. change params.columns (or params.ts_fallback) to name one of them"
                     )
-            self.specs[name] = spec
         missing = sorted(n for n in required_columns(kind) if self.specs[n].how == "null")
         if missing:
             raise SourceError(
@@ -143,79 +144,114 @@ class ColumnPlan:
                 f"{file_columns}); map them in params.columns, e.g. {{'{missing[0]}': '<file column>'}}"
             )
         #: the file columns to read, in file order (reading fewer columns is faster)
-        self.needed = [c for c in file_columns if any(c in s.file_columns for s in self.specs.values())]
+        self.needed = [c for c in file_columns if any(c in s.file_columns for s in used.values())]
 
     def _default_spec(self, name: str, available: set[str]) -> ColumnSpec:
         if name in available:
             return ColumnSpec("column", column=name)
         return ColumnSpec("row_index" if name == "seq" else "null")
 
-    def roles(self) -> dict[str, list[str]]:
-        """File column -> the canonical columns it feeds (for error messages)."""
-        result: dict[str, list[str]] = {}
-        for name, spec in self.specs.items():
-            for col in spec.file_columns:
-                result.setdefault(col, []).append(name)
-        return result
-
     def arrow_types(self) -> dict[str, pa.DataType]:
-        """Arrow types to request when parsing text (CSV): numbers as numbers, everything else as text.
+        """Arrow types to request when parsing text (CSV): every column as text, parsed by :meth:`parse`,
+        so a value that is not a number becomes one bad record, not a failed block, and keeps its text."""
+        return {col: pa.string() for col in self.needed}
 
-        Asking for the type up front keeps a streaming reader from guessing it from the first block
-        (a price column of whole numbers would otherwise become int64 and fail on ``48.8`` later).
-        """
-        types: dict[str, pa.DataType] = {}
-        for name, spec in self.specs.items():
-            for col in spec.file_columns:
-                if spec.how == "template":
-                    wanted = pa.string()
-                elif name in TIME_COLUMNS:
-                    unit = self.ts_units.get(name, "ns")
-                    # seconds often carry a fraction, read exactly from the text; other units are integers
-                    wanted = pa.string() if unit in ("iso", "s") else pa.int64()
-                else:
-                    wanted = _ARROW_TYPES.get(type(self.schema[name]), pa.string())
-                # a column read in two roles is read as text; every role can parse text
-                types[col] = wanted if types.get(col, wanted) == wanted else pa.string()
-        return types
+    def parse(self, raw: pl.DataFrame, first_row: int, *, check_units: bool = False) -> Parsed:
+        """Return ``raw`` (file columns) as a canonical frame, and what could not be read in each row.
 
-    def _timestamps(self, raw: pl.DataFrame, name: str, values: pl.Expr) -> pl.Series:
-        source = raw.select(values).to_series()
-        unit = self.ts_units.get(name, "ns")
-        ts = to_ns(source, unit, source.name, self.where)
-        failed = ts.null_count() - (0 if name == "ts_event" else source.null_count())
-        if failed:  # a required timestamp is missing, or a value is there but cannot be read
-            raise _ts_error(source, ts, unit, self.where, required=name == "ts_event")
-        return ts
+        A value that cannot be read becomes null and its row gets the reason ``bad_timestamp`` or
+        ``bad_number`` in ``problems``; :mod:`mdp.sources.validation` turns those rows into dead letters.
 
-    def apply(self, raw: pl.DataFrame, first_row: int) -> pl.DataFrame:
-        """Return ``raw`` (file columns) as a canonical frame; ``first_row`` is its row index in the file.
+        Args:
+            first_row: the row index of ``raw``'s first row in the file (``seq`` when it is not mapped).
+            check_units: raise when not one timestamp of a time column can be read: in the first block
+                that is a wrong ``ts_unit`` or mapping, not bad data.
 
         Raises:
-            SourceError: a timestamp cannot be parsed, or a value does not fit its canonical type.
+            SourceError: as ``check_units`` says, or a value does not fit its canonical type.
         """
         exprs: list[pl.Expr] = []
+        numbers: list[str] = []
+        bad_ts: pl.Series | None = None
         for name, spec in self.specs.items():
-            if spec.how == "column":
-                assert spec.column is not None
-                expr = pl.col(spec.column)
-            elif spec.how == "template":
-                pieces = [e for lit, col in spec.parts for e in _template_exprs(lit, col)]
-                expr = pl.concat_str(pieces).alias(spec.template)  # messages name it by its template
-            elif spec.how == "row_index":
-                expr = pl.int_range(first_row, first_row + raw.height, dtype=pl.Int64)
-            else:
+            expr = _source_expr(spec, raw.height, first_row)
+            if expr is None:
                 continue
             if name in TIME_COLUMNS and spec.how != "row_index":
-                expr = pl.lit(self._timestamps(raw, name, expr))
+                ts, bad = self._time_column(raw, name, expr, check_units)
+                bad_ts = bad if bad_ts is None else bad_ts | bad
+                expr = pl.lit(ts)
+            elif spec.how != "row_index" and self.schema[name] != pl.String:
+                numbers.append(name)
+                exprs.append(expr.is_not_null().alias(_HAS + name))  # to tell "no value" from "not a number"
+                expr = expr.cast(self.schema[name], strict=False)
             exprs.append(expr.alias(name))
         try:
-            return conform(raw.select(exprs), self.kind)
+            selected = raw.select(exprs)
+            frame = conform(selected, self.kind)
         except (pl.exceptions.PolarsError, MdpError) as exc:
             raise SourceError(
                 f"cannot read {self.where} as {self.kind} records: {exc}. check that params.columns maps "
-                "numeric columns (price, size) to columns holding numbers"
+                "each canonical column to a file column of the right kind"
             ) from exc
+        unread = [pl.col(name).is_null() & pl.col(_HAS + name) for name in numbers] or [pl.repeat(False, raw.height)]
+        bad_number = selected.select(pl.any_horizontal(unread)).to_series()
+        bad_ts = pl.repeat(False, raw.height, eager=True) if bad_ts is None else bad_ts
+        if not (bad_ts.any() or bad_number.any()):
+            return Parsed(frame, None)
+        first_true = pl.when(pl.lit(bad_ts)).then(pl.lit("bad_timestamp")).when(pl.lit(bad_number))
+        problems = pl.select(first_true.then(pl.lit("bad_number")).alias("problem")).to_series()
+        return Parsed(frame, problems)
+
+    def _time_column(
+        self, raw: pl.DataFrame, name: str, values: pl.Expr, check_units: bool
+    ) -> tuple[pl.Series, pl.Series]:
+        """Timestamps of one canonical time column as int ns, and which rows could not be read."""
+        source = raw.select(values).to_series()
+        unit = self.ts_units.get(name, "ns")
+        ts = to_ns(source, unit, source.name, self.where)
+        unread = ts.is_null() & source.is_not_null()
+        if name == "ts_event" and self.fallback is not None:
+            # only an *empty* field falls back: a value that is there but unreadable stays bad
+            fallback_expr = _source_expr(self.fallback, raw.height, 0)
+            assert fallback_expr is not None
+            other = raw.select(fallback_expr).to_series()
+            other_ts = to_ns(other, self.ts_fallback_unit, other.name, self.where)
+            empty = source.is_null()
+            ts = ts.zip_with(~empty, other_ts)
+            unread = unread | (empty & other_ts.is_null() & other.is_not_null())
+        required = name == "ts_event"
+        bad = ts.is_null() if required else unread
+        if check_units and bad.len() and (bad.all() if required else unread.sum() == source.is_not_null().sum() > 0):
+            raise _ts_error(source, ts, unit, self.where, required=required, fallback=self.fallback is not None)
+        return ts, bad
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A canonical frame and, per row, what could not be read (null: all was read; None: no row failed)."""
+
+    frame: pl.DataFrame
+    problems: pl.Series | None
+
+
+def _spec(source: str) -> ColumnSpec:
+    if is_template(source):
+        return ColumnSpec("template", template=source, parts=parse_template(source))
+    return ColumnSpec("column", column=source)
+
+
+def _source_expr(spec: ColumnSpec, height: int, first_row: int) -> pl.Expr | None:
+    """The expression reading one canonical column from the file columns (None: it has no source)."""
+    if spec.how == "column":
+        assert spec.column is not None
+        return pl.col(spec.column)
+    if spec.how == "template":
+        pieces = [e for lit, col in spec.parts for e in _template_exprs(lit, col)]
+        return pl.concat_str(pieces).alias(spec.template)  # messages name it by its template
+    if spec.how == "row_index":
+        return pl.int_range(first_row, first_row + height, dtype=pl.Int64)
+    return None
 
 
 def _template_exprs(literal: str, column: str | None) -> list[pl.Expr]:
@@ -243,13 +279,13 @@ def to_ns(values: pl.Series, unit: TsUnit, column: str, where: str) -> pl.Series
         return _iso_to_ns(values)
     factor = UNIT_NS[unit]
     if dtype == pl.String:
+        ints = values.str.to_integer(strict=False)
+        if ints.null_count() == values.null_count():
+            return ints * factor  # the common case: whole numbers; the slower readers run only when needed
         text = values.str.strip_chars()
+        ints = text.str.to_integer(strict=False) * factor
         as_float = text.cast(pl.Float64, strict=False)  # last resort: exponents such as 1.7e9
-        return (
-            (text.str.to_integer(strict=False) * factor)
-            .fill_null(_decimal_to_ns(text, factor))
-            .fill_null(_float_to_ns(as_float, factor))
-        )
+        return ints.fill_null(_decimal_to_ns(text, factor)).fill_null(_float_to_ns(as_float, factor))
     if dtype.is_integer():
         return values.cast(pl.Int64) * factor
     if dtype.is_float():
@@ -300,14 +336,22 @@ def _sample(values: pl.Series) -> Any:
     return non_null[0] if non_null.len() else None
 
 
-def _ts_error(raw: pl.Series, parsed: pl.Series, unit: TsUnit, where: str, *, required: bool) -> SourceError:
+def _ts_error(
+    raw: pl.Series, parsed: pl.Series, unit: TsUnit, where: str, *, required: bool, fallback: bool
+) -> SourceError:
     bad_rows = parsed.is_null() if required else parsed.is_null() & raw.is_not_null()
     bad = raw.filter(bad_rows)
     sample = bad[0] if bad.len() else None
     expected = "ISO-8601 text such as '2024-08-09T00:00:00Z'" if unit == "iso" else f"numbers of {unit}"
     what = "an empty timestamp" if sample is None or sample == "" else f"the value {sample!r}"
+    if fallback:
+        hint = "set ts_unit and ts_fallback_unit to the units of params.ts_event and params.ts_fallback"
+    elif sample is None or sample == "":
+        hint = "map another column, or set ts_fallback to a column to use where this one is empty"
+    else:
+        hint = f"set ts_unit to the column's unit ({', '.join(repr(u) for u in TS_UNITS)}) or map another column"
     return SourceError(
-        f"cannot read the timestamps in column {raw.name!r} of {where} as {expected}: found {what} "
-        f"({bad.len()} such rows in this block); set ts_unit to the column's unit "
-        f"({', '.join(repr(u) for u in TS_UNITS)}) or map another column"
+        f"cannot read the timestamps in column {raw.name!r} of {where} as {expected}: found {what}, and "
+        f"none of the {raw.len()} rows of the first block could be read, so the setting is wrong, not the "
+        f"data; {hint}"
     )

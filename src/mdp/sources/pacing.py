@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterable, Iterator
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 import polars as pl
@@ -28,12 +28,21 @@ DEFAULT_SLICE_NS: Final[int] = 10_000_000
 #: longest single sleep, so a paced source notices ``ctx.stopping`` promptly across gaps in the data
 MAX_SLEEP_NS: Final[int] = 100_000_000
 
+_T = TypeVar("_T")
 
-def cut_frames(blocks: Iterable[pl.DataFrame], frame_rows: int) -> Iterator[pl.DataFrame]:
-    """Re-cut ``blocks`` into frames of ``frame_rows`` rows; only the last frame may be shorter."""
+
+def cut_frames(blocks: Iterable[pl.DataFrame | _T], frame_rows: int) -> Iterator[pl.DataFrame | _T]:
+    """Re-cut ``blocks`` into frames of ``frame_rows`` rows; only the last frame may be shorter.
+
+    Anything in ``blocks`` that is not a frame (a source's dead letters) is passed on at once, ahead of
+    the rows still held: it travels on another port, so only the order of the frames matters.
+    """
     held: list[pl.DataFrame] = []
     held_rows = 0
     for block in blocks:
+        if not isinstance(block, pl.DataFrame):
+            yield block
+            continue
         if block.height == 0:
             continue
         held.append(block)
@@ -50,7 +59,7 @@ def cut_frames(blocks: Iterable[pl.DataFrame], frame_rows: int) -> Iterator[pl.D
         yield pl.concat(held, rechunk=False) if len(held) > 1 else held[0]
 
 
-async def in_thread(frames: Iterator[pl.DataFrame]) -> AsyncGenerator[pl.DataFrame, None]:
+async def in_thread(frames: Iterator[_T]) -> AsyncGenerator[_T, None]:
     """Iterate ``frames`` on a worker thread, fetching the next frame while the caller sends this one.
 
     Close it with ``contextlib.aclosing``: on exit it waits for the step in flight, then closes

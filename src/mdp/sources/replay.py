@@ -1,18 +1,22 @@
-"""``ReplaySource`` (``source.replay``): replay trades from a CSV, gzip CSV or Parquet file as frames.
+"""``ReplaySource`` (``source.replay``): replay trades or quotes from a CSV, gzip CSV or Parquet file.
 
 The file is streamed, never loaded whole: Parquet through ``ParquetFile.iter_batches``, CSV (plain or
-gzip) through pyarrow's streaming CSV reader, reading only the columns the mapping needs, with their
-types fixed up front. Each batch becomes a canonical frame with vectorised column work
-(:mod:`mdp.sources.columns`), is re-cut into frames of ``frame_rows`` and sent through
+gzip) through pyarrow's streaming CSV reader, reading only the columns the mapping needs, as text.
+Each batch becomes a canonical frame with vectorised column work (:mod:`mdp.sources.columns`), is
+screened for bad rows (:mod:`mdp.sources.validation`: they go to the ``deadletter`` port and never
+move the watermark), is re-cut into frames of ``frame_rows`` and sent through
 ``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time.
 
-Example::
+Example (quotes whose spot rows have no exchange time, so the receive time stands in)::
 
     ReplaySource(
-        path="trades.csv.gz",
-        columns={"ts_event": "trade_ts_ms", "symbol": "{venue}:{symbol}", "size": "qty"},
+        path="bookticker.csv.gz",
+        kind="quote",
+        columns={"ts_event": "transact_ts_ms", "symbol": "{venue}:{symbol}", "bid": "bid_price", ...},
         ts_unit="ms",
-        max_out_of_orderness="250ms",
+        ts_fallback="recv_ts_ns",
+        ts_fallback_unit="ns",
+        max_out_of_orderness="2s",
     )
 """
 
@@ -22,7 +26,7 @@ import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -35,8 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, SourceError
 from mdp.operators.base import Context, Source
-from mdp.sources.columns import TIME_COLUMNS, ColumnPlan, TsUnit
+from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.pacing import Pacer, cut_frames, emit_paced, in_thread
+from mdp.sources.validation import DEADLETTER_PORT, DEFAULT_MAX_FUTURE, BadRows, OnBadRecord, RecordScreen, SourceKind
 from mdp.sources.watermarks import WatermarkTracker
 
 FileFormat = Literal["auto", "csv", "parquet"]
@@ -52,6 +57,7 @@ class ReplayParams(BaseModel):
 
     path: str = Field(description="file to replay: .csv, .csv.gz or .parquet")
     format: FileFormat = Field(default="auto", description="file format; auto: from the suffix")
+    kind: SourceKind = Field(default="trade", description="record kind in the file: 'trade' or 'quote'")
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="canonical column -> file column, or a template joining columns such as '{venue}:{symbol}'; "
@@ -59,6 +65,12 @@ class ReplayParams(BaseModel):
     )
     ts_unit: TsUnit = Field(default="ns", description="unit of the ts_event column: ns, us, ms, s, or iso (ISO-8601)")
     ts_recv_unit: TsUnit | None = Field(default=None, description="unit of the ts_recv column; None: same as ts_unit")
+    ts_fallback: str | None = Field(
+        default=None,
+        description="file column (or template) giving ts_event in rows where the ts_event column is empty, "
+        "e.g. a receive time for rows without an exchange time",
+    )
+    ts_fallback_unit: TsUnit = Field(default="ns", description="unit of the ts_fallback column")
     max_out_of_orderness: DurationNs = Field(
         default=0, description="how far behind the newest row a row may arrive and still be on time: '250ms', '1s'"
     )
@@ -66,62 +78,87 @@ class ReplayParams(BaseModel):
         default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time by event time; 10: 10x"
     )
     frame_rows: int = Field(default=65_536, ge=1, description="most rows per emitted frame")
-    kind: Literal["trade"] = Field(default="trade", description="record kind in the file (quotes: not yet)")
+    on_bad_record: OnBadRecord = Field(
+        default="deadletter",
+        description="bad rows: 'deadletter' (to the deadletter port; counted if it has no edge), 'drop' "
+        "(counted), or 'error' (fail naming the first one)",
+    )
+    max_future: DurationNs | None = Field(
+        default=DEFAULT_MAX_FUTURE,
+        description="a row whose ts_event is further ahead of the clock than this is bad: '1d'; None: no limit",
+    )
 
 
 class ReplaySource(Source):
-    """Replay a trade file as canonical frames and watermarks.
+    """Replay a trade or quote file as canonical frames and watermarks; bad rows become dead letters.
 
     Keyword arguments are the fields of :class:`ReplayParams`; durations accept ``"250ms"`` or int ns.
-    ``stats()`` reports ``rows_emitted`` and ``offset`` (rows read from the file so far).
+    Rows that fail :mod:`mdp.sources.validation` never reach ``out`` nor move the watermark: they go
+    to the ``deadletter`` port with their reason and raw values (see ``on_bad_record``). ``stats()``
+    reports ``rows_emitted``, ``offset`` (rows read from the file so far), ``bad_records`` and
+    ``bad_reasons`` (per reason).
 
     Raises (when the graph starts):
-        SourceError: the file is missing or unreadable, a mapped column is not in it, or a timestamp
-            cannot be parsed; the message says what to change.
+        SourceError: the file is missing or unreadable, a mapped column is not in it, not one
+            timestamp of the first block can be read (a wrong ``ts_unit``), or a row is bad and
+            ``on_bad_record`` is ``error``; the message says what to change.
     """
 
     Params: ClassVar[type[BaseModel] | None] = ReplayParams
     output_kind: ClassVar[str | None] = "trade"
+    outputs: Sequence[str] = ("out", DEADLETTER_PORT)
 
     def __init__(
         self,
         *,
         path: str | Path,
         format: FileFormat = "auto",
+        kind: SourceKind = "trade",
         columns: dict[str, str] | None = None,
         ts_unit: TsUnit = "ns",
         ts_recv_unit: TsUnit | None = None,
+        ts_fallback: str | None = None,
+        ts_fallback_unit: TsUnit = "ns",
         max_out_of_orderness: int | str = 0,
         speed: float | None = None,
         frame_rows: int = 65_536,
-        kind: Literal["trade"] = "trade",
+        on_bad_record: OnBadRecord = "deadletter",
+        max_future: int | str | None = DEFAULT_MAX_FUTURE,
     ) -> None:
         try:
             self.params = ReplayParams.model_validate(
                 {
                     "path": str(path),
                     "format": format,
+                    "kind": kind,
                     "columns": columns or {},
                     "ts_unit": ts_unit,
                     "ts_recv_unit": ts_recv_unit,
+                    "ts_fallback": ts_fallback,
+                    "ts_fallback_unit": ts_fallback_unit,
                     "max_out_of_orderness": duration_arg(max_out_of_orderness),
                     "speed": speed,
                     "frame_rows": frame_rows,
-                    "kind": kind,
+                    "on_bad_record": on_bad_record,
+                    "max_future": None if max_future is None else duration_arg(max_future),
                 }
             )
         except ValidationError as exc:
             raise ConfigError(f"invalid source.replay params: {exc}") from exc
+        # graph validation reads output_kind per node: it follows params.kind here
+        setattr(self, "output_kind", self.params.kind)  # noqa: B010
         self.path = Path(self.params.path)
         self.rows_emitted = 0
         self.offset = 0
         self._plan: ColumnPlan | None = None
+        self._screen: RecordScreen | None = None
 
     def port_kind(self, port: str) -> str | None:
-        return self.params.kind
+        return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
 
     def stats(self) -> dict[str, Any]:
-        return {"rows_emitted": self.rows_emitted, "offset": self.offset}
+        bad = self._screen.stats() if self._screen else {"bad_records": 0, "bad_reasons": {}}
+        return {"rows_emitted": self.rows_emitted, "offset": self.offset, **bad}
 
     async def open(self, ctx: Context) -> None:
         """Check the file and the column mapping before the first row, so a bad config fails at once."""
@@ -138,16 +175,40 @@ class ReplaySource(Source):
         fmt = resolve_format(self.path, p.format)
         file_columns = _parquet_columns(self.path) if fmt == "parquet" else _csv_header(self.path)
         units: dict[str, TsUnit] = {"ts_event": p.ts_unit, "ts_recv": p.ts_recv_unit or p.ts_unit}
-        return ColumnPlan(p.kind, p.columns, file_columns, units, where=str(self.path))
+        return ColumnPlan(
+            p.kind,
+            p.columns,
+            file_columns,
+            units,
+            where=str(self.path),
+            ts_fallback=p.ts_fallback,
+            ts_fallback_unit=p.ts_fallback_unit,
+        )
+
+    def screen(self, ctx: Context) -> RecordScreen:
+        """The bad-record handling of one run, on the runtime's clock."""
+        p = self.params
+        return RecordScreen(
+            p.kind,
+            policy=p.on_bad_record,
+            max_future=p.max_future,
+            clock=ctx.clock,
+            source=ctx.node,
+            where=str(self.path),
+        )
 
     async def run(self, ctx: Context) -> None:
         plan = self._plan or self.plan()
+        screen = self._screen = self.screen(ctx)
         self.rows_emitted = 0
         self.offset = 0
         tracker = WatermarkTracker(self.params.max_out_of_orderness)
         pacer = Pacer(ctx.clock, self.params.speed) if self.params.speed else None
-        async with contextlib.aclosing(in_thread(self.frames(plan))) as frames:
+        async with contextlib.aclosing(in_thread(self.frames(plan, screen))) as frames:
             async for frame in frames:
+                if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
+                    await screen.deliver(frame, ctx)
+                    continue
                 if ctx.stopping:
                     return
                 sent = await emit_paced(ctx, frame, tracker, pacer)
@@ -155,22 +216,34 @@ class ReplaySource(Source):
                 if sent < frame.height:
                     return
 
-    def frames(self, plan: ColumnPlan) -> Iterator[pl.DataFrame]:
-        """Canonical frames of at most ``frame_rows`` rows, in file order (blocking; runs on a thread)."""
-        return cut_frames(self._canonical(plan), self.params.frame_rows)
+    def frames(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
+        """Good rows as canonical frames of at most ``frame_rows`` rows, in file order, and the dead
+        letters of each block ahead of its good rows (blocking; runs on a thread)."""
+        return cut_frames(self._screened(plan, screen), self.params.frame_rows)
 
-    def _canonical(self, plan: ColumnPlan) -> Iterator[pl.DataFrame]:
+    def _screened(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
         fmt = resolve_format(self.path, self.params.format)
+        malformed: list[tuple[int | None, str]] = []
         if fmt == "parquet":
             batches = _parquet_batches(self.path, plan.needed, self.params.frame_rows)
         else:
-            batches = _csv_batches(self.path, plan)
+            batches = _csv_batches(self.path, plan, malformed)
+        first = True
         for batch in batches:
             raw = pl.from_arrow(batch)
             assert isinstance(raw, pl.DataFrame)
-            frame = plan.apply(raw, self.offset)
-            self.offset += frame.height
-            yield frame
+            parsed = plan.parse(raw, self.offset, check_units=first and raw.height > 0)
+            first = first and raw.height == 0
+            good, bad = screen.screen(parsed.frame, raw=raw, first_row=self.offset, problems=parsed.problems)
+            self.offset += raw.height
+            if bad is not None:
+                yield bad
+            if malformed:  # lines the reader skipped while it read this batch
+                yield screen.malformed(malformed)
+                malformed.clear()
+            yield good
+        if malformed:
+            yield screen.malformed(malformed)
 
 
 def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
@@ -214,10 +287,19 @@ def _csv_header(path: Path) -> list[str]:
     return next(csv.reader(io.StringIO(line)))
 
 
-def _csv_batches(path: Path, plan: ColumnPlan) -> Iterator[pa.RecordBatch]:
-    """Stream record batches of the columns ``plan`` needs from a CSV or gzip CSV file."""
-    header = _csv_header(path)
-    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+def _csv_batches(path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, str]]) -> Iterator[pa.RecordBatch]:
+    """Stream record batches of the columns ``plan`` needs from a CSV or gzip CSV file.
+
+    A line that does not split into the header's columns is skipped and appended to ``malformed`` as
+    ``(line number, text)``; the reader runs on one thread so it knows the line numbers.
+    """
+
+    def skip(row: Any) -> str:
+        malformed.append((row.number, row.text))
+        return "skip"
+
+    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
+    parse = pa_csv.ParseOptions(invalid_row_handler=skip)
     convert = pa_csv.ConvertOptions(
         include_columns=plan.needed,
         column_types=plan.arrow_types(),
@@ -227,27 +309,22 @@ def _csv_batches(path: Path, plan: ColumnPlan) -> Iterator[pa.RecordBatch]:
     )
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
-            reader = pa_csv.open_csv(stream, read_options=read, convert_options=convert)
+            reader = pa_csv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
             yield from reader
     except pa.ArrowException as exc:
-        raise _csv_error(path, header, plan, exc) from exc
+        raise _csv_error(path, plan, exc) from exc
 
 
-def _csv_error(path: Path, header: list[str], plan: ColumnPlan, exc: Exception) -> SourceError:
-    """Translate a pyarrow CSV error, naming the column and the value it could not convert."""
+def _csv_error(path: Path, plan: ColumnPlan, exc: Exception) -> SourceError:
+    """Translate a pyarrow CSV error (every column is read as text, so it is about the text itself)."""
     text = str(exc)
     match = _CSV_COLUMN_NO.search(text)
-    if match is None or int(match.group(1)) >= len(header):
-        return SourceError(f"cannot read {str(path)!r} as CSV: {text}; fix the file or params.format")
-    column = header[int(match.group(1))]
-    roles = plan.roles().get(column, [])
-    value = text.split("invalid value", 1)[-1].strip() if "invalid value" in text else "?"
-    if TIME_COLUMNS & set(roles):
-        hint = "set ts_unit to the unit of its timestamps ('ns', 'us', 'ms', 's', or 'iso' for ISO-8601 text)"
-    else:
-        hint = f"map a column holding numbers to {roles} in params.columns"
-    wanted = "integers" if plan.arrow_types().get(column) == pa.int64() else "numbers"
-    return SourceError(f"cannot read column {column!r} of {str(path)!r} as {wanted}: found the value {value}; {hint}")
+    if match is not None and int(match.group(1)) < len(plan.needed):
+        column = plan.needed[int(match.group(1))]
+        return SourceError(
+            f"cannot read column {column!r} of {str(path)!r} as text: {text}; the file must be UTF-8 CSV"
+        )
+    return SourceError(f"cannot read {str(path)!r} as CSV: {text}; fix the file or params.format")
 
 
 def _parquet_columns(path: Path) -> list[str]:

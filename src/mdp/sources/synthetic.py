@@ -10,6 +10,11 @@ geometric random walks rounded to cents, sizes round lots of 10 to 490.
 With ``disorder > 0`` that fraction of rows is delivered late, by up to ``max_delay``: ``ts_recv`` is the
 delivery time and rows are sent in delivery order, which is what a watermark bound has to absorb.
 
+``kind="quote"`` makes top-of-book quotes instead: the walk is the bid, the ask 1 to 4 cents above it.
+``bad_fraction > 0`` spoils that fraction of rows with every kind of malformation in :data:`BAD_KINDS`
+(from a random stream of its own, so the good rows stay exactly those of the clean feed); the source
+screens them like any input (:mod:`mdp.sources.validation`) and sends them to its ``deadletter`` port.
+
 Example::
 
     SyntheticSource(symbols=["AAPL", "MSFT"], rate=1_000, duration="10s", seed=7)
@@ -18,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -31,12 +36,36 @@ from mdp.operators.base import Context, Source
 from mdp.records import conform
 from mdp.sources.pacing import Pacer, cut_frames, emit_paced, in_thread
 from mdp.sources.replay import duration_arg
+from mdp.sources.validation import (
+    DEADLETTER_PORT,
+    DEFAULT_MAX_FUTURE,
+    BadRows,
+    OnBadRecord,
+    RecordScreen,
+    SourceKind,
+    screen_frames,
+)
 from mdp.sources.watermarks import WatermarkTracker
 
 #: rows generated per internal block; fixed, so the trades do not depend on the frame size
 BLOCK_ROWS: Final[int] = 65_536
 #: most trades per run: keeps the exact integer slot arithmetic (i * remainder) inside int64
 MAX_ROWS: Final[int] = 2**31 - 1
+#: how ``bad_fraction`` spoils a row, and the reason validation gives it (``crossed``: quotes only)
+BAD_KINDS: Final[tuple[tuple[str, str], ...]] = (
+    ("nan_price", "nan_price"),
+    ("zero_price", "non_positive_price"),
+    ("negative_price", "non_positive_price"),
+    ("nan_size", "nan_size"),
+    ("negative_size", "negative_size"),
+    ("null_symbol", "missing_symbol"),
+    ("blank_symbol", "missing_symbol"),
+    ("no_timestamp", "bad_timestamp"),
+    ("future_timestamp", "future_timestamp"),
+    ("crossed", "crossed_quote"),
+)
+#: a spoiled far-future row is pushed this far ahead: about 100 years
+FUTURE_SHIFT_NS: Final[int] = 100 * 365 * 86_400 * 1_000_000_000
 
 
 class SyntheticParams(BaseModel):
@@ -57,6 +86,16 @@ class SyntheticParams(BaseModel):
     skew: float = Field(default=1.0, ge=0, description="Zipf exponent of symbol activity; 0: all equally busy")
     disorder: float = Field(default=0.0, ge=0, le=1, description="fraction of rows delivered late")
     max_delay: DurationNs = Field(default=100_000_000, description="longest delivery delay of a late row: '100ms'")
+    kind: SourceKind = Field(default="trade", description="'trade', or 'quote': a spread of 1-4 cents over the walk")
+    bad_fraction: float = Field(
+        default=0.0, ge=0, le=1, description="fraction of rows spoiled with a malformation (tests and demos)"
+    )
+    on_bad_record: OnBadRecord = Field(
+        default="deadletter", description="bad rows: 'deadletter' (to the deadletter port), 'drop' or 'error'"
+    )
+    max_future: DurationNs | None = Field(
+        default=DEFAULT_MAX_FUTURE, description="a ts_event further ahead of the clock is bad: '1d'; None: no limit"
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -69,14 +108,17 @@ class SyntheticParams(BaseModel):
 
 
 class SyntheticSource(Source):
-    """Generate random-walk trades and send them as canonical frames with watermarks.
+    """Generate random-walk trades (or quotes) and send them as canonical frames with watermarks.
 
     Keyword arguments are the fields of :class:`SyntheticParams`; durations accept ``"5s"`` or int ns.
-    ``total_rows`` is the exact number of trades; ``stats()`` reports ``rows_emitted`` and ``offset``.
+    ``total_rows`` is the exact number of rows generated; ``stats()`` reports ``rows_emitted`` (good rows
+    sent), ``offset`` (rows generated), ``total_rows``, ``bad_records`` and ``bad_reasons``. The
+    far-future check reads the runtime's clock: a test with a ``ManualClock`` sets it near ``start``.
     """
 
     Params: ClassVar[type[BaseModel] | None] = SyntheticParams
     output_kind: ClassVar[str | None] = "trade"
+    outputs: Sequence[str] = ("out", DEADLETTER_PORT)
 
     def __init__(
         self,
@@ -94,6 +136,10 @@ class SyntheticSource(Source):
         skew: float = 1.0,
         disorder: float = 0.0,
         max_delay: int | str = "100ms",
+        kind: SourceKind = "trade",
+        bad_fraction: float = 0.0,
+        on_bad_record: OnBadRecord = "deadletter",
+        max_future: int | str | None = DEFAULT_MAX_FUTURE,
     ) -> None:
         try:
             self.params = SyntheticParams.model_validate(
@@ -111,6 +157,10 @@ class SyntheticSource(Source):
                     "skew": skew,
                     "disorder": disorder,
                     "max_delay": duration_arg(max_delay),
+                    "kind": kind,
+                    "bad_fraction": bad_fraction,
+                    "on_bad_record": on_bad_record,
+                    "max_future": None if max_future is None else duration_arg(max_future),
                 }
             )
         except ValidationError as exc:
@@ -126,19 +176,34 @@ class SyntheticSource(Source):
                 f"a synthetic feed makes at most {MAX_ROWS} trades, rate*duration gives {self.total_rows}; "
                 "lower rate or duration"
             )
+        # graph validation reads output_kind per node: it follows params.kind here
+        setattr(self, "output_kind", p.kind)  # noqa: B010
         self.rows_emitted = 0
         self.offset = 0
+        self._screen: RecordScreen | None = None
+
+    def port_kind(self, port: str) -> str | None:
+        return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
 
     def stats(self) -> dict[str, Any]:
-        return {"rows_emitted": self.rows_emitted, "offset": self.offset, "total_rows": self.total_rows}
+        bad = self._screen.stats() if self._screen else {"bad_records": 0, "bad_reasons": {}}
+        return {"rows_emitted": self.rows_emitted, "offset": self.offset, "total_rows": self.total_rows, **bad}
 
     async def run(self, ctx: Context) -> None:
+        p = self.params
+        screen = self._screen = RecordScreen(
+            p.kind, policy=p.on_bad_record, max_future=p.max_future, clock=ctx.clock, source=ctx.node, where=ctx.node
+        )
         self.rows_emitted = 0
         self.offset = 0
-        tracker = WatermarkTracker(self.params.max_out_of_orderness)
-        pacer = Pacer(ctx.clock, self.params.speed) if self.params.speed else None
-        async with contextlib.aclosing(in_thread(self.frames())) as frames:
+        tracker = WatermarkTracker(p.max_out_of_orderness)
+        pacer = Pacer(ctx.clock, p.speed) if p.speed else None
+        screened = cut_frames(screen_frames(self._delivered(), screen), p.frame_rows)
+        async with contextlib.aclosing(in_thread(screened)) as frames:
             async for frame in frames:
+                if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
+                    await screen.deliver(frame, ctx)
+                    continue
                 if ctx.stopping:
                     return
                 sent = await emit_paced(ctx, frame, tracker, pacer)
@@ -147,11 +212,12 @@ class SyntheticSource(Source):
                     return
 
     def frames(self) -> Iterator[pl.DataFrame]:
-        """Every trade, in delivery order, in frames of at most ``frame_rows`` (blocking)."""
+        """Every generated row (spoiled ones too), in delivery order, in frames of at most ``frame_rows``
+        (blocking). ``run`` screens these before sending."""
         return cut_frames(self._delivered(), self.params.frame_rows)
 
     def _delivered(self) -> Iterator[pl.DataFrame]:
-        for frame in _TradeWalk(self).blocks():
+        for frame in _Walk(self).blocks():
             self.offset += frame.height
             yield frame
 
@@ -163,7 +229,7 @@ def _symbol_names(symbols: int | list[str]) -> list[str]:
     return [f"SYM{i:0{width}d}" for i in range(symbols)]
 
 
-class _TradeWalk:
+class _Walk:
     """The generator behind ``SyntheticSource``: one random stream, consumed block by block."""
 
     def __init__(self, source: SyntheticSource) -> None:
@@ -182,6 +248,10 @@ class _TradeWalk:
         # row i owns the microseconds [lo(i), lo(i+1)) with lo(i) = floor(i * D / N), D = q*N + r
         self.q, self.r = divmod(p.duration // 1_000, max(self.n, 1))
         self.max_delay_us = p.max_delay // 1_000
+        # quotes and malformations draw from streams of their own: neither changes the walk
+        self.quote_rng = np.random.default_rng([p.seed, 2])
+        self.bad_rng = np.random.default_rng([p.seed, 3])
+        self.bad_kinds = [how for how, _ in BAD_KINDS if p.kind == "quote" or how != "crossed"]
 
     def blocks(self) -> Iterator[pl.DataFrame]:
         """Blocks of trades in delivery order; late rows are held until their delivery time comes up."""
@@ -221,17 +291,43 @@ class _TradeWalk:
             late = self.delay_rng.random(n) < p.disorder
             delay_us = self.delay_rng.integers(1, self.max_delay_us + 1, n)
             recv = ts + np.where(late, delay_us, 0) * 1_000
-        frame = pl.DataFrame(
-            {
-                "symbol": self.names.gather(sym),
-                "ts_event": ts,
-                "price": price,
-                "size": size,
-                "ts_recv": recv,
-                "seq": i[:-1],
-            }
-        )
-        return conform(frame, "trade")
+        columns: dict[str, Any] = {"symbol": self.names.gather(sym), "ts_event": ts, "ts_recv": recv, "seq": i[:-1]}
+        if p.kind == "trade":
+            columns.update(price=price, size=size)
+        else:
+            ask = np.round(price + self.quote_rng.integers(1, 5, n) * 0.01, 2)
+            ask_size = self.quote_rng.integers(1, 50, n).astype(np.float64) * 10.0
+            columns.update(bid=price, bid_size=size, ask=ask, ask_size=ask_size)
+        frame = conform(pl.DataFrame(columns), p.kind)
+        return self._spoil(frame) if p.bad_fraction > 0 else frame
+
+    def _spoil(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Give ``bad_fraction`` of the rows one malformation each, drawn evenly from ``BAD_KINDS``."""
+        n = frame.height
+        hit = self.bad_rng.random(n) < self.p.bad_fraction
+        which = self.bad_rng.integers(0, len(self.bad_kinds), n)
+        code = pl.Series("bad", np.where(hit, which, -1))
+        is_ = {how: pl.lit(code) == self.bad_kinds.index(how) for how in self.bad_kinds}
+        price, size = ("price", "size") if self.p.kind == "trade" else ("bid", "bid_size")
+        neg_price, neg_size = ("price", "size") if self.p.kind == "trade" else ("ask", "ask_size")
+        nan = pl.lit(float("nan"))
+        rules = [
+            (price, "nan_price", nan),
+            (price, "zero_price", pl.lit(0.0)),
+            (neg_price, "negative_price", -pl.col(neg_price)),
+            (size, "nan_size", nan),
+            (neg_size, "negative_size", -pl.col(neg_size)),
+            ("symbol", "null_symbol", pl.lit(None, pl.String)),
+            ("symbol", "blank_symbol", pl.lit(" ")),
+            ("ts_event", "no_timestamp", pl.lit(None, pl.Int64)),
+            ("ts_event", "future_timestamp", pl.col("ts_event") + FUTURE_SHIFT_NS),
+            ("bid", "crossed", pl.col("ask") + 0.01),
+        ]
+        spoiled: dict[str, pl.Expr] = {}
+        for column, how, value in rules:
+            if how in is_:  # a row has one malformation at most, so the rules never overlap
+                spoiled[column] = pl.when(is_[how]).then(value).otherwise(spoiled.get(column, pl.col(column)))
+        return frame.with_columns(expr.alias(name) for name, expr in spoiled.items())
 
     def _walk(self, sym: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Per-symbol cumulative log-price steps, carried across blocks, as prices rounded to cents."""

@@ -1,0 +1,311 @@
+"""Split frames into good rows and bad rows, vectorised, so bad input never stops a job nor vanishes.
+
+A row is *bad* for the first of these reasons that applies (the order is the priority):
+
+=====================  ===============================================================================
+``malformed_line``     a text line that does not split into the header's columns (CSV)
+``bad_timestamp``      ``ts_event`` missing, or a timestamp that cannot be read in its unit
+``bad_number``         a numeric field holding text that is not a number (``"n/a"``)
+``missing_symbol``     ``symbol`` missing or blank
+``nan_price``          price (a quote's bid or ask) NaN, infinite or missing
+``non_positive_price`` price (bid or ask) zero or negative
+``nan_size``           size (bid or ask size) NaN, infinite or missing
+``negative_size``      size (bid or ask size) below zero
+``crossed_quote``      a quote's bid above its ask (a locked quote, bid == ask, is good)
+``future_timestamp``   ``ts_event`` more than ``max_future`` ahead of the clock's ``now_ns()``
+=====================  ===============================================================================
+
+Bad rows are removed *before* the watermark sees them, so a far-future row cannot close every window.
+A source turns them into dead letters (:data:`DEADLETTER_SCHEMA`: its node id, the row's index in its
+stream, the reason, when it was detected and the raw values as JSON) and, by ``on_bad_record``, sends
+them on its ``deadletter`` port, drops them (counted) or fails naming the first one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from mdp.clock import Clock
+from mdp.errors import SourceError
+from mdp.operators.base import Context
+from mdp.records import RecordKind
+
+log = logging.getLogger(__name__)
+
+OnBadRecord = Literal["deadletter", "drop", "error"]
+#: the record kinds a source can check and produce
+SourceKind = Literal["trade", "quote"]
+#: the output port a source sends its dead letters on
+DEADLETTER_PORT: Final = "deadletter"
+#: a timestamp this far ahead of the clock is an error in the data, not the future: one day
+DEFAULT_MAX_FUTURE: Final[int] = 86_400_000_000_000
+
+REASONS: Final[dict[str, str]] = {
+    "malformed_line": "a text line that does not split into the header's columns",
+    "bad_timestamp": "ts_event missing, or a timestamp that cannot be read in its unit",
+    "bad_number": "a numeric field holding text that is not a number",
+    "missing_symbol": "symbol missing or blank",
+    "nan_price": "price NaN, infinite or missing",
+    "non_positive_price": "price zero or negative",
+    "nan_size": "size NaN, infinite or missing",
+    "negative_size": "size below zero",
+    "crossed_quote": "bid above ask",
+    "future_timestamp": "ts_event too far ahead of the clock",
+}
+
+#: one dead letter: where it came from, why it is bad, and what it held
+DEADLETTER_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "source": pl.String(),
+    "kind": pl.String(),
+    "row": pl.Int64(),
+    "reason": pl.String(),
+    "ts_detected": pl.Int64(),
+    "symbol": pl.String(),
+    "ts_event": pl.Int64(),
+    "raw": pl.String(),
+}
+
+_PRICES: Final[dict[str, tuple[str, ...]]] = {"trade": ("price",), "quote": ("bid", "ask")}
+_SIZES: Final[dict[str, tuple[str, ...]]] = {"trade": ("size",), "quote": ("bid_size", "ask_size")}
+
+
+def _not_finite(columns: Sequence[str]) -> pl.Expr:
+    return pl.any_horizontal([~pl.col(c).is_finite().fill_null(False) for c in columns])
+
+
+def checks(kind: RecordKind, now_ns: int, max_future: int | None) -> list[tuple[str, pl.Expr]]:
+    """The row checks of ``kind`` in priority order: ``(reason, boolean expression true when bad)``."""
+    prices, sizes = _PRICES[kind], _SIZES[kind]
+    result = [
+        ("bad_timestamp", pl.col("ts_event").is_null()),
+        ("missing_symbol", (pl.col("symbol").str.strip_chars().str.len_bytes() == 0).fill_null(True)),
+        ("nan_price", _not_finite(prices)),
+        ("non_positive_price", pl.any_horizontal([(pl.col(c) <= 0).fill_null(False) for c in prices])),
+        ("nan_size", _not_finite(sizes)),
+        ("negative_size", pl.any_horizontal([(pl.col(c) < 0).fill_null(False) for c in sizes])),
+    ]
+    if kind == "quote":
+        result.append(("crossed_quote", (pl.col("bid") > pl.col("ask")).fill_null(False)))
+    if max_future is not None:
+        result.append(("future_timestamp", (pl.col("ts_event") > now_ns + max_future).fill_null(False)))
+    return result
+
+
+def bad_reasons(
+    frame: pl.DataFrame,
+    kind: RecordKind,
+    *,
+    now_ns: int,
+    max_future: int | None = DEFAULT_MAX_FUTURE,
+    problems: pl.Series | None = None,
+) -> pl.Series | None:
+    """Return each row's reason (null for a good row), or None when every row is good.
+
+    ``problems`` are reasons found while parsing (``bad_timestamp``, ``bad_number``); they come first.
+    The common case, no bad row, costs one vectorised pass.
+    """
+    tests = checks(kind, now_ns, max_future)
+    bad = frame.select(pl.any_horizontal([expr for _, expr in tests])).to_series()
+    if problems is not None:
+        bad = bad | problems.is_not_null()
+    if not bad.any():
+        return None
+    first_true = pl.coalesce([pl.when(expr).then(pl.lit(reason, pl.String)) for reason, expr in tests])
+    reasons = frame.select(first_true).to_series()
+    if problems is not None:
+        reasons = problems.fill_null(reasons)
+    return reasons.rename("reason")
+
+
+def split_frame(
+    frame: pl.DataFrame,
+    kind: RecordKind,
+    *,
+    now_ns: int,
+    max_future: int | None = DEFAULT_MAX_FUTURE,
+    problems: pl.Series | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a canonical frame into ``(good, bad)``; ``bad`` has the frame's columns and ``reason``.
+
+    Both keep the frame's row order.
+    """
+    reasons = bad_reasons(frame, kind, now_ns=now_ns, max_future=max_future, problems=problems)
+    if reasons is None:
+        return frame, frame.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+    mask = reasons.is_not_null()
+    return frame.filter(~mask), frame.filter(mask).with_columns(reasons.filter(mask))
+
+
+def raw_json(raw: pl.DataFrame) -> pl.Series:
+    """Each row of ``raw`` as a JSON object of its values as text (NaN stays ``"NaN"``, null ``null``)."""
+    if not raw.columns:
+        return pl.Series("raw", ["{}"] * raw.height, dtype=pl.String)
+    return raw.select(pl.struct(pl.all().cast(pl.String)).struct.json_encode().alias("raw")).to_series()
+
+
+@dataclass(frozen=True, slots=True)
+class BadRows:
+    """Dead letters in :data:`DEADLETTER_SCHEMA`, on their way from a source's reader to its port."""
+
+    frame: pl.DataFrame
+
+
+class RecordScreen:
+    """One source's bad-record handling: split frames on its reader thread, deliver bad rows on its loop.
+
+    Args:
+        kind: the record kind the source produces.
+        policy: ``deadletter`` (send on the ``deadletter`` port), ``drop`` (count only) or ``error``
+            (raise :class:`SourceError` naming the first bad row).
+        max_future: how far ahead of ``clock.now_ns()`` an event time may be, ns; None: no limit.
+        clock: the runtime's clock (read on the reader thread: ``now_ns`` only reads it).
+        source: the node id written into each dead letter.
+        where: how error messages name the input (a file path).
+
+    With ``deadletter`` and no edge on the port, bad rows are counted in ``bad_records`` and
+    ``bad_records_unrouted`` and one warning is logged: never lost without a trace, never fatal.
+    """
+
+    def __init__(
+        self,
+        kind: RecordKind,
+        *,
+        policy: OnBadRecord,
+        max_future: int | None,
+        clock: Clock,
+        source: str,
+        where: str,
+    ) -> None:
+        self.kind = kind
+        self.policy = policy
+        self.max_future = max_future
+        self.clock = clock
+        self.source = source
+        self.where = where
+        #: bad rows delivered so far, per reason
+        self.counts: Counter[str] = Counter()
+        self._warned = False
+
+    def screen(
+        self,
+        frame: pl.DataFrame,
+        *,
+        raw: pl.DataFrame | None = None,
+        first_row: int | None = None,
+        problems: pl.Series | None = None,
+    ) -> tuple[pl.DataFrame, BadRows | None]:
+        """Split ``frame`` into good rows and dead letters (blocking; safe on the reader thread).
+
+        Args:
+            raw: the values as read (file columns); default: the canonical frame itself.
+            first_row: index of the frame's first row in the source's stream; default: ``seq``.
+            problems: reasons found while parsing.
+
+        Raises:
+            SourceError: ``policy`` is ``error`` and a row is bad.
+        """
+        now = self.clock.now_ns()
+        reasons = bad_reasons(frame, self.kind, now_ns=now, max_future=self.max_future, problems=problems)
+        if reasons is None:
+            return frame, None
+        mask = reasons.is_not_null()
+        if first_row is None:
+            rows = frame.get_column("seq")
+        else:
+            rows = pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
+        bad = frame.filter(mask)
+        letters = pl.DataFrame(
+            {
+                "source": pl.repeat(self.source, bad.height, dtype=pl.String, eager=True),
+                "kind": pl.repeat(self.kind, bad.height, dtype=pl.String, eager=True),
+                "row": rows.filter(mask),
+                "reason": reasons.filter(mask),
+                "ts_detected": pl.repeat(now, bad.height, dtype=pl.Int64, eager=True),
+                "symbol": bad.get_column("symbol"),
+                "ts_event": bad.get_column("ts_event"),
+                "raw": raw_json((frame if raw is None else raw).filter(mask)),
+            },
+            schema=DEADLETTER_SCHEMA,
+        )
+        self._check(letters)
+        return frame.filter(~mask), BadRows(letters)
+
+    def malformed(self, lines: Sequence[tuple[int | None, str]]) -> BadRows:
+        """Dead letters for text lines that could not be split into fields: ``(line number, text)``.
+
+        Raises:
+            SourceError: ``policy`` is ``error``.
+        """
+        now = self.clock.now_ns()
+        n = len(lines)
+        letters = pl.DataFrame(
+            {
+                "source": [self.source] * n,
+                "kind": [self.kind] * n,
+                "row": [None] * n,
+                "reason": ["malformed_line"] * n,
+                "ts_detected": [now] * n,
+                "symbol": [None] * n,
+                "ts_event": [None] * n,
+                "raw": [json.dumps({"line": number, "text": text}) for number, text in lines],
+            },
+            schema=DEADLETTER_SCHEMA,
+        )
+        self._check(letters)
+        return BadRows(letters)
+
+    def _check(self, letters: pl.DataFrame) -> None:
+        if self.policy != "error" or letters.height == 0:
+            return
+        first = letters.row(0, named=True)
+        at = "" if first["row"] is None else f" at row {first['row']}"
+        raise SourceError(
+            f"bad {self.kind} record{at} of {self.where}: {first['reason']} ({REASONS[first['reason']]}); "
+            f"its values: {first['raw']}. set on_bad_record to 'deadletter' (bad rows go to the "
+            f"{DEADLETTER_PORT!r} port) or 'drop' (counted only) to keep going"
+        )
+
+    async def deliver(self, bad: BadRows, ctx: Context) -> None:
+        """Count dead letters and send them on the ``deadletter`` port (or drop them, as configured)."""
+        frame = bad.frame
+        if frame.height == 0:
+            return
+        for reason, n in frame.get_column("reason").value_counts().iter_rows():
+            self.counts[reason] += n
+        ctx.count("bad_records", frame.height)
+        if self.policy == "drop":
+            ctx.count("bad_records_dropped", frame.height)
+        elif ctx.connected(DEADLETTER_PORT):
+            await ctx.emit(frame, DEADLETTER_PORT)
+        else:
+            ctx.count("bad_records_unrouted", frame.height)
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "%s: %d bad %s records and nothing on its %r port; they are counted in bad_records "
+                    "and bad_records_unrouted. connect the port to a sink.deadletter to keep them",
+                    ctx.node,
+                    frame.height,
+                    self.kind,
+                    DEADLETTER_PORT,
+                )
+
+    def stats(self) -> dict[str, Any]:
+        """``bad_records`` (total) and ``bad_reasons`` (per reason) delivered so far."""
+        return {"bad_records": sum(self.counts.values()), "bad_reasons": dict(sorted(self.counts.items()))}
+
+
+def screen_frames(frames: Iterable[pl.DataFrame], screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
+    """Screen canonical frames (raw values = the frame, row = ``seq``): dead letters first, then good rows."""
+    for frame in frames:
+        good, bad = screen.screen(frame)
+        if bad is not None:
+            yield bad
+        yield good
