@@ -103,7 +103,7 @@ def _build(job: JobConfig, debug: bool, *, check: bool = True) -> Dag:
     try:
         dag = build_dag(job)
         if check:
-            preflight(dag)
+            preflight(dag, node_specs(job, dag))
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE, exc=exc, debug=debug)
     return dag

@@ -41,6 +41,7 @@ class RunSummary:
     seconds: float = 0.0
     total_rows: int | None = None
     locations: list[str] = field(default_factory=list)
+    bad_records: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -79,10 +80,16 @@ def summarize(job: str, dag: Dag, stats: RunStats, state: str = "running") -> Ru
     else:
         bars = sum(stats.nodes[n.name].rows_in for n in dag.nodes if _is_bar_sink(n.fn) and n.name in stats.nodes)
     late = sum(int(n.extra.get("late_rows", n.counters.get("late_rows", 0))) for n in stats.nodes.values())
-    written = sum(int(n.extra.get("rows_written", 0)) for n in stats.nodes.values())
+    # rows the bar stores wrote (a dead-letter sink's rows are reported by the source's bad_records)
+    written = sum(
+        int(stats.nodes[n.name].extra.get("rows_written", 0))
+        for n in dag.nodes
+        if n.name in stats.nodes and _is_bar_sink(n.fn)
+    )
     locations = [str(n.extra["location"]) for n in stats.nodes.values() if n.extra.get("location")]
     known_total = None if not totals or None in totals else sum(t for t in totals if t is not None)
-    return RunSummary(job, state, rows_in, bars, late, written, stats.seconds, known_total, locations)
+    bad = sum(int(n.extra.get("bad_records", 0)) for n in stats.nodes.values())
+    return RunSummary(job, state, rows_in, bars, late, written, stats.seconds, known_total, locations, bad)
 
 
 def _is_bar_sink(fn: object) -> bool:
@@ -111,8 +118,10 @@ def render_summary(s: RunSummary, console: Console) -> None:
         ("bars out", _n(s.bars_out)),
         ("late rows", _n(s.late_rows)),
     ]
+    if s.bad_records:
+        rows.append(("bad records", f"{_n(s.bad_records)} (dead-lettered, see the source's stats)"))
     if s.rows_written:
-        rows.append(("rows written", _n(s.rows_written)))
+        rows.append(("bars written", _n(s.rows_written)))
     rows += [("written to", loc) for loc in s.locations]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -122,11 +122,12 @@ def test_a_finished_job_keeps_its_counters_and_where_its_bars_are(tmp_path: Path
 
 def test_a_failed_job_records_its_error(tmp_path: Path) -> None:
     write_trades(tmp_path / "trades.csv.gz")
-    (tmp_path / "bars.yaml").write_text(DOC_YAML.replace("path: trades.csv.gz", "path: gone.csv.gz"))
+    # integer timestamps read as ISO-8601 text: the header is fine (preflight passes), reading fails
+    (tmp_path / "bars.yaml").write_text(DOC_YAML.replace("ts_unit: ns", "ts_unit: iso"))
     assert mdp("run", "-c", "bars.yaml", cwd=tmp_path).returncode == 2
     failed = status(tmp_path, "bars-1m")
     assert failed["state"] == "failed"
-    assert "replay file 'gone.csv.gz' does not exist" in str(failed["error"])
+    assert "cannot read the timestamps in column 'ts_ns'" in str(failed["error"])
 
 
 def test_status_of_an_unknown_job_lists_the_known_ones(tmp_path: Path) -> None:

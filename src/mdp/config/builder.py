@@ -205,8 +205,12 @@ def validate_dag(dag: Dag, *, where: str) -> Dag:
     return dag
 
 
-def preflight(dag: Dag) -> None:
+def preflight(dag: Dag, specs: dict[str, tuple[str, str]] | None = None) -> None:
     """Call every component's optional ``preflight()`` check (files exist, columns are present).
+
+    Args:
+        specs: node name → (component id, key path), as from :func:`node_specs`, so the message points
+            back into the file exactly as a failure at run time would.
 
     Raises:
         ConfigError: naming the node whose check failed and why.
@@ -218,4 +222,7 @@ def preflight(dag: Dag) -> None:
         try:
             check()
         except (MdpError, OSError, ValueError) as exc:
-            raise ConfigError(f"node {node.name!r} ({type(node.fn).__name__}): {exc}") from exc
+            if specs and node.name in specs:
+                type_id, where = specs[node.name]
+                raise ConfigError(f"node {node.name!r} ({type_id} at {where}) cannot start: {exc}") from exc
+            raise ConfigError(f"node {node.name!r} ({type(node.fn).__name__}) cannot start: {exc}") from exc

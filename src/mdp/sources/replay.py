@@ -164,6 +164,10 @@ class ReplaySource(Source):
         """Check the file and the column mapping before the first row, so a bad config fails at once."""
         self._plan = self.plan()
 
+    def preflight(self) -> None:
+        """For ``mdp validate``: the file exists and every mapped column is in it."""
+        self.plan()
+
     def plan(self) -> ColumnPlan:
         """Resolve the format and the column mapping against the file's header."""
         p = self.params
