@@ -144,6 +144,10 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON, no progress")] = False,
     debug: DebugOpt = False,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="log lines as text or json")] = LogFormat.text,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="serve Prometheus metrics on this port while the job runs (0: any free)"),
+    ] = None,
 ) -> None:
     """Run a job to its end. Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
 
@@ -155,7 +159,7 @@ def run(
     dag = _build(job, debug)
     name = job_name or job.job
     record = _register(name, config, job)
-    code = asyncio.run(_run(job, dag, name, record, json_out=json_out, debug=debug))
+    code = asyncio.run(_run(job, dag, name, record, json_out=json_out, debug=debug, metrics_port=metrics_port))
     raise typer.Exit(code)
 
 
@@ -172,10 +176,29 @@ def _register(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] |
 
 
 async def _run(
-    job: JobConfig, dag: Dag, name: str, record: tuple[JobStore, int] | None, *, json_out: bool, debug: bool
+    job: JobConfig,
+    dag: Dag,
+    name: str,
+    record: tuple[JobStore, int] | None,
+    *,
+    json_out: bool,
+    debug: bool,
+    metrics_port: int | None = None,
 ) -> int:
     """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome."""
     rt = UnifiedRuntime(job)
+    metrics = None
+    if metrics_port is not None:
+        from mdp.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
+
+        metrics = JobMetrics(job=name, mode=job.mode.value)
+        metrics.attach(rt)
+        try:
+            port = metrics.serve(metrics_port)
+        except OSError as exc:
+            _fail(f"cannot serve metrics on port {metrics_port}: {exc}; choose another --metrics-port", EXIT_USAGE)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
     err, out = Console(stderr=True, highlight=False), Console(highlight=False)
 
     def snapshot() -> RunSummary | None:
@@ -213,6 +236,8 @@ async def _run(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if metrics is not None:
+                metrics.close()
     stats = rt.statistics()
     assert stats is not None
     state = "failed" if failure or aborted else "stopped" if rt.stop_requested else "finished"

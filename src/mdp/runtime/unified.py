@@ -201,6 +201,11 @@ class UnifiedRuntime:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
+    @property
+    def runtime(self) -> DagRuntime | None:
+        """The DagRuntime of the current run (None before ``start``): for metrics and inspection."""
+        return self._runtime
+
     def statistics(self) -> RunStats | None:
         """Live statistics of the current run (the last run's once it ended; None before any run)."""
         if self._runtime is None:
