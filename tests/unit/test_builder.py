@@ -256,7 +256,7 @@ def test_classic_params_errors_name_the_classic_key_path(registry: ComponentRegi
 def test_preflight_runs_component_checks_and_names_the_node(registry: ComponentRegistry) -> None:
     nodes = [{"id": "src", "type": "source.numbers", "params": {"missing": "x.csv"}}, NODES[2]]
     dag = build_dag(dag_config(nodes, [["src", "out"]]), registry=registry)
-    with pytest.raises(ConfigError, match=r"node .src. \(Numbers\): file 'x.csv' does not exist"):
+    with pytest.raises(ConfigError, match=r"node .src. \(Numbers\) cannot start: file .x.csv. does not exist"):
         preflight(dag)
 
 
