@@ -1,0 +1,115 @@
+"""Every mdp benchmark in one command (``make bench``): W1 against its peers, then the micro-benchmarks.
+
+Suites, in order:
+
+* ``w1``: ``w1.py``, the 2M-trade session to 1-minute bars: mdp (``mdp run``), the plain Python loop,
+  Bytewax 0.21, naive asyncio and polars, base file and late-data file, each run in its own process;
+* ``channel``: ``bench_channel.py``, one channel hop and a 3-node pipeline of single items;
+* ``latency``: ``bench_live_latency.py``, watermark-to-sink latency of a feed paced at real time;
+* ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` when they are present.
+
+Options ``--rows``, ``--repeat``, ``--only`` go to W1; ``--quick`` makes every suite small (a smoke test);
+``--json FILE`` writes everything measured to one file.
+
+Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--suites w1,channel] [--only mdp,bytewax] [--json F]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import w1  # noqa: E402 - the sibling module, found through the path set above
+
+SUITES = ("w1", "channel", "latency", "bars", "stores")
+SCRIPTS = {
+    "channel": "bench_channel.py",
+    "latency": "bench_live_latency.py",
+    "bars": "bench_bars_operator.py",
+    "stores": "bench_stores.py",
+}
+
+
+def _accepts(script: Path, option: str) -> bool:
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and option in done.stdout
+
+
+def run_script(name: str, quick: bool, tmp: Path) -> dict[str, Any]:
+    script = HERE / SCRIPTS[name]
+    if not script.exists():
+        print(f"\n== {name}: {script.name} is not there; skipped")
+        return {"skipped": f"{script.name} not present"}
+    cmd = [sys.executable, str(script)]
+    out_json = tmp / f"{name}.json"
+    if _accepts(script, "--json"):
+        cmd += ["--json", str(out_json)]
+    if quick:
+        if name == "channel":
+            cmd += ["--items", "100000", "--repeat", "1"]
+        elif _accepts(script, "--quick"):
+            cmd.append("--quick")
+    print(f"\n== {name}: {' '.join(Path(c).name if c == sys.executable else c for c in cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=HERE.parent, check=False)  # output goes straight to the terminal
+    result: dict[str, Any] = {"exit": done.returncode, "seconds": time.perf_counter() - t0}
+    if out_json.exists():
+        result["results"] = json.loads(out_json.read_text())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=None, help="W1 trades per file (default 2,000,000)")
+    parser.add_argument("--repeat", type=int, default=None, help="W1 interleaved repetitions (default 3)")
+    parser.add_argument("--quick", action="store_true", help="a small run of every suite, for smoke testing")
+    parser.add_argument("--only", default=None, help=f"W1 implementations, comma-separated: {','.join(w1.IMPLS)}")
+    parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
+    parser.add_argument("--json", type=Path, default=None, help="write every result here")
+    args = parser.parse_args(argv)
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        parser.error(f"unknown suites {sorted(unknown)}; choose from {list(SUITES)}")
+
+    report: dict[str, Any] = {}
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="mdp-bench-") as tmp:
+        for suite in suites:
+            if suite == "w1":
+                print("== w1", flush=True)
+                w1_args: list[str] = []
+                if args.rows:
+                    w1_args += ["--rows", str(args.rows)]
+                if args.repeat:
+                    w1_args += ["--repeat", str(args.repeat)]
+                if args.quick:
+                    w1_args.append("--quick")
+                if args.only:
+                    w1_args += ["--only", args.only]
+                report["w1"] = w1.main(w1_args)
+                continue
+            result = run_script(suite, args.quick, Path(tmp))
+            report[suite] = result
+            if result.get("exit", 0) != 0:
+                failed.append(suite)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {args.json}")
+    if failed:
+        print(f"\nfailed suites: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
