@@ -30,6 +30,11 @@ pytest: $(VENV)/.dev
 
 test: lint typecheck pytest
 
+# regenerate docs/{configuration,components,cli}.md from the code (tests/unit/test_docs.py checks them)
+.PHONY: docs
+docs: $(VENV)/.base
+	$(PY) -m mdp.docgen
+
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py
 
