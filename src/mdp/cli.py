@@ -199,7 +199,9 @@ async def _run(
             _fail(f"cannot serve metrics on port {metrics_port}: {exc}; choose another --metrics-port", EXIT_USAGE)
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
         print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
-    err, out = Console(stderr=True, highlight=False), Console(highlight=False)
+    # piped output is not wrapped at 80 columns: one summary line stays one line for scripts and logs
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
 
     def snapshot() -> RunSummary | None:
         stats = rt.statistics()
@@ -305,6 +307,34 @@ def components(json_out: Annotated[bool, typer.Option("--json", help="print as J
             out.print(f"    {pname} ({p['type']}, {default}){desc}", markup=False, soft_wrap=True)
     for name, problem in registry.plugin_errors.items():
         out.print(f"plugin {name} failed to load: {problem}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    store: Annotated[str, typer.Option(help="read from sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR")],
+    to: Annotated[str, typer.Option("--to", help="output format: parquet")],
+    out: Annotated[Path, typer.Option("--out", help="a .parquet file, or a folder (written as a Parquet store)")],
+    table: Annotated[str | None, typer.Option(help="table (parquet: folder) to read; default by kind")] = None,
+    kind: Annotated[str, typer.Option(help="record kind: bar, trade or quote")] = "bar",
+    symbol: Annotated[str | None, typer.Option(help="only this symbol")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="only bars of this timeframe (1m)")] = None,
+    start: Annotated[str | None, typer.Option(help="from this event time, ISO-8601 (inclusive)")] = None,
+    end: Annotated[str | None, typer.Option(help="until this event time, ISO-8601 (exclusive)")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-read a range of a store through the Store contract and write it as Parquet; print rows and path."""
+    from mdp.stores.export import export_parquet, parse_store
+
+    try:
+        if to != "parquet":
+            raise ConfigError(f"--to: the export format is parquet, got {to!r}")
+        source = parse_store(store, kind, table)
+        result = export_parquet(source, kind, out, symbol=symbol, timeframe=timeframe, start=start, end=end)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE, exc=exc, debug=debug)
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED, exc=exc, debug=debug)
+    print(f"exported {result.rows:,} {kind} rows from {result.source} to {result.path}")
 
 
 JobOpt = Annotated[str, typer.Option("--job", "-j", help="the job name (as shown by mdp list)")]

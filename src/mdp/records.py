@@ -34,6 +34,19 @@ class Watermark:
         return self.ts >= END_OF_TIME
 
 
+@dataclass(slots=True, frozen=True)
+class Gap:
+    """In-band control record: the source was disconnected over ``[start, end)`` (ns, event time).
+
+    ``symbol`` None means every symbol of the source. Bar operators never fill an interval that
+    overlaps a gap, mark bars overlapping it ``gap`` and the first bar after it ``partial``.
+    """
+
+    symbol: str | None
+    start: int
+    end: int
+
+
 @dataclass(slots=True)
 class Trade:
     """One trade print. ``seq`` orders trades that share ``ts_event`` (exchange sequence or arrival)."""

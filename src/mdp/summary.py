@@ -42,6 +42,11 @@ class RunSummary:
     total_rows: int | None = None
     locations: list[str] = field(default_factory=list)
     bad_records: int = 0
+    #: True while some channel is above its high mark or a store sink holds back (backpressure now)
+    backpressure: bool = False
+    #: per node, the backpressure state its stats report: store sinks (backlog, write latency, retries)
+    #: and sources whose adaptive rate limit has engaged (limit, backoffs)
+    pressure: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -62,16 +67,15 @@ def summarize(job: str, dag: Dag, stats: RunStats, state: str = "running") -> Ru
         node = stats.nodes.get(name)
         if node is None:
             continue
+        # rows the source put on its data port, read live from the channels (a paced source reports
+        # rows_emitted only per frame); a fan-out sends the same rows on every edge: count them once
+        sent = [
+            stats.channels[e.name].rows_put
+            for e in dag.outputs_of(name)
+            if e.port == "out" and e.name in stats.channels
+        ]
         emitted = node.extra.get("rows_emitted")
-        if isinstance(emitted, int):
-            rows_in += emitted
-        else:  # a fan-out sends the same rows on every edge of a port: count each port once
-            per_port: dict[str, int] = collections.defaultdict(int)
-            for edge in dag.outputs_of(name):
-                ch = stats.channels.get(edge.name)
-                if ch is not None:
-                    per_port[edge.port] = max(per_port[edge.port], ch.rows_put)
-            rows_in += sum(per_port.values())
+        rows_in += max(sent) if sent else emitted if isinstance(emitted, int) else 0
         total = node.extra.get("total_rows")
         totals.append(total if isinstance(total, int) else None)
     has_bar_counter = any("bars_emitted" in n.counters or "bars_emitted" in n.extra for n in stats.nodes.values())
@@ -89,7 +93,41 @@ def summarize(job: str, dag: Dag, stats: RunStats, state: str = "running") -> Ru
     locations = [str(n.extra["location"]) for n in stats.nodes.values() if n.extra.get("location")]
     known_total = None if not totals or None in totals else sum(t for t in totals if t is not None)
     bad = sum(int(n.extra.get("bad_records", 0)) for n in stats.nodes.values())
-    return RunSummary(job, state, rows_in, bars, late, written, stats.seconds, known_total, locations, bad)
+    pressure = {name: p for name, node in stats.nodes.items() if (p := _pressure(node.extra))}
+    on = any(ch.above_high for ch in stats.channels.values()) or any(p.get("pressure") for p in pressure.values())
+    return RunSummary(
+        job, state, rows_in, bars, late, written, stats.seconds, known_total, locations, bad, on, pressure
+    )
+
+
+_SINK_PRESSURE = ("pressure", "backlog_rows", "write_latency_last", "write_latency_max", "pressure_waits", "retries")
+_SOURCE_PRESSURE = ("pressure", "rate_limit", "rate_observed", "rate_backoffs", "throttled_seconds")
+
+
+def _pressure(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The backpressure fields of a store sink's or a rate-limited source's stats (empty for others)."""
+    keys = _SINK_PRESSURE if "backlog_rows" in extra else _SOURCE_PRESSURE if "rate_limit" in extra else ()
+    return {k: extra[k] for k in keys if k in extra}
+
+
+def _pressure_rows(s: RunSummary) -> list[tuple[str, str]]:
+    """Summary lines: backpressure on or off, each source's rate limit, each store's backlog and latency."""
+    rows = [("backpressure", "on" if s.backpressure else "off")]
+    for node, p in s.pressure.items():
+        if "backlog_rows" in p:
+            text = (
+                f"backlog {_n(int(p['backlog_rows']))} rows, write latency {p['write_latency_last'] * 1e3:.1f} ms "
+                f"(max {p['write_latency_max'] * 1e3:.1f} ms), held back {p['pressure_waits']}x, "
+                f"{p['retries']} retries"
+            )
+        else:
+            limit = p.get("rate_limit")
+            text = (
+                f"rate limit {'none' if limit is None else _n(round(limit)) + ' rows/s'}, "
+                f"backed off {p['rate_backoffs']}x, throttled {p['throttled_seconds']:.2f}s"
+            )
+        rows.append((node, text))
+    return rows
 
 
 def _is_bar_sink(fn: object) -> bool:
@@ -123,6 +161,7 @@ def render_summary(s: RunSummary, console: Console) -> None:
     if s.rows_written:
         rows.append(("bars written", _n(s.rows_written)))
     rows += [("written to", loc) for loc in s.locations]
+    rows += _pressure_rows(s)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         console.print(f"  {key.ljust(width)}  {value}", highlight=False)

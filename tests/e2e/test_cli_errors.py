@@ -31,7 +31,8 @@ def broken(job_dir: Path, old: str, new: str) -> str:
             "params: {timeframe: 1m}",
             "params: {timeframe: 1m, colour: red}",
             "error: dag.nodes[1].params.colour (node 'bars', operator.bars): unknown key 'colour'; "
-            "allowed keys here: late_policy, origin, timeframe",
+            "allowed keys here: allowed_lateness, calendar, eligibility, fill_empty, gap, late_policy, "
+            "max_out_of_orderness, origin, step, timeframe, watermark, window",
         ),
         (
             "type: operator.bars",

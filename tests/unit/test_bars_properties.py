@@ -86,7 +86,9 @@ def reference(rows: list[Row]) -> tuple[list[dict[str, Any]], dict[str, int]]:
             groups.setdefault((ts // S * S, row[0]), []).append(row)
         high_before = ts if high_before is None else max(high_before, ts)
     bars = []
+    first_start: dict[str, int] = {}
     for (start, symbol), group in sorted(groups.items()):
+        first_start.setdefault(symbol, start)  # a key's first bar is 'partial': trades before it may be missing
         ordered = sorted(group, key=lambda r: (r[1], r[4]))
         prices = [r[2] for r in group]
         volume, notional = math.fsum(r[3] for r in group), math.fsum(r[2] * r[3] for r in group)
@@ -105,7 +107,7 @@ def reference(rows: list[Row]) -> tuple[list[dict[str, Any]], dict[str, int]]:
                 "vwap": notional / volume,
                 "trades": len(group),
                 "revision": 0,
-                "quality": "complete",
+                "quality": "partial" if first_start[symbol] == start else "complete",
             }
         )
     return bars, late

@@ -7,9 +7,8 @@ import json
 import re
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -68,23 +67,6 @@ class GateSink(ListSink):
         await super().on_watermark(watermark, ctx)
         self.reached.set()
         await self.gate.wait()
-
-
-class ListeningSqliteSink(SqliteSink):
-    """A SqliteSink with the hook proposed for StoreSink: ``write_listeners`` called after every write."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.write_listeners: list[Callable[[float, int], None]] = []
-        self.latencies: list[float] = []
-
-    async def _flush(self, ctx: Context) -> None:
-        batches = self.batches
-        await super()._flush(ctx)
-        if self.batches > batches:
-            self.latencies.append(self.last_write_seconds)
-            for listener in self.write_listeners:
-                listener(self.last_write_seconds, self.rows_written)
 
 
 def gated_dag(sink: GateSink) -> Dag:
@@ -194,21 +176,23 @@ async def test_store_writes_fill_the_latency_histogram_from_the_sinks_counters(
 async def test_a_sink_with_write_listeners_feeds_every_write_into_its_bucket(
     metrics: JobMetrics, tmp_path: Path
 ) -> None:
-    sink = ListeningSqliteSink(path=str(tmp_path / "bars.sqlite"), table="bars", batch_rows=4)
+    sink = SqliteSink(path=str(tmp_path / "bars.sqlite"), table="bars", batch_rows=4)
     source = ListSource([sample_bars(4, origin=i * 10**12) for i in range(3)], kind="bar")
     rt = DagRuntime(Dag().add_node(Node("bars", source)).add_node(Node("store", sink)).add_edge("bars", "store"))
     metrics.attach(rt)
     generate_latest(metrics.registry)  # the first scrape hooks the sink before it writes
     assert len(sink.write_listeners) == 1
+    latencies: list[float] = []
+    sink.write_listeners.append(lambda seconds, rows: latencies.append(seconds))
     await rt.start()
     samples = parse(generate_latest(metrics.registry).decode())
     for bound in DEFAULT_BUCKETS:
-        expected = sum(1 for s in sink.latencies if s <= bound)
+        expected = sum(1 for s in latencies if s <= bound)
         assert value(samples, "mdp_store_write_seconds_bucket", job="unit", node="store", le=str(bound)) == expected
-    assert value(samples, "mdp_store_write_seconds_sum", job="unit", node="store") == pytest.approx(sum(sink.latencies))
+    assert value(samples, "mdp_store_write_seconds_sum", job="unit", node="store") == pytest.approx(sum(latencies))
     assert value(samples, "mdp_store_write_seconds_count", job="unit", node="store") == 3
     metrics.detach()
-    assert sink.write_listeners == []
+    assert len(sink.write_listeners) == 1  # only ours is left
     metrics.attach(rt)  # attached again, the writes the listener saw are not counted twice
     again = parse(generate_latest(metrics.registry).decode())
     assert value(again, "mdp_store_write_seconds_count", job="unit", node="store") == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError
@@ -144,3 +144,32 @@ def test_in_event_order_says_whether_rows_are_sorted_by_ts_then_seq(rows: list[t
     ts = np.array([r[0] for r in rows], dtype=np.int64)
     seq = np.array([r[1] for r in rows], dtype=np.int64)
     assert in_event_order(ts, seq) == (rows == sorted(rows))
+
+
+@settings(deadline=None)
+@given(
+    ts=st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=30),
+    step=st.integers(1, 10**9),
+    windows=st.integers(0, 20),
+    extra=st.floats(0, 1),
+    origin=st.integers(-(10**10), 10**10),
+)
+def test_sliding_windows_hold_a_row_in_exactly_the_windows_that_contain_it(
+    ts: list[int], step: int, windows: int, extra: float, origin: int
+) -> None:
+    from mdp.operators.windows import SlidingWindows
+
+    size = max(1, windows * step + int(extra * (step - 1)))
+    w = SlidingWindows(size, step, origin)
+    assigned = w.assign(pl.DataFrame({"ts_event": ts}, schema={"ts_event": pl.Int64}))
+    for t in set(ts):
+        starts = sorted(assigned.filter(pl.col("ts_event") == t).get_column("start").unique().to_list())
+        assert starts == w.starts_of(t)
+        assert all(s <= t < s + size and (s - w.origin) % step == 0 for s in starts)
+        assert len(starts) in (size // step, -(-size // step))
+
+
+def test_tumbling_windows_between_two_bars_are_the_empty_intervals() -> None:
+    w = TumblingWindows.of("1m")
+    assert w.between(M, 4 * M) == [(M, 2 * M), (2 * M, 3 * M), (3 * M, 4 * M)]
+    assert w.between(M, M) == []

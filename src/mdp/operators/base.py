@@ -23,6 +23,7 @@ from mdp.records import END_OF_TIME, Watermark
 
 if TYPE_CHECKING:
     from mdp.runtime.channel import Channel
+    from mdp.runtime.pressure import PressureSignal
 
 _DataFrame = pl.DataFrame
 #: the watermark before any has been seen
@@ -39,6 +40,7 @@ class Context:
         "counters",
         "input",
         "node",
+        "pressure",
         "watermark",
         "watermark_out",
     )
@@ -60,6 +62,8 @@ class Context:
         self.watermark_out = NO_WATERMARK
         #: free-form counters an operator keeps (late rows, dropped duplicates, ...); shown in stats
         self.counters: dict[str, int] = {}
+        #: a source's view of the channels below it (set by the runtime; sources slow down while active)
+        self.pressure: PressureSignal | None = None
         self._stop_requested = False
 
     @property

@@ -1,19 +1,25 @@
-"""Event-time windows: timeframe strings, tumbling assignment, when a window closes, event order.
+"""Event-time windows: timeframe strings, tumbling and sliding assignment, event order.
 
 A timeframe such as ``"1m"`` is a whole number of seconds, minutes, hours or days from ``1s`` to ``1d``.
-Tumbling windows of that size are aligned to the Unix epoch (shifted by an optional ``origin``), are
-half-open ``[start, end)``, are labelled by ``start``, and close once the watermark reaches ``end``::
+Windows are half-open ``[start, end)``, labelled by ``start``, and close once the watermark reaches
+``end``. Tumbling windows are back to back, aligned to the Unix epoch (shifted by an optional
+``origin``); sliding (hopping) windows of ``size`` start every ``step``, so a row lies in
+``ceil(size / step)`` of them::
 
     >>> w = TumblingWindows.of("1m")
     >>> w.start_of(90_000_000_000), w.end_of(60_000_000_000)
     (60000000000, 120000000000)
     >>> w.is_closed(60_000_000_000, watermark=120_000_000_000)
     True
+    >>> SlidingWindows.of("1m", "20s").starts_of(90_000_000_000)
+    [40000000000, 60000000000, 80000000000]
 
-Operators use the vectorised forms (``start_expr`` on polars, ``starts`` on numpy) so no row is
-handled in Python; ``in_event_order`` and ``event_order_key`` order rows by ``(ts_event, seq)``.
-``WindowAssigner`` is the seam for sliding (one row in several windows) and session windows
-(data-dependent boundaries), which are not built yet.
+``WindowAssigner`` is what keyed window operators need: ``assign`` adds ``start`` and ``end`` columns
+(one output row per row and window: an ``explode`` for sliding windows; rows outside every window,
+such as trades outside an exchange session, are removed). Operators use the vectorised forms so no
+row is handled in Python; ``in_event_order`` and ``event_order_key`` order rows by ``(ts_event, seq)``.
+Session windows (data-dependent boundaries) live in :mod:`mdp.operators.session`, exchange-calendar
+windows in :mod:`mdp.calendars`.
 """
 
 from __future__ import annotations
@@ -62,23 +68,24 @@ def format_timeframe(size: int) -> str:
 
 
 class WindowAssigner(Protocol):
-    """What a keyed window operator needs from a windowing scheme.
-
-    Tumbling windows implement it now; sliding windows will assign a row to several starts (an
-    ``explode`` in ``assign``) and session windows will merge, behind the same three calls.
-    """
+    """What a keyed window operator needs from a windowing scheme (tumbling, sliding, calendar)."""
 
     @property
     def label(self) -> str:
-        """Canonical name of the window size, stored with every result (``"1m"``)."""
+        """Canonical name of the windows, stored with every result (``"1m"``, ``"1m/10s"``, ``"XNYS:1d"``)."""
         ...
 
-    def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event", name: str = "start") -> pl.DataFrame:
-        """Return ``frame`` with a column ``name`` holding the start of each row's window."""
+    @property
+    def gap_free(self) -> bool:
+        """True if consecutive windows touch (tumbling, calendar): empty ones can be filled."""
         ...
 
-    def end_of(self, start: int) -> int:
-        """End (exclusive) of the window that starts at ``start``."""
+    def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event") -> pl.DataFrame:
+        """Return ``frame`` with ``start`` and ``end`` columns: one row per (row, window it lies in)."""
+        ...
+
+    def between(self, after: int, before: int) -> list[tuple[int, int]]:
+        """The windows ``(start, end)`` lying wholly in ``[after, before)`` (to fill empty intervals)."""
         ...
 
 
@@ -144,8 +151,68 @@ class TumblingWindows:
         starts: np.ndarray = np.floor_divide(ts - self.origin, self.size) * self.size + self.origin
         return starts
 
-    def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event", name: str = "start") -> pl.DataFrame:
-        return frame.with_columns(self.start_expr(ts_column).alias(name))
+    @property
+    def gap_free(self) -> bool:
+        return True
+
+    def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event") -> pl.DataFrame:
+        start = self.start_expr(ts_column)
+        return frame.with_columns(start.alias("start"), (start + self.size).alias("end"))
+
+    def between(self, after: int, before: int) -> list[tuple[int, int]]:
+        first = self.start_of(after + self.size - 1)  # the first start at or after ``after``
+        return [(s, s + self.size) for s in range(first, before - self.size + 1, self.size)]
+
+
+@dataclass(frozen=True, slots=True)
+class SlidingWindows:
+    """Windows of ``size`` ns starting every ``step`` ns: ``start = k * step + origin``.
+
+    A row at ``ts`` lies in every window with ``start <= ts < start + size``. ``step == size`` is a
+    tumbling window; ``step > size`` leaves rows between windows out.
+    """
+
+    size: int
+    step: int
+    origin: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.step < 1:
+            raise ConfigError(f"sliding windows need a size and a step of at least 1 ns, got {self.size}, {self.step}")
+        object.__setattr__(self, "origin", self.origin % self.step)
+
+    @classmethod
+    def of(cls, timeframe: str, step: str, origin: int | None = None) -> SlidingWindows:
+        """Build from timeframe strings such as ``("1m", "10s")``."""
+        return cls(parse_timeframe(timeframe), parse_timeframe(step), origin or 0)
+
+    @property
+    def label(self) -> str:
+        return f"{format_timeframe(self.size)}/{format_timeframe(self.step)}"
+
+    @property
+    def gap_free(self) -> bool:
+        return False
+
+    def starts_of(self, ts: int) -> list[int]:
+        """Starts of every window holding event time ``ts``, oldest first."""
+        last = (ts - self.origin) // self.step * self.step + self.origin
+        first = last - (last - (ts - self.size) - 1) // self.step * self.step
+        return list(range(first, last + 1, self.step))
+
+    def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event") -> pl.DataFrame:
+        ts = pl.col(ts_column)
+        last = (ts - self.origin) // self.step * self.step + self.origin
+        first = last - (last - (ts - self.size) - 1) // self.step * self.step
+        return (
+            frame.with_columns(pl.int_ranges(first, last + 1, self.step, dtype=pl.Int64).alias("start"))
+            .explode("start")
+            .drop_nulls("start")
+            .with_columns((pl.col("start") + self.size).alias("end"))
+        )
+
+    def between(self, after: int, before: int) -> list[tuple[int, int]]:
+        raise ConfigError("sliding windows overlap: empty ones cannot be filled")
 
 
 def event_order_key(ts: str, seq: str) -> pl.Expr:
@@ -170,6 +237,7 @@ __all__ = [
     "in_event_order",
     "MAX_TIMEFRAME",
     "MIN_TIMEFRAME",
+    "SlidingWindows",
     "TumblingWindows",
     "WindowAssigner",
     "format_timeframe",

@@ -22,6 +22,7 @@ from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel, ChannelStatistics
 from mdp.runtime.channel import Watermark as ChannelWatermark
 from mdp.runtime.graph import Dag, Edge, Node
+from mdp.runtime.pressure import PressureBoard
 
 NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]
 EdgeCallback = Callable[[str], Any]
@@ -122,6 +123,8 @@ class DagRuntime:
             )
         self.channels: dict[Edge, Channel[Any]] = {}
         self.contexts: dict[str, Context] = {}
+        #: channel high/low crossings, routed to the sources above each channel (``ctx.pressure``)
+        self.pressure = PressureBoard(dag)
         self._stats = RunStats(nodes={n.name: NodeStats(n.name) for n in dag.nodes})
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -183,22 +186,17 @@ class DagRuntime:
             capacity = edge.capacity or cfg.channel_capacity
             high = max(1, int(capacity * cfg.high_watermark_pct))
             low = min(high - 1, int(capacity * cfg.low_watermark_pct))
+            on_high, on_low = self.pressure.callbacks(edge.name, cfg.on_high, cfg.on_low)
             self.channels[edge] = Channel(
                 capacity,
                 ChannelWatermark(high=high, low=low),
-                on_high=self._edge_callback(cfg.on_high, edge.name),
-                on_low=self._edge_callback(cfg.on_low, edge.name),
+                on_high=on_high,
+                on_low=on_low,
                 capacity_rows=cfg.channel_capacity_rows,
                 name=edge.name,
                 policy="conflate" if edge.policy == "conflate" else "block",
                 key=edge.key,
             )
-
-    @staticmethod
-    def _edge_callback(callback: EdgeCallback | None, edge: str) -> Callable[[], Any] | None:
-        if callback is None:
-            return None
-        return lambda: callback(edge)
 
     def _inputs(self, name: str) -> dict[str, Channel[Any]]:
         return {e.input_name: self.channels[e] for e in self.dag.inputs_of(name)}
@@ -224,6 +222,7 @@ class DagRuntime:
                 for e in out_edges:
                     ports.setdefault(e.port, []).append(self.channels[e])
                 ctx = Context(node.name, ports, self.config.clock)
+                ctx.pressure = self.pressure.signal(node.name)
                 if self._stopping:
                     ctx.request_stop()
                 self.contexts[node.name] = ctx

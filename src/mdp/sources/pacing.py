@@ -6,7 +6,9 @@ row groups or the CSV block size. ``in_thread`` runs a blocking frame iterator o
 worker thread, so decompression and parsing (which release the GIL) overlap with the graph.
 ``Pacer`` holds a replay to a speed factor of event time on the runtime's clock: a row with event time
 ``t`` is sent no earlier than ``start + (t - first_t) / speed``, in slices of at most ``slice_ns`` of
-wall time so the stream is smooth rather than one burst per frame.
+wall time so the stream is smooth rather than one burst per frame. ``rate_limiter`` gives a source the
+adaptive limit of :mod:`mdp.runtime.pressure`, which ``emit_paced`` applies only while there is
+pressure below the source.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import polars as pl
 
 from mdp.clock import Clock
 from mdp.operators.base import Context
+from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
 
 #: wall time covered by one paced slice: short enough to look continuous, long enough to batch
@@ -135,11 +138,27 @@ class Pacer:
         return False
 
 
-async def emit_paced(ctx: Context, frame: pl.DataFrame, tracker: WatermarkTracker, pacer: Pacer | None) -> int:
+def rate_limiter(ctx: Context, enabled: bool) -> AdaptiveRate | None:
+    """The adaptive rate limit of a source run (None when disabled or outside a runtime)."""
+    if not enabled or ctx.pressure is None:
+        return None
+    return AdaptiveRate(ctx.pressure, ctx.clock)
+
+
+async def emit_paced(
+    ctx: Context,
+    frame: pl.DataFrame,
+    tracker: WatermarkTracker,
+    pacer: Pacer | None,
+    limiter: AdaptiveRate | None = None,
+) -> int:
     """Send ``frame`` behind its watermarks, paced when ``pacer`` is given; return the rows sent.
 
-    Fewer rows than the frame holds are sent only when a stop is asked for while waiting.
+    Under pressure (``limiter.engaged``) the frame goes in slices at the limiter's rate. Fewer rows
+    than the frame holds are sent only when a stop is asked for while waiting.
     """
+    if limiter is not None and limiter.engaged:
+        return await _emit_limited(ctx, frame, tracker, pacer, limiter)
     if pacer is None:
         await emit_with_watermarks(ctx, frame, tracker)
         return frame.height
@@ -149,4 +168,24 @@ async def emit_paced(ctx: Context, frame: pl.DataFrame, tracker: WatermarkTracke
             break
         await emit_with_watermarks(ctx, frame.slice(start, stop - start), tracker)
         sent += stop - start
+    return sent
+
+
+async def _emit_limited(
+    ctx: Context, frame: pl.DataFrame, tracker: WatermarkTracker, pacer: Pacer | None, limiter: AdaptiveRate
+) -> int:
+    """``emit_paced`` in slices, each admitted by ``limiter`` first."""
+    sent = 0
+
+    def stopping() -> bool:
+        return ctx.stopping
+
+    while sent < frame.height:
+        rows = limiter.slice_rows(frame.height - sent)
+        if not await limiter.admit(rows, stopping):
+            break
+        got = await emit_paced(ctx, frame.slice(sent, rows), tracker, pacer)
+        sent += got
+        if got < rows:
+            break
     return sent

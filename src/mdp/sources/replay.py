@@ -39,10 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, SourceError
 from mdp.operators.base import Context, Source
+from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
-from mdp.sources.pacing import Pacer, cut_frames, emit_paced, in_thread
+from mdp.sources.idle import make_pacer, make_tracker
+from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
 from mdp.sources.validation import DEADLETTER_PORT, DEFAULT_MAX_FUTURE, BadRows, OnBadRecord, RecordScreen, SourceKind
-from mdp.sources.watermarks import WatermarkTracker
 
 FileFormat = Literal["auto", "csv", "parquet"]
 #: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input
@@ -87,6 +88,20 @@ class ReplayParams(BaseModel):
         default=DEFAULT_MAX_FUTURE,
         description="a row whose ts_event is further ahead of the clock than this is bad: '1d'; None: no limit",
     )
+    watermark: Literal["global", "per_key"] = Field(
+        default="global",
+        description="'global': newest event time - bound; 'per_key': the minimum over symbols of each one's own",
+    )
+    idle_timeout: DurationNs | None = Field(
+        default=None,
+        description="paced only: after this much quiet processing time ('5s') a symbol (or the source) stops "
+        "holding the watermark back; None: never",
+    )
+    adaptive_rate: bool = Field(
+        default=True,
+        description="slow down (AIMD on the emit rate) while a channel below is above its high mark; "
+        "costs nothing without pressure",
+    )
 
 
 class ReplaySource(Source):
@@ -124,6 +139,9 @@ class ReplaySource(Source):
         frame_rows: int = 65_536,
         on_bad_record: OnBadRecord = "deadletter",
         max_future: int | str | None = DEFAULT_MAX_FUTURE,
+        adaptive_rate: bool = True,
+        watermark: Literal["global", "per_key"] = "global",
+        idle_timeout: int | str | None = None,
     ) -> None:
         try:
             self.params = ReplayParams.model_validate(
@@ -141,6 +159,9 @@ class ReplaySource(Source):
                     "frame_rows": frame_rows,
                     "on_bad_record": on_bad_record,
                     "max_future": None if max_future is None else duration_arg(max_future),
+                    "adaptive_rate": adaptive_rate,
+                    "watermark": watermark,
+                    "idle_timeout": None if idle_timeout is None else duration_arg(idle_timeout),
                 }
             )
         except ValidationError as exc:
@@ -152,13 +173,15 @@ class ReplaySource(Source):
         self.offset = 0
         self._plan: ColumnPlan | None = None
         self._screen: RecordScreen | None = None
+        self._limiter: AdaptiveRate | None = None
 
     def port_kind(self, port: str) -> str | None:
         return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
 
     def stats(self) -> dict[str, Any]:
         bad = self._screen.stats() if self._screen else {"bad_records": 0, "bad_reasons": {}}
-        return {"rows_emitted": self.rows_emitted, "offset": self.offset, **bad}
+        limit = self._limiter.stats() if self._limiter else {}  # once pressure came
+        return {"rows_emitted": self.rows_emitted, "offset": self.offset, **bad, **limit}
 
     async def open(self, ctx: Context) -> None:
         """Check the file and the column mapping before the first row, so a bad config fails at once."""
@@ -206,8 +229,9 @@ class ReplaySource(Source):
         screen = self._screen = self.screen(ctx)
         self.rows_emitted = 0
         self.offset = 0
-        tracker = WatermarkTracker(self.params.max_out_of_orderness)
-        pacer = Pacer(ctx.clock, self.params.speed) if self.params.speed else None
+        tracker = make_tracker(self.params.watermark, self.params.max_out_of_orderness)
+        pacer = make_pacer(ctx.clock, self.params.speed, tracker, self.params.idle_timeout)
+        limiter = self._limiter = rate_limiter(ctx, self.params.adaptive_rate)
         async with contextlib.aclosing(in_thread(self.frames(plan, screen))) as frames:
             async for frame in frames:
                 if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
@@ -215,7 +239,7 @@ class ReplaySource(Source):
                     continue
                 if ctx.stopping:
                     return
-                sent = await emit_paced(ctx, frame, tracker, pacer)
+                sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
                 self.rows_emitted += sent
                 if sent < frame.height:
                     return

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import polars as pl
@@ -34,7 +34,9 @@ from mdp.durations import DurationNs, parse_time
 from mdp.errors import ConfigError
 from mdp.operators.base import Context, Source
 from mdp.records import conform
-from mdp.sources.pacing import Pacer, cut_frames, emit_paced, in_thread
+from mdp.runtime.pressure import AdaptiveRate
+from mdp.sources.idle import make_pacer, make_tracker
+from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
 from mdp.sources.replay import duration_arg
 from mdp.sources.validation import (
     DEADLETTER_PORT,
@@ -45,7 +47,6 @@ from mdp.sources.validation import (
     SourceKind,
     screen_frames,
 )
-from mdp.sources.watermarks import WatermarkTracker
 
 #: rows generated per internal block; fixed, so the trades do not depend on the frame size
 BLOCK_ROWS: Final[int] = 65_536
@@ -96,6 +97,20 @@ class SyntheticParams(BaseModel):
     max_future: DurationNs | None = Field(
         default=DEFAULT_MAX_FUTURE, description="a ts_event further ahead of the clock is bad: '1d'; None: no limit"
     )
+    watermark: Literal["global", "per_key"] = Field(
+        default="global",
+        description="'global': newest event time - bound; 'per_key': the minimum over symbols of each one's own",
+    )
+    idle_timeout: DurationNs | None = Field(
+        default=None,
+        description="paced only: after this much quiet processing time ('5s') a symbol (or the source) stops "
+        "holding the watermark back; None: never",
+    )
+    adaptive_rate: bool = Field(
+        default=True,
+        description="slow down (AIMD on the emit rate) while a channel below is above its high mark; "
+        "costs nothing without pressure",
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -140,6 +155,9 @@ class SyntheticSource(Source):
         bad_fraction: float = 0.0,
         on_bad_record: OnBadRecord = "deadletter",
         max_future: int | str | None = DEFAULT_MAX_FUTURE,
+        adaptive_rate: bool = True,
+        watermark: Literal["global", "per_key"] = "global",
+        idle_timeout: int | str | None = None,
     ) -> None:
         try:
             self.params = SyntheticParams.model_validate(
@@ -161,6 +179,9 @@ class SyntheticSource(Source):
                     "bad_fraction": bad_fraction,
                     "on_bad_record": on_bad_record,
                     "max_future": None if max_future is None else duration_arg(max_future),
+                    "adaptive_rate": adaptive_rate,
+                    "watermark": watermark,
+                    "idle_timeout": None if idle_timeout is None else duration_arg(idle_timeout),
                 }
             )
         except ValidationError as exc:
@@ -181,13 +202,15 @@ class SyntheticSource(Source):
         self.rows_emitted = 0
         self.offset = 0
         self._screen: RecordScreen | None = None
+        self._limiter: AdaptiveRate | None = None
 
     def port_kind(self, port: str) -> str | None:
         return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
 
     def stats(self) -> dict[str, Any]:
         bad = self._screen.stats() if self._screen else {"bad_records": 0, "bad_reasons": {}}
-        return {"rows_emitted": self.rows_emitted, "offset": self.offset, "total_rows": self.total_rows, **bad}
+        limit = self._limiter.stats() if self._limiter else {}  # once pressure came
+        return {"rows_emitted": self.rows_emitted, "offset": self.offset, "total_rows": self.total_rows, **bad, **limit}
 
     async def run(self, ctx: Context) -> None:
         p = self.params
@@ -196,8 +219,9 @@ class SyntheticSource(Source):
         )
         self.rows_emitted = 0
         self.offset = 0
-        tracker = WatermarkTracker(p.max_out_of_orderness)
-        pacer = Pacer(ctx.clock, p.speed) if p.speed else None
+        tracker = make_tracker(p.watermark, p.max_out_of_orderness)
+        pacer = make_pacer(ctx.clock, p.speed, tracker, p.idle_timeout)
+        limiter = self._limiter = rate_limiter(ctx, p.adaptive_rate)
         screened = cut_frames(screen_frames(self._delivered(), screen), p.frame_rows)
         async with contextlib.aclosing(in_thread(screened)) as frames:
             async for frame in frames:
@@ -206,7 +230,7 @@ class SyntheticSource(Source):
                     continue
                 if ctx.stopping:
                     return
-                sent = await emit_paced(ctx, frame, tracker, pacer)
+                sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
                 self.rows_emitted += sent
                 if sent < frame.height:
                     return

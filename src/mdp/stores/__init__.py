@@ -8,8 +8,10 @@
     ├── PostgresStore       production: binary COPY into staging, INSERT ... ON CONFLICT
     └── ParquetStore        raw capture and export, partitioned by date and symbol
 
-    StoreSink (sink.py)     batches frames and writes them in a worker thread
+    StoreSink (sink.py)     batches frames; BatchWriter (writer.py) writes them in order in a worker
+                            thread within a backlog bound, RetryPolicy (retry.py) retries transient failures
     StoreSource (source.py) re-reads a range as frames with watermarks
+    export.py               re-reads a range into Parquet (``mdp export``)
 
 The DuckDB and PostgreSQL drivers are imported only when those backends are used.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mdp.stores.base import DEFAULT_TABLES, KEYS, KINDS, VERSION, ReadFilter, Store, dedupe, prepare
 from mdp.stores.parquet import ParquetStore
 from mdp.stores.registry import BACKENDS, open_store, store_class
+from mdp.stores.retry import RetryPolicy
 from mdp.stores.sink import DuckdbSink, ParquetSink, PostgresSink, SqliteSink, StoreSink
 from mdp.stores.source import StoreSource
 from mdp.stores.sqlite import SqliteStore
@@ -60,6 +63,7 @@ __all__ = [
     "PostgresSink",
     "PostgresStore",
     "ReadFilter",
+    "RetryPolicy",
     "SqliteSink",
     "SqliteStore",
     "Store",

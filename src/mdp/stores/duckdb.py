@@ -67,7 +67,7 @@ class DuckdbStore(Store):
             if not self.read_only:
                 for kind, table in self.tables.items():
                     conn.execute(sql.create_table(table, kind, _TYPES))
-                    sql.check_columns(table, kind, self._columns(conn, table))
+                    sql.check_columns(table, kind, self._column_types(conn, table), _TYPES)
         except BaseException:
             conn.close()
             raise
@@ -130,11 +130,16 @@ class DuckdbStore(Store):
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
         """Column names of ``table`` (empty if it does not exist)."""
+        return list(DuckdbStore._column_types(conn, table))
+
+    @staticmethod
+    def _column_types(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+        """Column name -> SQL type of ``table`` (empty if it does not exist)."""
         parts = table.split(".")
-        query = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+        query = "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?"
         params: list[str] = [parts[-1]]
         if len(parts) == 2:
             query += " AND table_schema = ?"
             params.append(parts[0])
         query += " ORDER BY ordinal_position"
-        return [row[0] for row in conn.execute(query, params).fetchall()]
+        return {row[0]: row[1] for row in conn.execute(query, params).fetchall()}

@@ -11,8 +11,11 @@ column (integer ns, chunks of one day); when it is not (or may not be created), 
 table with the same primary key, and ``hypertables`` says which it became.
 
 Errors are sorted by SQLSTATE: lost or refused connections, server shutdowns, deadlocks and
-serialization failures are transient (the store reconnects on the next call, so a retry works); bad
-credentials, a missing database and schema mismatches are permanent.
+serialization failures are transient (the store reconnects on the next call, also after a reconnect
+that failed, so a retry works); bad credentials, a missing database and schema mismatches are
+permanent, and their message says what to change. ``open()`` checks an existing table's column names,
+types and key, so a table that does not fit fails the job at once rather than at its first write.
+Connections carry ``application_name`` (default ``mdp``): ``pg_stat_activity`` shows whose they are.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from psycopg import conninfo
 from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
 from mdp.stores import sql
-from mdp.stores.base import TIME_COLUMN, ReadFilter, Store, quote_ident
+from mdp.stores.base import KEYS, TIME_COLUMN, ReadFilter, Store, quote_ident
 
 _TYPES: Final[dict[type[pl.DataType], str]] = {pl.Int64: "BIGINT", pl.Float64: "DOUBLE PRECISION", pl.String: "TEXT"}
 _KEY_TEXT: Final[str] = 'TEXT COLLATE "C"'
@@ -46,6 +49,18 @@ _PERMANENT_WORDS: Final[tuple[str, ...]] = (
     "permission denied",
     "invalid",
 )
+#: what to change, by SQLSTATE, for the permanent failures people meet
+_HINTS: Final[dict[str, str]] = {
+    "28P01": "check the user and password of the dsn (or of MDP_POSTGRES_DSN)",
+    "28000": "check the user of the dsn and the server's pg_hba.conf",
+    "3D000": "create the database (createdb) or fix dbname in the dsn",
+    "23502": "a row breaks a constraint of the table (NOT NULL); relax it or point the sink at another table",
+    "23514": "a row breaks a constraint of the table (CHECK); relax it or point the sink at another table",
+    "42501": "grant the user CREATE on the schema and INSERT, UPDATE, SELECT on the table",
+    "42P10": "the table needs a primary key on the record key; point the sink at another table or add it",
+    "42703": "the table lacks a column mdp writes; point the sink at another table or migrate this one",
+    "42804": "a column has another type than mdp writes; point the sink at another table or migrate this one",
+}
 ENV_DSN: Final[str] = "MDP_POSTGRES_DSN"
 
 
@@ -58,6 +73,7 @@ class PostgresStore(Store):
         read_only: read-only transactions; creates nothing.
         hypertable: make hypertables when TimescaleDB is available (False: always plain tables).
         connect_timeout: seconds to wait for the server when connecting.
+        application_name: shown in ``pg_stat_activity`` (a dsn that sets one keeps its own).
     """
 
     backend: ClassVar[str] = "postgres"
@@ -70,6 +86,7 @@ class PostgresStore(Store):
         read_only: bool = False,
         hypertable: bool = True,
         connect_timeout: int = 10,
+        application_name: str = "mdp",
     ) -> None:
         super().__init__(tables=tables, read_only=read_only)
         chosen = dsn if dsn is not None else os.environ.get(ENV_DSN)
@@ -83,6 +100,7 @@ class PostgresStore(Store):
         self._public_dsn = conninfo.make_conninfo("", **{k: v for k, v in parts.items() if k != "password"})
         self.hypertable = hypertable
         self.connect_timeout = connect_timeout
+        self.application_name = str(parts.get("application_name") or application_name)
         #: kind -> True if its table is a TimescaleDB hypertable (filled by ``open``)
         self.hypertables: dict[RecordKind, bool] = {}
         self._conn: psycopg.Connection[Any] | None = None
@@ -92,18 +110,29 @@ class PostgresStore(Store):
         return f"postgres:{self._public_dsn} table {', '.join(self.tables.values())}"
 
     def spec(self) -> dict[str, Any]:
-        return {"dsn": self.dsn, "tables": dict(self.tables), "hypertable": self.hypertable}
+        return {
+            "dsn": self.dsn,
+            "tables": dict(self.tables),
+            "hypertable": self.hypertable,
+            "application_name": self.application_name,
+        }
 
     # -- backend ------------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        conn = psycopg.connect(self.dsn, autocommit=False, connect_timeout=self.connect_timeout)
+        conn = psycopg.connect(
+            self.dsn,
+            autocommit=False,
+            connect_timeout=self.connect_timeout,
+            application_name=self.application_name,
+        )
         try:
             conn.read_only = self.read_only
             if not self.read_only:
                 for kind, table in self.tables.items():
                     conn.execute(sql.create_table(table, kind, _TYPES, _KEY_TEXT))
-                    sql.check_columns(table, kind, self._columns(conn, table))
+                    sql.check_columns(table, kind, self._column_types(conn, table), _TYPES)
+                    self._check_key(conn, kind, table)
                     self.hypertables[kind] = self._make_hypertable(conn, kind, table)
                     # the staging table lives in this session and empties itself at every commit
                     conn.execute(
@@ -151,26 +180,30 @@ class PostgresStore(Store):
         if not isinstance(exc, psycopg.Error):
             return None
         state = exc.sqlstate or ""
-        message = f"postgres {step} at {self._public_dsn} failed ({type(exc).__name__} {state}): {exc}"
+        text = " ".join(str(exc).split())  # libpq messages span lines; an error is one paragraph
+        code = f"{type(exc).__name__} {state}".rstrip()
+        message = f"postgres {step} at {self._public_dsn} failed ({code}): {text}"
         if state in _TRANSIENT_CODES or state[:2] in _TRANSIENT_CLASSES:
             return TransientStoreError(message)
         if isinstance(exc, psycopg.InterfaceError):
             return TransientStoreError(message)  # the connection was closed under us
-        if isinstance(exc, psycopg.OperationalError) and not state:
-            text = str(exc).lower()
-            if not any(word in text for word in _PERMANENT_WORDS):
-                return TransientStoreError(message)  # refused, reset, timed out
-        return PermanentStoreError(message)
+        permanent_words = any(word in text.lower() for word in _PERMANENT_WORDS)
+        if isinstance(exc, psycopg.OperationalError) and not state and not permanent_words:
+            return TransientStoreError(message)  # refused, reset, timed out
+        return PermanentStoreError(f"{message}; {_hint(state, text)}")
 
     # -- helpers ------------------------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
-        """The open connection; a broken one (server restart, network) is replaced, so retries can work."""
-        if self._conn is not None and (self._conn.closed or self._conn.broken):
+        """The open connection; a lost one (terminated, server restart) is replaced, so retries can work.
+
+        ``Store`` calls this only while the store is open, so no connection here means the last
+        reconnect failed: try again.
+        """
+        if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = None
             self._open()
-        if self._conn is None:
-            raise PermanentStoreError(f"the postgres store at {self._public_dsn} is closed")
+        assert self._conn is not None
         return self._conn
 
     def _make_hypertable(self, conn: psycopg.Connection[Any], kind: RecordKind, table: str) -> bool:
@@ -192,6 +225,32 @@ class PostgresStore(Store):
         return True
 
     @staticmethod
+    def _column_types(conn: psycopg.Connection[Any], table: str) -> dict[str, str]:
+        """Column name -> SQL type of ``table`` (empty if it does not exist)."""
+        query = (
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+        return {row[0]: row[1] for row in conn.execute(query, (quote_ident(table),)).fetchall()}
+
+    @staticmethod
+    def _check_key(conn: psycopg.Connection[Any], kind: RecordKind, table: str) -> None:
+        """Raise if ``table`` has no unique index on exactly the key (``ON CONFLICT`` needs one)."""
+        query = (
+            "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s) AND i.indisunique GROUP BY i.indexrelid"
+        )
+        keys = set(KEYS[kind])
+        if any(set(row[0]) == keys for row in conn.execute(query, (quote_ident(table),)).fetchall()):
+            return
+        columns = ", ".join(f'"{k}"' for k in KEYS[kind])
+        raise PermanentStoreError(
+            f"table {table!r} exists without a primary key on ({columns}), which idempotent upserts of {kind} "
+            f"records need; add it (ALTER TABLE {quote_ident(table)} ADD PRIMARY KEY ({columns})) or point the "
+            "store at another table"
+        )
+
+    @staticmethod
     def _columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
         """Column names of ``table`` (empty if it does not exist)."""
         query = (
@@ -199,6 +258,20 @@ class PostgresStore(Store):
             "AND NOT attisdropped ORDER BY attnum"
         )
         return [row[0] for row in conn.execute(query, (quote_ident(table),)).fetchall()]
+
+
+def _hint(state: str, text: str) -> str:
+    """What to change for a permanent failure (by SQLSTATE, else by the words of a connect error)."""
+    if state in _HINTS:
+        return _HINTS[state]
+    lowered = text.lower()
+    if "database" in lowered and "does not exist" in lowered:
+        return _HINTS["3D000"]
+    if "role" in lowered and "does not exist" in lowered:
+        return "create the role or fix user in the dsn"
+    if "authentication failed" in lowered or "pg_hba.conf" in lowered:
+        return _HINTS["28P01"]
+    return "this will not pass by retrying; fix the dsn, the table or the data as the message says"
 
 
 def _stage(table: str) -> str:

@@ -2,29 +2,33 @@
 
 Frames are held until ``batch_rows`` rows are waiting, or a watermark arrives while the oldest held row
 has waited ``max_delay`` (on the operator's clock, so tests use a ``ManualClock``), or the input ends.
-Each write runs in a worker thread (``asyncio.to_thread``), since store drivers are synchronous: the
-event loop, and with it every other node, keeps going while the store works. While a write runs the
-sink takes nothing more from its channel, so a slow store fills the channel and slows the sources
-(backpressure) instead of growing memory.
+Each batch goes to a :class:`~mdp.stores.writer.BatchWriter`, which writes in a worker thread, in
+order, retrying transient failures with backoff (``retries``, ``max_retry_time``, ``retry_base_delay``,
+``retry_max_delay``). The sink keeps reading while a write runs, up to ``max_backlog_rows`` rows not
+yet committed, or none ahead once a write took longer than ``max_write_latency``; past that it takes
+nothing more from its channel, so a slow store fills the channels and slows the sources (backpressure)
+instead of growing memory. At most ``batch_rows + frame + max_backlog_rows + batch_rows`` rows sit in
+a sink.
 
 Concrete sinks, one per backend, with their config ids::
 
-    sink.sqlite    SqliteSink     path, table, kind, batch_rows, max_delay
+    sink.sqlite    SqliteSink     path, table, kind, batch_rows, max_delay, (the write options below)
     sink.duckdb    DuckdbSink     path, ...
     sink.postgres  PostgresSink   dsn (or env MDP_POSTGRES_DSN), ...
     sink.parquet   ParquetSink    root, ...
 
-``stats()`` reports ``location`` (where the rows went, for the job summary), rows received and
-written, batches, and write latency in seconds (last, max, mean). ``rows_written`` counts the rows sent
-to the store after duplicates inside a batch were resolved; a row whose key the store already holds at
-an equal or higher revision is sent and left unchanged, so a replay counts as written.
+``stats()`` reports ``location`` (where the rows went, for the job summary), rows received, written and
+held, the backlog and whether the sink is holding back now (``pressure``), retries, and write latency
+in seconds (last, max, mean). ``rows_written`` counts the rows sent to the store after duplicates
+inside a batch were resolved; a row whose key the store already holds at an equal or higher revision
+is sent and left unchanged, so a replay counts as written. ``write_listeners`` are called after each
+committed write with its latency and rows (the metrics' histogram hooks in there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,9 +39,30 @@ from mdp.operators.base import Context, Sink
 from mdp.records import Bar, Quote, RecordKind, Trade, to_frame
 from mdp.stores.base import DEFAULT_TABLES, Store, check_kind
 from mdp.stores.parquet import ParquetStore
+from mdp.stores.retry import DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, DEFAULT_MAX_RETRY_TIME, DEFAULT_RETRIES, RetryPolicy
 from mdp.stores.sqlite import SqliteStore
+from mdp.stores.writer import BatchWriter, WriteListener
 
 _DataFrame = pl.DataFrame
+#: a store slower than this per write gets no write-ahead
+DEFAULT_MAX_WRITE_LATENCY = 1_000_000_000
+
+
+class WriteOptions(TypedDict, total=False):
+    """The batching, backpressure and retry options every store sink takes (see ``SinkParams``)."""
+
+    batch_rows: int
+    max_delay: str | int
+    max_backlog_rows: int | None
+    max_write_latency: str | int | None
+    retries: int
+    max_retry_time: str | int
+    retry_base_delay: str | int
+    retry_max_delay: str | int
+
+
+def _ns(value: str | int) -> int:
+    return parse_duration(value) if isinstance(value, str) else int(value)
 
 
 class StoreSink(Sink):
@@ -48,36 +73,77 @@ class StoreSink(Sink):
         kind: the record kind arriving (``"bar"``, ``"trade"`` or ``"quote"``).
         batch_rows: write as soon as this many rows are held.
         max_delay: at a watermark, write if the oldest held row has waited this long (``"1s"``, or ns).
+        max_backlog_rows: rows written behind the sink before it stops reading (default ``batch_rows``;
+            0: every write is waited for).
+        max_write_latency: a write slower than this stops the write-ahead (``"1s"``; None: never).
+        retries / max_retry_time / retry_base_delay / retry_max_delay: see :class:`RetryPolicy`.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        kind: str = "bar",
-        batch_rows: int = 50_000,
-        max_delay: str | int = "1s",
-    ) -> None:
+    def __init__(self, store: Store, *, kind: str = "bar", **options: Unpack[WriteOptions]) -> None:
+        batch_rows = options.get("batch_rows", 50_000)
         if batch_rows < 1:
             raise MdpError(f"batch_rows must be at least 1, got {batch_rows}")
+        backlog = options.get("max_backlog_rows")
+        backlog = batch_rows if backlog is None else backlog
+        if backlog < 0:
+            raise MdpError(f"max_backlog_rows must be 0 or more, got {backlog}")
+        latency = options.get("max_write_latency", DEFAULT_MAX_WRITE_LATENCY)
+        retry = RetryPolicy(
+            options.get("retries", DEFAULT_RETRIES),
+            _ns(options.get("max_retry_time", DEFAULT_MAX_RETRY_TIME)),
+            _ns(options.get("retry_base_delay", DEFAULT_BASE_DELAY)),
+            _ns(options.get("retry_max_delay", DEFAULT_MAX_DELAY)),
+        )
         self.store = store
         self.kind: RecordKind = check_kind(kind)
         # graph validation reads input_kind; it is per instance here (the ClassVar is the default)
         setattr(self, "input_kind", self.kind)  # noqa: B010
         self.batch_rows = batch_rows
-        self.max_delay_ns = parse_duration(max_delay) if isinstance(max_delay, str) else int(max_delay)
+        self.max_delay_ns = _ns(options.get("max_delay", "1s"))
+        self.writer = BatchWriter(
+            store,
+            self.kind,
+            retry=retry,
+            max_backlog_rows=backlog,
+            max_write_latency=None if latency is None else _ns(latency),
+        )
         self._held: list[pl.DataFrame] = []
         self._held_rows = 0
         self._oldest_ns = 0
         self.rows_received = 0
-        self.rows_written = 0
-        self.batches = 0
-        self.write_seconds = 0.0
-        self.last_write_seconds = 0.0
-        self.max_write_seconds = 0.0
+
+    # the writer's counters, under the names the metrics read
+    @property
+    def write_listeners(self) -> list[WriteListener]:
+        return self.writer.listeners
+
+    @write_listeners.setter
+    def write_listeners(self, listeners: list[WriteListener]) -> None:
+        self.writer.listeners = listeners
+
+    @property
+    def rows_written(self) -> int:
+        return self.writer.rows_written
+
+    @property
+    def batches(self) -> int:
+        return self.writer.batches
+
+    @property
+    def write_seconds(self) -> float:
+        return self.writer.write_seconds
+
+    @property
+    def last_write_seconds(self) -> float:
+        return self.writer.last_write_seconds
+
+    @property
+    def max_write_seconds(self) -> float:
+        return self.writer.max_write_seconds
 
     async def open(self, ctx: Context) -> None:
-        await asyncio.to_thread(self.store.open)
+        self.writer.bind(ctx)
+        await self.writer.call(self.store.open)
 
     async def on_item(self, item: Any, ctx: Context) -> None:
         if type(item) is _DataFrame:
@@ -92,6 +158,7 @@ class StoreSink(Sink):
             )
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
+        self.writer.check()  # a write that failed for good ends the job at the next message
         if frame.height == 0:
             return
         if not self._held:
@@ -103,32 +170,32 @@ class StoreSink(Sink):
             await self._flush(ctx)
 
     async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        self.writer.check()
         if self._held and ctx.clock.monotonic_ns() - self._oldest_ns >= self.max_delay_ns:
             await self._flush(ctx)
 
     async def on_close(self, ctx: Context) -> None:
         await self._flush(ctx)
+        await self.writer.drain()
         await asyncio.to_thread(self.store.close)
 
     async def teardown(self, ctx: Context) -> None:
-        """Close the store however the node ended (a failed graph must not leave a DuckDB file locked)."""
+        """Stop writing and close the store however the node ended (a failed graph must not leave a
+        DuckDB file locked)."""
+        await self.writer.close()
         await asyncio.to_thread(self.store.close)
 
     async def _flush(self, ctx: Context) -> None:
+        """Hand what is held to the writer as one batch (waits while the backlog is over its bounds)."""
         if not self._held:
             return
         frames, self._held, self._held_rows = self._held, [], 0
         batch = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        started = time.perf_counter()  # a measurement, not behaviour: real time even under a ManualClock
-        written = await asyncio.to_thread(self.store.write, self.kind, batch)
-        elapsed = time.perf_counter() - started
-        self.batches += 1
-        self.rows_written += written
-        self.write_seconds += elapsed
-        self.last_write_seconds = elapsed
-        self.max_write_seconds = max(self.max_write_seconds, elapsed)
-        ctx.count("rows_written", written)
-        ctx.count("batches_written")
+        await self.writer.submit(batch)
+
+    async def drain(self) -> None:
+        """Wait until every batch handed to the writer is committed (tests, checkpoints)."""
+        await self.writer.drain()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -137,11 +204,7 @@ class StoreSink(Sink):
             "rows_received": self.rows_received,
             "rows_written": self.rows_written,
             "rows_held": self._held_rows,
-            "batches": self.batches,
-            "write_seconds": round(self.write_seconds, 6),
-            "write_latency_last": round(self.last_write_seconds, 6),
-            "write_latency_max": round(self.max_write_seconds, 6),
-            "write_latency_mean": round(self.write_seconds / self.batches, 6) if self.batches else 0.0,
+            **self.writer.stats(),
         }
 
 
@@ -156,6 +219,24 @@ class SinkParams(BaseModel):
     max_delay: DurationNs = Field(
         default=1_000_000_000, description="at a watermark, write if the oldest held row waited this long ('1s')"
     )
+    max_backlog_rows: int | None = Field(
+        default=None,
+        ge=0,
+        description="rows written behind the sink before it stops reading its channel (default: batch_rows; "
+        "0: wait for every write)",
+    )
+    max_write_latency: DurationNs | None = Field(
+        default=DEFAULT_MAX_WRITE_LATENCY,
+        description="a write slower than this ('1s') stops the write-ahead until the store keeps up; null: never",
+    )
+    retries: int = Field(default=DEFAULT_RETRIES, ge=0, description="retries of a write that failed transiently")
+    max_retry_time: DurationNs = Field(
+        default=DEFAULT_MAX_RETRY_TIME, description="no retry starts this long after the first failure ('60s')"
+    )
+    retry_base_delay: DurationNs = Field(
+        default=DEFAULT_BASE_DELAY, description="wait before the first retry, doubled each retry, jittered ('100ms')"
+    )
+    retry_max_delay: DurationNs = Field(default=DEFAULT_MAX_DELAY, description="longest wait between retries ('5s')")
 
 
 def _tables(kind: str, table: str | None, default: str | None = None) -> dict[str, str]:
@@ -178,12 +259,11 @@ class SqliteSink(StoreSink):
         path: str = "mdp.sqlite",
         kind: str = "bar",
         table: str | None = None,
-        batch_rows: int = 50_000,
-        max_delay: str | int = "1s",
         busy_timeout: float = 5.0,
+        **options: Unpack[WriteOptions],
     ) -> None:
         store = SqliteStore(path, tables=_tables(kind, table), busy_timeout=busy_timeout)
-        super().__init__(store, kind=kind, batch_rows=batch_rows, max_delay=max_delay)
+        super().__init__(store, kind=kind, **options)
 
 
 class DuckdbSink(StoreSink):
@@ -200,13 +280,12 @@ class DuckdbSink(StoreSink):
         path: str = "mdp.duckdb",
         kind: str = "bar",
         table: str | None = None,
-        batch_rows: int = 50_000,
-        max_delay: str | int = "1s",
+        **options: Unpack[WriteOptions],
     ) -> None:
         from mdp.stores.duckdb import DuckdbStore  # the driver is imported only when used
 
         store = DuckdbStore(path, tables=_tables(kind, table))
-        super().__init__(store, kind=kind, batch_rows=batch_rows, max_delay=max_delay)
+        super().__init__(store, kind=kind, **options)
 
 
 class PostgresSink(StoreSink):
@@ -217,6 +296,9 @@ class PostgresSink(StoreSink):
     class Params(SinkParams):
         dsn: str | None = Field(default=None, description="libpq DSN or URL; default: the env MDP_POSTGRES_DSN")
         hypertable: bool = Field(default=True, description="make a TimescaleDB hypertable if the extension exists")
+        application_name: str = Field(
+            default="mdp", description="connection name shown in pg_stat_activity (a dsn that sets one wins)"
+        )
 
     def __init__(
         self,
@@ -224,14 +306,15 @@ class PostgresSink(StoreSink):
         dsn: str | None = None,
         kind: str = "bar",
         table: str | None = None,
-        batch_rows: int = 50_000,
-        max_delay: str | int = "1s",
         hypertable: bool = True,
+        application_name: str = "mdp",
+        **options: Unpack[WriteOptions],
     ) -> None:
         from mdp.stores.postgres import PostgresStore  # the driver is imported only when used
 
-        store = PostgresStore(dsn, tables=_tables(kind, table), hypertable=hypertable)
-        super().__init__(store, kind=kind, batch_rows=batch_rows, max_delay=max_delay)
+        tables = _tables(kind, table)
+        store = PostgresStore(dsn, tables=tables, hypertable=hypertable, application_name=application_name)
+        super().__init__(store, kind=kind, **options)
 
 
 class ParquetSink(StoreSink):
@@ -252,8 +335,7 @@ class ParquetSink(StoreSink):
         root: str = "capture",
         kind: str = "trade",
         table: str | None = None,
-        batch_rows: int = 50_000,
-        max_delay: str | int = "1s",
+        **options: Unpack[WriteOptions],
     ) -> None:
         store = ParquetStore(root, tables=_tables(kind, table, f"kind={kind}"))
-        super().__init__(store, kind=kind, batch_rows=batch_rows, max_delay=max_delay)
+        super().__init__(store, kind=kind, **options)

@@ -76,13 +76,38 @@ def select_where(table: str, kind: RecordKind, where: str) -> str:
     return f"{select_from(kind, quote_ident(table))}{where}"
 
 
-def check_columns(table: str, kind: RecordKind, found: Sequence[str]) -> None:
-    """Raise a ``PermanentStoreError`` if an existing ``table`` lacks a canonical column of ``kind``."""
+def check_columns(
+    table: str,
+    kind: RecordKind,
+    found: Sequence[str] | Mapping[str, str],
+    types: Mapping[type[pl.DataType], str] | None = None,
+) -> None:
+    """Raise a ``PermanentStoreError`` if an existing ``table`` does not fit ``kind`` records.
+
+    Args:
+        found: the table's column names, or names -> SQL type to check the types too.
+        types: the SQL type of each polars dtype this backend writes (needed to check types).
+    """
     missing = [c for c in SCHEMAS[kind] if c not in set(found)]
     if missing:
         raise PermanentStoreError(
             f"table {table!r} exists but does not fit {kind} records: it lacks the columns {missing} "
             f"(it has {list(found)}); point the store at another table or migrate this one"
+        )
+    if types is None or not isinstance(found, Mapping):
+        return
+    wrong = {
+        name: (found[name], types[type(dtype)])
+        for name, dtype in SCHEMAS[kind].items()
+        if found[name].lower() != types[type(dtype)].lower()
+    }
+    if wrong:
+        have = ", ".join(f"{col(n)} is {t}" for n, (t, _) in wrong.items())
+        alter = f"ALTER TABLE {quote_ident(table)} ALTER COLUMN"
+        fix = "; ".join(f"{alter} {col(n)} TYPE {w}" for n, (_, w) in wrong.items())
+        raise PermanentStoreError(
+            f"table {table!r} exists but its column types do not fit {kind} records: {have}, where mdp writes "
+            f"{', '.join(w for _, w in wrong.values())}; migrate it ({fix}) or point the store at another table"
         )
 
 

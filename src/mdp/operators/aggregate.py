@@ -1,0 +1,257 @@
+"""Partial OHLCV aggregation shared by every bar operator: per-frame partials, exact merges, bar columns.
+
+A *partial* is one row per ``(symbol, start, end)`` holding what a frame contributed to that window:
+the first and last trade by ``(ts_event, seq)`` (price and key), high, low, trade count, and volume and
+notional as exact Int128 fixed-point *limbs*. Partials merge associatively and exactly, so a window's
+bar is the same however its trades were cut into frames, and however often it is revised.
+
+Volume and notional: each value is split into two Int128 limbs (units of 2^-24, then the remainder in
+units of 2^-88) whose sums are exact; they are rounded to float once, in :func:`finish_bars`. Bars are
+therefore the correctly rounded sums (the same as ``math.fsum`` for values from 2^-36 and sums below
+2^38), bit for bit whatever the frame cuts.
+
+Eligibility (off by default): a sale-condition rule may keep some trades out of open/close or high/low
+(odd lots count in volume but not in high/low). Such a trade's fields are null in the partial, so the
+merge and the finish skip them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import polars as pl
+
+from mdp.errors import MdpError
+from mdp.operators.windows import event_order_key, in_event_order
+from mdp.records import BAR_SCHEMA
+
+#: the columns a partial is keyed by
+KEY: Final = ["symbol", "start", "end"]
+NEEDED: Final = ("symbol", "ts_event", "price", "size")
+#: column names of a partial, in order
+PARTIAL_COLUMNS: Final = [
+    *KEY,
+    "open",
+    "open_ts",
+    "open_seq",
+    "close",
+    "close_ts",
+    "close_seq",
+    "high",
+    "low",
+    "volume_hi",
+    "volume_lo",
+    "notional_hi",
+    "notional_lo",
+    "trades",
+]
+_HI_SCALE: Final = 2.0**24
+_LO_SCALE: Final = 2.0**64  # applied to the part below 2^-24, so the low limb counts units of 2^-88
+_TWO64: Final = pl.lit(2**64, dtype=pl.Int128)
+#: hidden eligibility flag columns (present only when a rule is configured)
+OC_OK: Final = "__oc_ok"
+HL_OK: Final = "__hl_ok"
+
+
+def limbs(x: pl.Expr, name: str) -> list[pl.Expr]:
+    """Sums of the exact Int128 limbs of ``x``: units of 2^-24, then the remainder in units of 2^-88."""
+    scaled = x * _HI_SCALE  # a power of two: exact
+    hi = scaled.cast(pl.Int128)  # truncates toward zero; exact once |scaled| >= 2^53
+    lo = ((scaled - hi.cast(pl.Float64)) * _LO_SCALE).cast(pl.Int128)  # the fraction, exact for |x| >= 2^-36
+    return [hi.sum().alias(f"{name}_hi"), lo.sum().alias(f"{name}_lo")]
+
+
+def from_limbs(name: str) -> pl.Expr:
+    """Round limb sums to the nearest float (in one step while the total fits Int128 units of 2^-88)."""
+    hi, lo = pl.col(f"{name}_hi"), pl.col(f"{name}_lo")
+    small = hi.abs() < 2**62
+    exact = (pl.when(small).then(hi).otherwise(0) * _TWO64 + lo).cast(pl.Float64) * 2.0**-88
+    approx = hi.cast(pl.Float64) * 2.0**-24 + lo.cast(pl.Float64) * 2.0**-88
+    return pl.when(small).then(exact).otherwise(approx)
+
+
+def frame_aggs(eligibility: bool = False) -> list[pl.Expr]:
+    """Partial bars of rows already ordered by ``(ts_event, seq)``; with ``eligibility`` the hidden
+    flag columns keep ineligible trades out of open/close and high/low."""
+    price, ts, seq, size = pl.col("price"), pl.col("ts_event"), pl.col("seq"), pl.col("size")
+    if eligibility:
+        oc, hl = pl.col(OC_OK), pl.col(HL_OK)
+        first_last = [
+            price.filter(oc).first().alias("open"),
+            ts.filter(oc).first().alias("open_ts"),
+            seq.filter(oc).first().alias("open_seq"),
+            price.filter(oc).last().alias("close"),
+            ts.filter(oc).last().alias("close_ts"),
+            seq.filter(oc).last().alias("close_seq"),
+            price.filter(hl).max().alias("high"),
+            price.filter(hl).min().alias("low"),
+        ]
+    else:
+        first_last = [
+            price.first().alias("open"),
+            ts.first().alias("open_ts"),
+            seq.first().alias("open_seq"),
+            price.last().alias("close"),
+            ts.last().alias("close_ts"),
+            seq.last().alias("close_seq"),
+            price.max().alias("high"),
+            price.min().alias("low"),
+        ]
+    return [
+        *first_last,
+        *limbs(size, "volume"),
+        *limbs(price * size, "notional"),
+        pl.len().cast(pl.Int64).alias("trades"),
+    ]
+
+
+_MERGE_AGGS: Final = [
+    pl.col("open", "open_ts", "open_seq").min_by("open_key"),
+    pl.col("close", "close_ts", "close_seq").max_by("close_key"),
+    pl.col("high").max(),
+    pl.col("low").min(),
+    pl.col("volume_hi", "volume_lo", "notional_hi", "notional_lo", "trades").sum(),
+]
+
+
+_FRAME_AGGS: Final = {False: frame_aggs(False), True: frame_aggs(True)}
+
+
+def partials(rows: pl.DataFrame, eligibility: bool = False) -> pl.DataFrame:
+    """One partial per ``(symbol, start, end)`` of ``rows`` (which carry window ``start``/``end``)."""
+    ts_np, seq_np = rows.get_column("ts_event").to_numpy(), rows.get_column("seq").to_numpy()
+    if not in_event_order(ts_np, seq_np):
+        rows = rows[np.lexsort((seq_np, ts_np))]  # stable radix sort: a fraction of a polars sort
+    try:
+        return rows.group_by(KEY).agg(_FRAME_AGGS[eligibility]).select(PARTIAL_COLUMNS)
+    except pl.exceptions.InvalidOperationError as exc:  # a NaN or infinity cannot be split into limbs
+        raise bad_values(rows) or exc from exc
+
+
+def merge(parts: list[pl.DataFrame], keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One partial per ``(symbol, start, end)`` from several; ``keep`` columns take their maximum.
+
+    Uses ``min_by``/``max_by`` on a packed key, not a sort per group, which is several times slower.
+    A partial whose open (close) is null (no eligible trade) never wins the open (close).
+    """
+    whole = pl.concat(parts, how="vertical", rechunk=False)
+    columns = [*PARTIAL_COLUMNS, *keep]
+    return (
+        whole.with_columns(
+            event_order_key("open_ts", "open_seq").fill_null(pl.lit(2**127 - 1, pl.Int128)).alias("open_key"),
+            event_order_key("close_ts", "close_seq").fill_null(pl.lit(-(2**127), pl.Int128)).alias("close_key"),
+        )
+        .group_by(KEY)
+        .agg(*_MERGE_AGGS, *(pl.col(c).max() for c in keep))
+        .select(columns)
+    )
+
+
+def finish_bars(parts: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+    """Turn partials into canonical bar rows sorted by ``(start, symbol)``.
+
+    ``revision`` and ``quality`` come from columns of the same name when ``parts`` has them (else 0
+    and ``complete``).
+    """
+    volume, notional = from_limbs("volume"), from_limbs("notional")
+    revision = pl.col("revision") if "revision" in parts.columns else pl.lit(0, dtype=pl.Int64)
+    quality = pl.col("quality") if "quality" in parts.columns else pl.lit("complete", dtype=pl.String)
+    return (
+        parts.lazy()
+        .with_columns(volume.alias("volume"), notional.alias("notional"))
+        .select(
+            "symbol",
+            pl.lit(timeframe, dtype=pl.String).alias("timeframe"),
+            "start",
+            "end",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "notional",
+            pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
+            "trades",
+            revision.alias("revision"),
+            quality.alias("quality"),
+        )
+        .sort("start", "symbol", "revision")
+        .collect()
+        .cast(BAR_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+class TradeAggregation:
+    """OHLCV of trades (the :class:`~mdp.operators.keyed_windows.Aggregation` of the bar operators).
+
+    Args:
+        eligibility: rows carry the hidden ``__oc_ok``/``__hl_ok`` flags of a sale-condition rule.
+    """
+
+    def __init__(self, eligibility: bool = False) -> None:
+        self.eligibility = eligibility
+
+    def partials(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return partials(rows, self.eligibility)
+
+    def merge(self, parts: list[pl.DataFrame], keep: tuple[str, ...] = ()) -> pl.DataFrame:
+        return merge(parts, keep)
+
+    def finish(self, parts: pl.DataFrame, label: str) -> pl.DataFrame:
+        return finish_bars(parts, label)
+
+
+def bad_values(rows: pl.DataFrame) -> MdpError | None:
+    """The error naming null or non-finite values in ``rows`` (None if there are none)."""
+    bad: dict[str, int] = {c: rows.get_column(c).null_count() for c in NEEDED if c in rows.columns}
+    bad |= {f"non-finite {c}": int(rows.get_column(c).is_finite().not_().sum()) for c in ("price", "size")}
+    problems = ", ".join(f"{n} {c}" for c, n in bad.items() if n)
+    if not problems:
+        return None
+    return MdpError(f"operator.bars got trades it cannot aggregate ({problems}); route bad input to a dead letter")
+
+
+def prepare(frame: pl.DataFrame, arrived: int, extra: tuple[pl.Expr, ...] = ()) -> pl.DataFrame:
+    """The columns bars need, in one ``select``: ``seq`` filled from arrival order where missing, a
+    stream-wide row id ``__row`` (arrival number), and the ``extra`` expressions.
+
+    ``arrived`` is how many rows the operator had received before this frame.
+
+    Raises:
+        MdpError: a needed column is missing, or holds nulls or non-finite values.
+    """
+    missing = [c for c in NEEDED if c not in frame.columns]
+    if missing:
+        raise MdpError(f"operator.bars needs trade frames with columns {list(NEEDED)}; {missing} missing")
+    arrival = pl.int_range(arrived, arrived + frame.height, dtype=pl.Int64)
+    if "seq" not in frame.columns:
+        seq = arrival.alias("seq")
+    elif frame.get_column("seq").null_count():  # free: filling costs only when something is missing
+        seq = pl.col("seq").cast(pl.Int64).fill_null(arrival)
+    else:
+        seq = pl.col("seq").cast(pl.Int64)
+    rows = frame.select(*NEEDED, seq, arrival.alias("__row"), *extra)
+    if any(rows.get_column(c).null_count() for c in NEEDED):  # null counts are free: no scan
+        raise bad_values(rows) or MdpError("operator.bars: null values")
+    if not (rows.get_column("price").is_finite().all() and rows.get_column("size").is_finite().all()):
+        raise bad_values(rows) or MdpError("operator.bars: non-finite values")  # this frame, not at window close
+    return rows
+
+
+__all__ = [
+    "HL_OK",
+    "KEY",
+    "NEEDED",
+    "OC_OK",
+    "PARTIAL_COLUMNS",
+    "TradeAggregation",
+    "bad_values",
+    "finish_bars",
+    "frame_aggs",
+    "from_limbs",
+    "limbs",
+    "merge",
+    "partials",
+    "prepare",
+]

@@ -1,0 +1,163 @@
+"""Bar ``quality`` flags, filled bars for empty intervals, and the in-band ``Gap`` record.
+
+=============  ==================================================================================
+``complete``   every trade of the interval was seen while the source was connected
+``partial``    the key's first bar since the operator started, or its first bar starting at or after
+               the end of a reported gap: trades before it may be missing
+``filled``     no trade in the interval (``fill_empty: true``): open = high = low = close = the
+               previous bar's close, volume 0, trades 0, no vwap
+``gap``        the interval overlaps a ``Gap`` the source reported (it was disconnected)
+=============  ==================================================================================
+
+Filling happens only between two bars of a key with no gap between them, so an outage never prints a
+run of flat bars, and a bar after a gap is never preceded by fills. A late trade (``revise``) landing
+in an interval that was emitted as ``filled`` makes a real bar with revision 1, which replaces the
+filled one in a store.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from mdp.operators.windows import WindowAssigner
+from mdp.records import BAR_SCHEMA, Gap
+
+#: a gap this far behind the watermark can no longer touch a bar (longer than any window)
+_GAP_HORIZON: Final = 7 * 86_400 * 1_000_000_000
+
+
+class BarQuality:
+    """Sets ``quality`` on bars as they leave an operator, and fills empty intervals when asked.
+
+    Args:
+        assigner: the operator's windows (filling needs back-to-back windows).
+        fill_empty: emit ``filled`` bars for empty intervals between a key's bars.
+    """
+
+    def __init__(self, assigner: WindowAssigner | None, fill_empty: bool = False) -> None:
+        self.assigner = assigner
+        self.fill_empty = fill_empty
+        self.gaps: list[Gap] = []
+        self._first: dict[str, int] = {}  # key -> start of its first bar (since start or a gap)
+        self._firsts = pl.DataFrame(schema={"symbol": pl.String, "__first": pl.Int64})  # the same, as a frame
+        self._after_gap: dict[str, int] = {}  # key -> end of a gap its next first bar must start after
+        self._after_gap_all: int | None = None
+        self._last: dict[str, tuple[int, float]] = {}  # key -> (end, close) of its newest bar
+        self.filled = 0
+
+    def on_gap(self, gap: Gap) -> None:
+        """Record a reported disconnection; the affected keys start over with a ``partial`` bar."""
+        self.gaps.append(gap)
+        if gap.symbol is None:
+            self._after_gap_all = gap.end if self._after_gap_all is None else max(self._after_gap_all, gap.end)
+            self._after_gap.clear()
+            self._first.clear()
+        else:
+            self._after_gap[gap.symbol] = max(self._after_gap.get(gap.symbol, gap.end), gap.end)
+            self._first.pop(gap.symbol, None)
+        self._firsts = self._firsts.filter(pl.col("symbol").is_in(list(self._first)))
+
+    def prune(self, watermark: int) -> None:
+        """Forget gaps so far behind the watermark that no bar can overlap them any more."""
+        self.gaps = [g for g in self.gaps if g.end + _GAP_HORIZON > watermark]
+
+    def apply(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """Return ``bars`` with their quality set, and with filled bars added when ``fill_empty``."""
+        if bars.height == 0:
+            return bars
+        in_gap = self._gap_mask(bars) if self.gaps else None
+        self._learn_firsts(bars if in_gap is None else bars.filter(~in_gap))
+        quality = pl.when(pl.col("start") == pl.col("__first")).then(pl.lit("partial")).otherwise(pl.lit("complete"))
+        if in_gap is not None:
+            quality = pl.when(in_gap).then(pl.lit("gap")).otherwise(quality)
+        out = (
+            bars.join(self._firsts, on="symbol", how="left", maintain_order="left")
+            .with_columns(quality.alias("quality"))
+            .drop("__first")
+        )
+        if self.fill_empty:
+            out = self._fill(out)
+        return out
+
+    def _gap_mask(self, bars: pl.DataFrame) -> pl.Series:
+        mask = pl.lit(False)
+        for g in self.gaps:  # per reported gap: few
+            hits = (pl.col("start") < g.end) & (pl.col("end") > g.start)
+            if g.symbol is not None:
+                hits = hits & (pl.col("symbol") == g.symbol)
+            mask = mask | hits
+        return bars.select(mask.alias("in_gap")).to_series()
+
+    def _learn_firsts(self, bars: pl.DataFrame) -> None:
+        """Record the first bar of keys that have none yet (new keys, keys after a gap)."""
+        if self._first and not self._after_gap and self._after_gap_all is None:
+            new = bars.join(self._firsts, on="symbol", how="anti")  # the usual case: keys seen before
+            if new.height == 0:
+                return
+            bars = new
+        firsts = bars.group_by("symbol").agg(pl.col("start").min())
+        learned = False
+        for symbol, start in firsts.iter_rows():  # per key, only keys without a first bar do anything
+            if symbol in self._first:
+                continue
+            after = self._after_gap.get(symbol, self._after_gap_all)
+            if after is not None and start < after:
+                continue  # a bar from before the gap's end: not the first one after it
+            self._first[symbol] = start
+            self._after_gap.pop(symbol, None)
+            learned = True
+        if learned:
+            self._firsts = pl.DataFrame(
+                {"symbol": list(self._first), "__first": list(self._first.values())},
+                schema={"symbol": pl.String, "__first": pl.Int64},
+            )
+
+    def _fill(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """Add ``filled`` bars between consecutive bars of a key, except across or over a gap."""
+        assert self.assigner is not None
+        filled: list[dict[str, object]] = []
+        bumped: list[bool] = []
+        for row in bars.sort("symbol", "start").iter_rows(named=True):  # per emitted bar: window close
+            last = self._last.get(row["symbol"])
+            bumped.append(last is not None and row["revision"] == 0 and row["start"] < last[0])
+            hole = last is not None and last[0] < row["start"]
+            if last is not None and hole and not self._gap_between(row["symbol"], last[0], row["start"]):
+                for start, end in self.assigner.between(last[0], row["start"]):
+                    filled.append(_flat(row["symbol"], row["timeframe"], start, end, last[1]))
+            if last is None or row["end"] >= last[0]:
+                self._last[row["symbol"]] = (row["end"], row["close"])
+        ordered = bars.sort("symbol", "start").with_columns(
+            (pl.col("revision") + pl.Series(bumped, dtype=pl.Int64)).alias("revision")
+        )
+        self.filled += len(filled)
+        if not filled:
+            return ordered.sort("start", "symbol")
+        extra = pl.DataFrame(filled, schema=BAR_SCHEMA)
+        return pl.concat([ordered, extra], how="vertical").sort("start", "symbol")
+
+    def _gap_between(self, symbol: str, after: int, before: int) -> bool:
+        return any((g.symbol is None or g.symbol == symbol) and g.start < before and g.end > after for g in self.gaps)
+
+
+def _flat(symbol: str, timeframe: str, start: int, end: int, close: float) -> dict[str, object]:
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+        "open": close,
+        "high": close,
+        "low": close,
+        "close": close,
+        "volume": 0.0,
+        "notional": 0.0,
+        "vwap": None,
+        "trades": 0,
+        "revision": 0,
+        "quality": "filled",
+    }
+
+
+__all__ = ["BarQuality"]

@@ -1,0 +1,201 @@
+"""``Rebar`` (``operator.bars_of_bars``): bars of bars on aligned boundaries: 5m from 1m, 1d from 1m by session.
+
+Each input bar goes to the output window holding its ``start`` (``timeframe`` from the epoch, or from
+each session's open with ``calendar``: ``1d`` on ``XNYS`` makes one bar per session). An output window
+closes when the watermark reaches its end; upstream bars operators emit a bar before the watermark
+that closes it, so every constituent is in by then. The output: open of the first input bar, close of
+the last, high/low the extremes, volume, notional and trades summed, vwap = notional / volume.
+Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
+``filled``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
+
+An input bar is late when its output window has closed (its end at or before the watermark in
+force). ``late_policy`` applies as in ``operator.bars``: ``revise`` re-emits the output bar with
+``revision + 1`` within ``allowed_lateness``, which is how revisions of 1-minute bars reach the
+5-minute bars; ``side_output`` sends the bar on port ``late``.
+
+Example::
+
+    Rebar(timeframe="5m")                        # 5-minute bars from 1-minute bars
+    Rebar(timeframe="1d", calendar="XNYS")       # session bars from 1-minute bars
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mdp.errors import ConfigError
+from mdp.operators.base import Context, Operator
+from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.windows import TumblingWindows, WindowAssigner, parse_timeframe
+from mdp.records import BAR_SCHEMA, END_OF_TIME
+
+_RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3}
+_BY_RANK = {v: k for k, v in _RANK.items()}
+
+
+class RebarParams(LateParams):
+    """Config of ``operator.bars_of_bars``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeframe: str = Field(default="5m", description="output bar length, a whole multiple of the input bars'")
+    calendar: str | None = Field(default=None, description="exchange calendar ('XNYS'): windows from session opens")
+
+    @field_validator("timeframe")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        try:
+            parse_timeframe(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
+class Rebar(Operator):
+    """Aggregate bar frames into longer bars on aligned boundaries. Keyword arguments: :class:`RebarParams`."""
+
+    Params: ClassVar[type[BaseModel] | None] = RebarParams
+    component_id: ClassVar[str] = "operator.bars_of_bars"
+    input_kind: ClassVar[str | None] = "bar"
+    output_kind: ClassVar[str | None] = "bar"
+    outputs: Sequence[str] = ("out", LATE_PORT)
+
+    def __init__(self, timeframe: str = "5m", **params: Any) -> None:
+        try:
+            p = RebarParams.model_validate({"timeframe": timeframe, **params})
+        except ValidationError as exc:
+            raise ConfigError(f"invalid operator.bars_of_bars params: {exc}") from exc
+        self.params = p
+        self.assigner: WindowAssigner
+        if p.calendar:
+            from mdp.calendars import CalendarWindows
+
+            self.assigner = CalendarWindows.of(p.calendar, p.timeframe)
+        else:
+            self.assigner = TumblingWindows.of(p.timeframe)
+        self.label = self.assigner.label
+        self.late = LateRows(p.late_policy, p.allowed_lateness)
+        self._open: dict[int, list[pl.DataFrame]] = {}  # output end -> input bars
+        self._ends: list[int] = []
+        self._closed: dict[int, pl.DataFrame] = {}  # output end -> input bars + emitted revision per key
+        self._revision: dict[int, dict[str, int]] = {}  # output end -> symbol -> last revision emitted
+        self._dirty: set[int] = set()
+        self.bars_emitted = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"bars_emitted": self.bars_emitted, **self.late.stats(), "open_windows": len(self._open)}
+
+    async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
+        if frame.height == 0:
+            return
+        bars = self.assigner.assign(
+            frame.select(*BAR_SCHEMA).rename({"start": "in_start", "end": "in_end"}), ts_column="in_start"
+        )
+        late = pl.col("end") <= ctx.watermark
+        on_time, rows = bars.filter(~late), bars.filter(late)
+        for (end, *_), part in (on_time.partition_by("end", as_dict=True) if on_time.height else {}).items():
+            assert isinstance(end, int)
+            if end not in self._open:
+                self._open[end] = []
+                heapq.heappush(self._ends, end)
+            self._open[end].append(part)
+        if rows.height == 0:
+            return
+        self.late.seen(rows, ctx)
+        if self.params.late_policy == "revise":
+            keep = pl.col("end") + self.params.allowed_lateness > ctx.watermark
+            for (end, *_), part in rows.filter(keep).partition_by("end", as_dict=True).items():
+                assert isinstance(end, int)
+                self._closed[end] = pl.concat([self._closed.get(end, part.clear()), part])
+                self._dirty.add(end)
+            rows = rows.filter(~keep)
+        public = rows.drop("start", "end").rename({"in_start": "start", "in_end": "end"}).select(*BAR_SCHEMA)
+        await self.late.reject(pl.int_range(0, public.height, eager=True), public, ctx)
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        await self._emit(self.advance(watermark), ctx)
+        held = watermark if watermark >= END_OF_TIME else watermark - self.params.allowed_lateness
+        await ctx.emit_watermark(held)
+
+    async def on_close(self, ctx: Context) -> None:
+        await self._emit(self.advance(END_OF_TIME), ctx)
+
+    async def _emit(self, bars: pl.DataFrame | None, ctx: Context) -> None:
+        if bars is not None:
+            ctx.count("bars_emitted", bars.height)
+            await ctx.emit(bars)
+
+    def advance(self, watermark: int) -> pl.DataFrame | None:
+        """Revised windows first, then the windows ``watermark`` closes, as one bar frame."""
+        out = [self._bars(self._closed[end]) for end in sorted(self._dirty)]  # per window
+        self._dirty.clear()
+        while self._ends and self._ends[0] <= watermark:
+            end = heapq.heappop(self._ends)
+            inputs = pl.concat(self._open.pop(end))
+            out.append(self._bars(inputs))
+            if self.params.late_policy == "revise":
+                self._closed[end] = inputs
+        for end in [e for e in self._closed if e + self.params.allowed_lateness <= watermark]:
+            del self._closed[end]
+            self._revision.pop(end, None)
+        if not out:
+            return None
+        bars = pl.concat(out).sort("start", "symbol", "revision")
+        self.bars_emitted += bars.height
+        return bars
+
+    def _bars(self, inputs: pl.DataFrame) -> pl.DataFrame:
+        """Output bars of one window's input bars (the newest revision of each input bar counts)."""
+        latest = inputs.sort("revision").unique(["symbol", "in_start"], keep="last")
+        rank = pl.col("quality").replace_strict(_RANK, default=1, return_dtype=pl.Int64)
+        bars = (
+            latest.sort("in_start")
+            .group_by("symbol", "start", "end")
+            .agg(
+                pl.col("open").first(),
+                pl.col("high").max(),
+                pl.col("low").min(),
+                pl.col("close").last(),
+                pl.col("volume").sum(),
+                pl.col("notional").sum(),
+                pl.col("trades").sum(),
+                rank.max().alias("__rank"),
+                (rank == 0).all().alias("__filled"),
+            )
+            .with_columns(
+                pl.lit(self.label).alias("timeframe"),
+                pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
+                pl.when(pl.col("__filled"))
+                .then(pl.lit("filled"))
+                .otherwise(pl.col("__rank").replace_strict(_BY_RANK, return_dtype=pl.String))
+                .alias("quality"),
+            )
+        )
+        if self.params.late_policy != "revise":  # nothing is ever re-emitted: revision 0
+            return (
+                bars.with_columns(pl.lit(0, pl.Int64).alias("revision"))
+                .select(*BAR_SCHEMA)
+                .cast(
+                    BAR_SCHEMA  # type: ignore[arg-type]
+                )
+            )
+        revisions = []
+        for symbol, end in bars.select("symbol", "end").iter_rows():  # per output bar: window close
+            emitted = self._revision.setdefault(end, {})
+            emitted[symbol] = emitted.get(symbol, -1) + 1
+            revisions.append(emitted[symbol])
+        return (
+            bars.with_columns(pl.Series("revision", revisions, dtype=pl.Int64))
+            .select(*BAR_SCHEMA)
+            .cast(
+                BAR_SCHEMA  # type: ignore[arg-type]
+            )
+        )
+
+
+__all__ = ["Rebar", "RebarParams"]
