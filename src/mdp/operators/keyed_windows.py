@@ -25,8 +25,9 @@ from mdp.operators.windows import WindowAssigner
 
 #: merge a window's partials into one once this many have piled up (long windows, small frames)
 _COMPACT_AT: Final = 32
-#: aggregate held rows once this many are held
-_HOLD_ROWS: Final = 65_536
+#: aggregate held rows once this many are held: small enough that a paced (live) feed is aggregated as it
+#: arrives, so closing a window only merges partials (bar latency), large enough to batch replay pieces
+_HOLD_ROWS: Final = 8_192
 
 
 class Aggregation(Protocol):
