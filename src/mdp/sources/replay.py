@@ -43,6 +43,7 @@ from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
+from mdp.sources.params import SourceFlowParams
 from mdp.sources.validation import DEADLETTER_PORT, DEFAULT_MAX_FUTURE, BadRows, OnBadRecord, RecordScreen, SourceKind
 
 FileFormat = Literal["auto", "csv", "parquet"]
@@ -51,7 +52,7 @@ CSV_BLOCK_BYTES: Final[int] = 4 << 20
 _CSV_COLUMN_NO = re.compile(r"CSV column #(\d+)")
 
 
-class ReplayParams(BaseModel):
+class ReplayParams(SourceFlowParams):
     """Config of ``source.replay``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -77,30 +78,6 @@ class ReplayParams(BaseModel):
     )
     speed: float | None = Field(
         default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time by event time; 10: 10x"
-    )
-    frame_rows: int = Field(default=65_536, ge=1, description="most rows per emitted frame")
-    on_bad_record: OnBadRecord = Field(
-        default="deadletter",
-        description="bad rows: 'deadletter' (to the deadletter port; counted if it has no edge), 'drop' "
-        "(counted), or 'error' (fail naming the first one)",
-    )
-    max_future: DurationNs | None = Field(
-        default=DEFAULT_MAX_FUTURE,
-        description="a row whose ts_event is further ahead of the clock than this is bad: '1d'; None: no limit",
-    )
-    watermark: Literal["global", "per_key"] = Field(
-        default="global",
-        description="'global': newest event time - bound; 'per_key': the minimum over symbols of each one's own",
-    )
-    idle_timeout: DurationNs | None = Field(
-        default=None,
-        description="paced only: after this much quiet processing time ('5s') a symbol (or the source) stops "
-        "holding the watermark back; None: never",
-    )
-    adaptive_rate: bool = Field(
-        default=True,
-        description="slow down (AIMD on the emit rate) while a channel below is above its high mark; "
-        "costs nothing without pressure",
     )
 
 

@@ -37,6 +37,7 @@ from mdp.records import conform
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
+from mdp.sources.params import SourceFlowParams
 from mdp.sources.replay import duration_arg
 from mdp.sources.validation import (
     DEADLETTER_PORT,
@@ -69,7 +70,7 @@ BAD_KINDS: Final[tuple[tuple[str, str], ...]] = (
 FUTURE_SHIFT_NS: Final[int] = 100 * 365 * 86_400 * 1_000_000_000
 
 
-class SyntheticParams(BaseModel):
+class SyntheticParams(SourceFlowParams):
     """Config of ``source.synthetic``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +81,6 @@ class SyntheticParams(BaseModel):
     start: str | int = Field(default="2024-01-02T14:30:00Z", description="first event time: ISO-8601 or int ns UTC")
     seed: int = Field(default=0, ge=0, description="random seed; the same seed gives the same trades")
     speed: float | None = Field(default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time")
-    frame_rows: int = Field(default=65_536, ge=1, description="most rows per emitted frame")
     max_out_of_orderness: DurationNs = Field(default=0, description="watermark bound: '0s', '250ms'")
     start_price: float = Field(default=100.0, gt=0, description="price every symbol starts at")
     volatility: float = Field(default=0.0005, ge=0, description="per-trade relative price step (std dev)")
@@ -90,26 +90,6 @@ class SyntheticParams(BaseModel):
     kind: SourceKind = Field(default="trade", description="'trade', or 'quote': a spread of 1-4 cents over the walk")
     bad_fraction: float = Field(
         default=0.0, ge=0, le=1, description="fraction of rows spoiled with a malformation (tests and demos)"
-    )
-    on_bad_record: OnBadRecord = Field(
-        default="deadletter", description="bad rows: 'deadletter' (to the deadletter port), 'drop' or 'error'"
-    )
-    max_future: DurationNs | None = Field(
-        default=DEFAULT_MAX_FUTURE, description="a ts_event further ahead of the clock is bad: '1d'; None: no limit"
-    )
-    watermark: Literal["global", "per_key"] = Field(
-        default="global",
-        description="'global': newest event time - bound; 'per_key': the minimum over symbols of each one's own",
-    )
-    idle_timeout: DurationNs | None = Field(
-        default=None,
-        description="paced only: after this much quiet processing time ('5s') a symbol (or the source) stops "
-        "holding the watermark back; None: never",
-    )
-    adaptive_rate: bool = Field(
-        default=True,
-        description="slow down (AIMD on the emit rate) while a channel below is above its high mark; "
-        "costs nothing without pressure",
     )
 
     @field_validator("symbols")
