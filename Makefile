@@ -35,8 +35,9 @@ test: lint typecheck pytest
 docs: $(VENV)/.base
 	$(PY) -m mdp.docgen
 
+# make bench BENCH_ARGS=--quick for a small smoke run
 bench: $(VENV)/.dev
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo.sqlite* .pytest_cache .mypy_cache .ruff_cache
