@@ -39,7 +39,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "mdp.sources.replay:ReplaySource",
         "replay trades or quotes from a CSV or Parquet file",
     ),
-    ("source.synthetic", "source", "mdp.sources.synthetic:SyntheticSource", "a seeded synthetic trade feed"),
+    ("source.synthetic", "source", "mdp.sources.synthetic:SyntheticSource", "a seeded synthetic trade or quote feed"),
     ("source.store", "source", "mdp.stores.source:StoreSource", "read records back from a store"),
     ("operator.map", "operator", "mdp.operators.basic:Map", "add or replace frame columns, or apply a function"),
     ("operator.filter", "operator", "mdp.operators.basic:Filter", "keep the rows matching a condition"),

@@ -148,6 +148,26 @@ def merge(parts: list[pl.DataFrame], keep: tuple[str, ...] = ()) -> pl.DataFrame
     )
 
 
+def bar_columns(timeframe: str, revision: pl.Expr, quality: pl.Expr) -> list[pl.Expr | str]:
+    """The canonical bar columns in order, from aggregated OHLCV columns (vwap derived, null at volume 0)."""
+    return [
+        "symbol",
+        pl.lit(timeframe, dtype=pl.String).alias("timeframe"),
+        "start",
+        "end",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "notional",
+        pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
+        "trades",
+        revision.alias("revision"),
+        quality.alias("quality"),
+    ]
+
+
 def finish_bars(parts: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     """Turn partials into canonical bar rows sorted by ``(start, symbol)``.
 
@@ -160,22 +180,7 @@ def finish_bars(parts: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     return (
         parts.lazy()
         .with_columns(volume.alias("volume"), notional.alias("notional"))
-        .select(
-            "symbol",
-            pl.lit(timeframe, dtype=pl.String).alias("timeframe"),
-            "start",
-            "end",
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "notional",
-            pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
-            "trades",
-            revision.alias("revision"),
-            quality.alias("quality"),
-        )
+        .select(bar_columns(timeframe, revision, quality))
         .sort("start", "symbol", "revision")
         .collect()
         .cast(BAR_SCHEMA)  # type: ignore[arg-type]
@@ -247,6 +252,7 @@ __all__ = [
     "PARTIAL_COLUMNS",
     "TradeAggregation",
     "bad_values",
+    "bar_columns",
     "finish_bars",
     "frame_aggs",
     "from_limbs",

@@ -29,7 +29,7 @@ import polars as pl
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from mdp.errors import ConfigError
-from mdp.operators.aggregate import prepare
+from mdp.operators.aggregate import bar_columns, prepare
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
 from mdp.operators.quality import BarQuality
@@ -196,22 +196,7 @@ class ThresholdBars(Operator):
         bars = bars.with_columns((base + rank).alias("start"))
         bars = bars.with_columns(pl.max_horizontal("end", pl.col("start") + 1).alias("end"))
         self._set(bars.group_by("symbol").agg(pl.col("start").max()), "start", "__last")
-        out = bars.select(
-            "symbol",
-            pl.lit(self.label).alias("timeframe"),
-            "start",
-            "end",
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "notional",
-            pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
-            "trades",
-            pl.lit(0, pl.Int64).alias("revision"),
-            pl.lit("complete").alias("quality"),
-        ).cast(BAR_SCHEMA)  # type: ignore[arg-type]
+        out = bars.select(bar_columns(self.label, pl.lit(0, pl.Int64), pl.lit("complete", pl.String))).cast(BAR_SCHEMA)  # type: ignore[arg-type]
         out = self.quality.apply(out)
         if final:  # the unfilled last bar of each symbol
             unfilled = pieces.group_by("symbol").agg(pl.col("__k").max(), pl.col("__c_after").max())

@@ -131,14 +131,14 @@ class ReplaySource(Source):
                     "ts_recv_unit": ts_recv_unit,
                     "ts_fallback": ts_fallback,
                     "ts_fallback_unit": ts_fallback_unit,
-                    "max_out_of_orderness": duration_arg(max_out_of_orderness),
+                    "max_out_of_orderness": max_out_of_orderness,
                     "speed": speed,
                     "frame_rows": frame_rows,
                     "on_bad_record": on_bad_record,
-                    "max_future": None if max_future is None else duration_arg(max_future),
+                    "max_future": max_future,
                     "adaptive_rate": adaptive_rate,
                     "watermark": watermark,
-                    "idle_timeout": None if idle_timeout is None else duration_arg(idle_timeout),
+                    "idle_timeout": idle_timeout,
                 }
             )
         except ValidationError as exc:
@@ -264,14 +264,6 @@ def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
         f"cannot tell the format of {str(path)!r} from its name (known suffixes: .csv, .csv.gz, .parquet); "
         "set params.format to 'csv' or 'parquet'"
     )
-
-
-def duration_arg(value: int | str) -> str:
-    """A constructor duration for its Params: ints are ns (what ``model_dump`` gives), strings as written.
-
-    Kept for readability of Params errors; ``DurationNs`` also takes a bare int as ns.
-    """
-    return f"{value}ns" if isinstance(value, int) else value
 
 
 def _csv_header(path: Path) -> list[str]:

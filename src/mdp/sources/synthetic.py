@@ -38,7 +38,6 @@ from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
 from mdp.sources.params import SourceFlowParams
-from mdp.sources.replay import duration_arg
 from mdp.sources.validation import (
     DEADLETTER_PORT,
     DEFAULT_MAX_FUTURE,
@@ -144,24 +143,24 @@ class SyntheticSource(Source):
                 {
                     "symbols": symbols,
                     "rate": rate,
-                    "duration": duration_arg(duration),
+                    "duration": duration,
                     "start": start,
                     "seed": seed,
                     "speed": speed,
                     "frame_rows": frame_rows,
-                    "max_out_of_orderness": duration_arg(max_out_of_orderness),
+                    "max_out_of_orderness": max_out_of_orderness,
                     "start_price": start_price,
                     "volatility": volatility,
                     "skew": skew,
                     "disorder": disorder,
-                    "max_delay": duration_arg(max_delay),
+                    "max_delay": max_delay,
                     "kind": kind,
                     "bad_fraction": bad_fraction,
                     "on_bad_record": on_bad_record,
-                    "max_future": None if max_future is None else duration_arg(max_future),
+                    "max_future": max_future,
                     "adaptive_rate": adaptive_rate,
                     "watermark": watermark,
-                    "idle_timeout": None if idle_timeout is None else duration_arg(idle_timeout),
+                    "idle_timeout": idle_timeout,
                 }
             )
         except ValidationError as exc:
