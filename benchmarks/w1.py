@@ -2,8 +2,10 @@
 
 Implementations:
 
-* ``mdp``: ``mdp run --config <generated yaml>`` (source.replay -> operator.bars -> sink.sqlite), run as
-  a user would; its bars are read back from the SQLite table.
+* ``mdp``: ``mdp run --config <generated yaml>`` (source.replay -> operator.bars -> sink.parquet), run as
+  a user would, writing its bars to Parquet as the peers do; they are read back through ``ParquetStore``.
+* ``mdp_sqlite``: the same job writing to the default embedded store (``sink.sqlite``, WAL, upserts);
+  its bars are read back from the SQLite table.
 * ``plain``, ``asyncio``, ``polars``, ``bytewax``: see ``w1_peers.py``; ``plain`` is the reference.
 
 Bytewax runs in its own virtual environment under ``.bench/peers`` (created on first use with
@@ -49,9 +51,10 @@ PEERS_SCRIPT = HERE / "w1_peers.py"
 PEERS_ENV = REPO / ".bench" / "peers"
 BYTEWAX_REQ = "bytewax==0.21.*"
 BOUND_NS = 5_000_000_000
-IMPLS = ("mdp", "plain", "bytewax", "asyncio", "polars")
+IMPLS = ("mdp", "mdp_sqlite", "plain", "bytewax", "asyncio", "polars")
 LABELS = {
-    "mdp": "mdp (mdp run, replay->bars->sqlite)",
+    "mdp": "mdp (mdp run, bars->parquet)",
+    "mdp_sqlite": "mdp (mdp run, bars->sqlite upserts)",
     "plain": "plain Python loop (reference)",
     "bytewax": "Bytewax 0.21 (EventClock, frozen now)",
     "asyncio": "naive asyncio, 3 stages, 1 row/put",
@@ -154,11 +157,22 @@ def mdp_command() -> tuple[list[str] | None, str | None]:
         return None, "not yet in the tree: " + ", ".join(f"src/mdp/{p}" for p in missing)
     if not exe.exists():
         return None, f"{exe} does not exist (pip install -e . creates it)"
+    # An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on some machines) keeps Python
+    # from caching it: every run would compile mdp's modules again. A wheel install compiles them once.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "mdp")], check=True)
     return [str(exe)], None
 
 
 def mdp_config(job: str, trades: Path, store: Path) -> str:
-    """The job as a user writes it (``mdp run --config``)."""
+    """The job as a user writes it (``mdp run --config``): bars to Parquet files, or to SQLite if
+    ``store`` ends in ``.sqlite``."""
+    if store.suffix == ".sqlite":
+        sink = f"type: sink.sqlite\n      params: {{path: {json.dumps(str(store))}, table: bars_1m}}"
+    else:
+        sink = (
+            "type: sink.parquet\n"
+            f"      params: {{root: {json.dumps(str(store))}, table: bars_1m, kind: bar, symbol_folders: false}}"
+        )
     return f"""\
 job: {job}
 mode: dag
@@ -173,8 +187,7 @@ dag:
         max_out_of_orderness: 5s
     - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
     - id: store
-      type: sink.sqlite
-      params: {{path: {json.dumps(str(store))}, table: bars_1m}}
+      {sink}
   edges: [[trades, bars], [bars, store]]
 """
 
@@ -223,6 +236,14 @@ def read_sqlite_bars(path: Path, table: str) -> pl.DataFrame:
         rows = cur.fetchall()
     frame = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
     return normalise_bars(frame)
+
+
+def read_parquet_bars(root: Path) -> pl.DataFrame:
+    """The bars ``sink.parquet`` wrote, read back as a user would (through the store, one row per key)."""
+    from mdp.stores.parquet import ParquetStore
+
+    with ParquetStore(root, tables={"bar": "bars_1m"}, read_only=True) as store:
+        return normalise_bars(store.read("bar"))
 
 
 def normalise_bars(frame: pl.DataFrame) -> pl.DataFrame:
@@ -288,11 +309,13 @@ def run_impl(
     out = work / f"bars_{name}_{data.stem}.parquet"
     out.unlink(missing_ok=True)
     log = work / f"{name}_{data.stem}.log"
-    if name == "mdp":
-        store = work / f"bars_{data.stem}.sqlite"
+    is_mdp = name.startswith("mdp")
+    store = work / (f"bars_{data.stem}.sqlite" if name == "mdp_sqlite" else f"bars_{data.stem}_parquet")
+    if is_mdp:
+        shutil.rmtree(store, ignore_errors=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{store}{suffix}").unlink(missing_ok=True)
-        cfg = work / f"{data.stem}.yaml"
+        cfg = work / f"{name}_{data.stem}.yaml"
         cfg.write_text(mdp_config(f"bench_{data.stem}", data, store))
         base = envs["mdp"]
         assert base is not None
@@ -305,8 +328,8 @@ def run_impl(
     if code != 0:
         return None, f"exit {code}: {err_tail}", None
     try:
-        if name == "mdp":
-            bars = read_sqlite_bars(work / f"bars_{data.stem}.sqlite", "bars_1m")
+        if is_mdp:
+            bars = read_sqlite_bars(store, "bars_1m") if name == "mdp_sqlite" else read_parquet_bars(store)
             said = re.search(r"late rows\s+([\d,]+)", stdout)  # the run summary `mdp run` prints
             late: int | None = int(said.group(1).replace(",", "")) if said else None
         else:
@@ -447,10 +470,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         envs["bytewax"] = [str(py)] if py else None
         if why:
             unavailable["bytewax"] = f"not installable here: {why}"
-    if "mdp" in impls:
+    if any(n.startswith("mdp") for n in impls):
         envs["mdp"], why = mdp_command()
         if why:
-            unavailable["mdp"] = why
+            unavailable.update({n: why for n in impls if n.startswith("mdp")})
 
     with _workdir(args.keep) as work:
         spec = dataclasses.replace(W1Spec(), rows=rows)

@@ -2,59 +2,124 @@
 
 Trades and quotes come in from a file, a feed or a bus, become bars and other aggregates in event
 time, and land in a store. The public API is importable from here.
+
+The names are imported on first use, so ``mdp run`` and ``import mdp.records`` load only what they need.
 """
 
-from mdp.clock import Clock, ManualClock, SystemClock
-from mdp.config import JobConfig, UnifiedRuntimeSettings, build_dag, load_config
-from mdp.errors import (
-    ChannelBroken,
-    ChannelClosed,
-    ConfigError,
-    DagValidationError,
-    MdpError,
-    NodeError,
-    PermanentStoreError,
-    SourceError,
-    StoreError,
-    TransientStoreError,
-)
-from mdp.operators import (
-    Broadcast,
-    Buffer,
-    Context,
-    Filter,
-    Map,
-    Merge,
-    Operator,
-    Sink,
-    Source,
-    buffer_async,
-    filter_async,
-    map_async,
-    tumbling_window,
-)
-from mdp.records import END_OF_TIME, Bar, Quote, Trade, Watermark, from_frame, to_frame
-from mdp.runtime import (
-    Channel,
-    ChannelStatistics,
-    ChannelWatermark,
-    Dag,
-    DagRuntime,
-    Edge,
-    Node,
-    NodeStats,
-    RunConfig,
-    RunStats,
-)
-from mdp.runtime.classic import ClassicPipeline
-from mdp.runtime.unified import (
-    OrchestratorSettings,
-    RuntimeMode,
-    RuntimeOrchestrator,
-    RuntimeState,
-    UnifiedRuntime,
-    UnifiedRuntimeState,
-)
+from typing import TYPE_CHECKING
+
+from mdp._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mdp.clock import Clock, ManualClock, SystemClock
+    from mdp.config import JobConfig, UnifiedRuntimeSettings, build_dag, load_config
+    from mdp.errors import (
+        ChannelBroken,
+        ChannelClosed,
+        ConfigError,
+        DagValidationError,
+        MdpError,
+        NodeError,
+        PermanentStoreError,
+        SourceError,
+        StoreError,
+        TransientStoreError,
+    )
+    from mdp.operators import (
+        Broadcast,
+        Buffer,
+        Context,
+        Filter,
+        Map,
+        Merge,
+        Operator,
+        Sink,
+        Source,
+        buffer_async,
+        filter_async,
+        map_async,
+        tumbling_window,
+    )
+    from mdp.records import END_OF_TIME, Bar, Quote, Trade, Watermark, from_frame, to_frame
+    from mdp.runtime import (
+        Channel,
+        ChannelStatistics,
+        ChannelWatermark,
+        Dag,
+        DagRuntime,
+        Edge,
+        Node,
+        NodeStats,
+        RunConfig,
+        RunStats,
+    )
+    from mdp.runtime.classic import ClassicPipeline
+    from mdp.runtime.unified import (
+        OrchestratorSettings,
+        RuntimeMode,
+        RuntimeOrchestrator,
+        RuntimeState,
+        UnifiedRuntime,
+        UnifiedRuntimeState,
+    )
+
+_EXPORTS = {
+    "Clock": "mdp.clock",
+    "ManualClock": "mdp.clock",
+    "SystemClock": "mdp.clock",
+    "JobConfig": "mdp.config",
+    "UnifiedRuntimeSettings": "mdp.config",
+    "build_dag": "mdp.config",
+    "load_config": "mdp.config",
+    "ChannelBroken": "mdp.errors",
+    "ChannelClosed": "mdp.errors",
+    "ConfigError": "mdp.errors",
+    "DagValidationError": "mdp.errors",
+    "MdpError": "mdp.errors",
+    "NodeError": "mdp.errors",
+    "PermanentStoreError": "mdp.errors",
+    "SourceError": "mdp.errors",
+    "StoreError": "mdp.errors",
+    "TransientStoreError": "mdp.errors",
+    "Broadcast": "mdp.operators",
+    "Buffer": "mdp.operators",
+    "Context": "mdp.operators",
+    "Filter": "mdp.operators",
+    "Map": "mdp.operators",
+    "Merge": "mdp.operators",
+    "Operator": "mdp.operators",
+    "Sink": "mdp.operators",
+    "Source": "mdp.operators",
+    "buffer_async": "mdp.operators",
+    "filter_async": "mdp.operators",
+    "map_async": "mdp.operators",
+    "tumbling_window": "mdp.operators",
+    "END_OF_TIME": "mdp.records",
+    "Bar": "mdp.records",
+    "Quote": "mdp.records",
+    "Trade": "mdp.records",
+    "Watermark": "mdp.records",
+    "from_frame": "mdp.records",
+    "to_frame": "mdp.records",
+    "Channel": "mdp.runtime",
+    "ChannelStatistics": "mdp.runtime",
+    "ChannelWatermark": "mdp.runtime",
+    "Dag": "mdp.runtime",
+    "DagRuntime": "mdp.runtime",
+    "Edge": "mdp.runtime",
+    "Node": "mdp.runtime",
+    "NodeStats": "mdp.runtime",
+    "RunConfig": "mdp.runtime",
+    "RunStats": "mdp.runtime",
+    "ClassicPipeline": "mdp.runtime.classic",
+    "OrchestratorSettings": "mdp.runtime.unified",
+    "RuntimeMode": "mdp.runtime.unified",
+    "RuntimeOrchestrator": "mdp.runtime.unified",
+    "RuntimeState": "mdp.runtime.unified",
+    "UnifiedRuntime": "mdp.runtime.unified",
+    "UnifiedRuntimeState": "mdp.runtime.unified",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 __version__ = "0.1.0"
 

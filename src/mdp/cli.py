@@ -11,8 +11,10 @@ directory (not to the config file's folder), as with most command-line tools.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -398,7 +400,29 @@ def main() -> None:
         app(prog_name="mdp")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _leave(130)
     except MdpError as exc:  # an error no command translated: still one paragraph, never a traceback
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+        _leave(EXIT_FAILED)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            _leave(exc.code or 0)
+        raise
+    _leave(EXIT_OK)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now, skipping the interpreter's teardown.
+
+    By the time a command returns, its stores are closed and its output written. Tearing down polars,
+    numpy and pydantic object by object costs about 0.15 s on every ``mdp`` call and does nothing
+    useful, so the process runs its ``atexit`` hooks, flushes, and ends.
+    """
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (mdp list | head) or stream: nothing left to say
+            code = code or EXIT_FAILED
+    os._exit(code)

@@ -30,6 +30,21 @@ def test_files_land_under_kind_date_and_symbol_folders(tmp_path: Path) -> None:
     assert pl.read_parquet(next(tmp_path.rglob("symbol=BTC%2FUSDT/*.parquet"))).get_column("symbol")[0] == "BTC/USDT"
 
 
+def test_without_symbol_folders_a_batch_writes_one_file_per_date(tmp_path: Path) -> None:
+    trades = sample_trades(4).with_columns(pl.Series("symbol", ["BTC/USDT", "ETH", "ETH", "SOL"]))
+    trades = trades.with_columns(pl.Series("ts_event", [0, 1, DAY + 5, DAY + 6]))
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.write("trade", trades)
+        store.write("trade", trades)  # written twice: still one row per key when read
+        found = sorted(str(p.relative_to(tmp_path).parent) for p in tmp_path.rglob("*.parquet"))
+        assert found == ["kind=trade/date=1970-01-01"] * 2 + ["kind=trade/date=1970-01-02"] * 2
+        assert store.read("trade").sort("ts_event").equals(trades.sort("ts_event"))
+        assert store.read("trade", symbol="ETH").get_column("ts_event").sort().to_list() == [1, DAY + 5]
+    with ParquetStore(tmp_path) as by_symbol:  # both layouts under one root are read together
+        by_symbol.write("trade", trades.head(1).with_columns(pl.lit(7).alias("ts_event")))
+        assert by_symbol.read("trade").height == 5
+
+
 def test_readers_see_no_file_until_it_is_complete(tmp_path: Path) -> None:
     with ParquetStore(tmp_path) as store:
         seen: list[list[str]] = []

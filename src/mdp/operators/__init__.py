@@ -1,15 +1,48 @@
-"""Operators: the runtime-driven classes and the seed's channel-loop functions."""
+"""Operators: the runtime-driven classes and the seed's channel-loop functions.
 
-from mdp.operators.base import Context, Operator, Sink, Source
-from mdp.operators.basic import Broadcast, Filter, Map, Merge
-from mdp.operators.buffer import Buffer
-from mdp.operators.channel_fns import buffer_async, filter_async, map_async, tumbling_window
-from mdp.operators.dedupe import Dedupe
-from mdp.operators.join import AsofJoin, WindowJoin
-from mdp.operators.resample import QuoteResample
-from mdp.operators.router import Router
-from mdp.operators.sequence import SequenceCheck
-from mdp.operators.throttle import Throttle
+Names are imported on first use (``from mdp.operators import Map``), so importing one operator module
+does not import them all.
+"""
+
+from typing import TYPE_CHECKING
+
+from mdp._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mdp.operators.base import Context, Operator, Sink, Source
+    from mdp.operators.basic import Broadcast, Filter, Map, Merge
+    from mdp.operators.buffer import Buffer
+    from mdp.operators.channel_fns import buffer_async, filter_async, map_async, tumbling_window
+    from mdp.operators.dedupe import Dedupe
+    from mdp.operators.join import AsofJoin, WindowJoin
+    from mdp.operators.resample import QuoteResample
+    from mdp.operators.router import Router
+    from mdp.operators.sequence import SequenceCheck
+    from mdp.operators.throttle import Throttle
+
+_EXPORTS = {
+    "Context": "mdp.operators.base",
+    "Operator": "mdp.operators.base",
+    "Sink": "mdp.operators.base",
+    "Source": "mdp.operators.base",
+    "Broadcast": "mdp.operators.basic",
+    "Filter": "mdp.operators.basic",
+    "Map": "mdp.operators.basic",
+    "Merge": "mdp.operators.basic",
+    "Buffer": "mdp.operators.buffer",
+    "buffer_async": "mdp.operators.channel_fns",
+    "filter_async": "mdp.operators.channel_fns",
+    "map_async": "mdp.operators.channel_fns",
+    "tumbling_window": "mdp.operators.channel_fns",
+    "Dedupe": "mdp.operators.dedupe",
+    "AsofJoin": "mdp.operators.join",
+    "WindowJoin": "mdp.operators.join",
+    "QuoteResample": "mdp.operators.resample",
+    "Router": "mdp.operators.router",
+    "SequenceCheck": "mdp.operators.sequence",
+    "Throttle": "mdp.operators.throttle",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 __all__ = [
     "AsofJoin",

@@ -4,6 +4,10 @@ Layout under ``root`` (the "table" of a kind is its folder, ``kind=<kind>`` by d
 
     <root>/kind=trade/date=2024-08-09/symbol=BTCUSDT/part-<ns>-<uuid>.parquet
 
+With ``symbol_folders=False`` the symbol level is left out (``date=2024-08-09/part-<ns>-<uuid>.parquet``,
+every symbol of a batch in one file): a backfill of thousands of symbols then writes a few large files
+per batch instead of one small file per symbol. Reads accept both layouts under one root.
+
 The date is the UTC day of the row's event time (``ts_event``; ``start`` for bars); a symbol is
 percent-encoded in its folder name (``BTC/USD`` -> ``BTC%2FUSD``), and kept as a column in the file too.
 Each file is written under a hidden temporary name, synced, and renamed into place with ``os.replace``,
@@ -63,6 +67,7 @@ class ParquetStore(Store):
         tables: folder name per kind under ``root`` (default ``kind=trade``, ``kind=quote``, ``kind=bar``).
         read_only: never create anything.
         compression: Parquet compression codec.
+        symbol_folders: one folder per symbol under each date (False: one file per date and batch).
     """
 
     backend: ClassVar[str] = "parquet"
@@ -74,10 +79,12 @@ class ParquetStore(Store):
         tables: Mapping[str, str] | None = None,
         read_only: bool = False,
         compression: Compression = "zstd",
+        symbol_folders: bool = True,
     ) -> None:
         super().__init__(tables=tables or {k: f"kind={k}" for k in KINDS}, read_only=read_only)
         self.root = Path(root)
         self.compression = compression
+        self.symbol_folders = symbol_folders
 
     @classmethod
     def check_table(cls, name: str) -> str:
@@ -90,7 +97,12 @@ class ParquetStore(Store):
         return f"parquet:{', '.join(str(self.root / t) for t in self.tables.values())}"
 
     def spec(self) -> dict[str, Any]:
-        return {"root": str(self.root), "tables": dict(self.tables), "compression": self.compression}
+        return {
+            "root": str(self.root),
+            "tables": dict(self.tables),
+            "compression": self.compression,
+            "symbol_folders": self.symbol_folders,
+        }
 
     # -- backend ------------------------------------------------------------------------------------
 
@@ -102,12 +114,13 @@ class ParquetStore(Store):
     def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
         base = self.root / self.tables[kind]
         day = (pl.col(TIME_COLUMN[kind]) // _DAY_NS).alias("_day")
+        by = ["_day", "symbol"] if self.symbol_folders else ["_day"]
         staged: list[tuple[Path, Path]] = []
         try:
-            for (days, symbol), part in (
-                frame.with_columns(day).partition_by(["_day", "symbol"], as_dict=True, maintain_order=True).items()
-            ):
-                folder = base / f"date={_day_name(int(days))}" / f"symbol={quote(str(symbol), safe='')}"
+            for key, part in frame.with_columns(day).partition_by(by, as_dict=True, maintain_order=True).items():
+                folder = base / f"date={_day_name(int(key[0]))}"
+                if self.symbol_folders:
+                    folder = folder / f"symbol={quote(str(key[1]), safe='')}"
                 folder.mkdir(parents=True, exist_ok=True)
                 name = _NAMES.next()
                 tmp = folder / f".{name}.tmp"
@@ -168,6 +181,7 @@ class ParquetStore(Store):
                 continue
             sym_dirs = [day_dir / symbol] if symbol else day_dir.glob("symbol=*")
             files.extend(itertools.chain.from_iterable(d.glob("part-*.parquet") for d in sym_dirs))
+            files.extend(day_dir.glob("part-*.parquet"))  # written with symbol_folders=False
         return [str(f) for f in sorted(files, key=lambda f: f.name)]
 
 

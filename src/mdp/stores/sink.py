@@ -328,6 +328,10 @@ class ParquetSink(StoreSink):
     class Params(SinkParams):
         root: str = Field(default="capture", description="folder holding kind=<kind>/date=<day>/symbol=<sym>/ parts")
         kind: RecordKind = Field(default="trade", description="record kind arriving: trade (raw capture), quote or bar")
+        symbol_folders: bool = Field(
+            default=True,
+            description="one folder per symbol under each date; false: one file per date and batch (many symbols)",
+        )
 
     def __init__(
         self,
@@ -335,7 +339,8 @@ class ParquetSink(StoreSink):
         root: str = "capture",
         kind: str = "trade",
         table: str | None = None,
+        symbol_folders: bool = True,
         **options: Unpack[WriteOptions],
     ) -> None:
-        store = ParquetStore(root, tables=_tables(kind, table, f"kind={kind}"))
+        store = ParquetStore(root, tables=_tables(kind, table, f"kind={kind}"), symbol_folders=symbol_folders)
         super().__init__(store, kind=kind, **options)
