@@ -9,6 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e .
+	$(PY) -m compileall -q src  # editable installs ship no bytecode; compile once, not on every mdp run
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base

@@ -338,6 +338,21 @@ async def test_a_missing_file_is_named(tmp_path: Path) -> None:
     assert "does not exist" in message
 
 
+async def test_a_file_that_is_not_parquet_is_a_source_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"ts_ns,px\n1,2\n")
+    message = await source_error(ReplaySource(path=path, columns=MAPPING))
+    assert "t.parquet" in message
+    assert "as Parquet" in message
+
+
+async def test_a_parquet_file_cut_short_fails_as_a_source_error(tmp_path: Path) -> None:
+    whole = write(trades_frame(50), tmp_path / "whole.parquet").read_bytes()
+    path = tmp_path / "t.parquet"
+    path.write_bytes(whole[:-200] + whole[-8:])  # the footer's magic is intact, the metadata is not
+    assert "as Parquet" in await source_error(ReplaySource(path=path, columns=MAPPING))
+
+
 async def test_a_mapped_column_missing_from_the_file_is_named_with_the_file_columns(tmp_path: Path) -> None:
     path = write(trades_frame(3), tmp_path / "t.csv")
     message = await source_error(ReplaySource(path=path, columns={**MAPPING, "price": "last_px"}))

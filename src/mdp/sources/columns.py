@@ -18,13 +18,15 @@ import dataclasses
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import polars as pl
-import pyarrow as pa
 
 from mdp.errors import ConfigError, MdpError, SourceError
 from mdp.records import SCHEMAS, Quote, RecordKind, Trade, conform
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TsUnit = Literal["ns", "us", "ms", "s", "iso"]
 TS_UNITS: Final[tuple[str, ...]] = get_args(TsUnit)
@@ -154,6 +156,8 @@ class ColumnPlan:
     def arrow_types(self) -> dict[str, pa.DataType]:
         """Arrow types to request when parsing text (CSV): every column as text, parsed by :meth:`parse`,
         so a value that is not a number becomes one bad record, not a failed block, and keeps its text."""
+        import pyarrow as pa  # only the CSV reader asks, and only it needs pyarrow
+
         return {col: pa.string() for col in self.needed}
 
     def parse(self, raw: pl.DataFrame, first_row: int, *, check_units: bool = False) -> Parsed:
