@@ -29,22 +29,13 @@ from mdp.config.builder import build_dag, node_specs, node_types, preflight
 from mdp.config.loading import load_config
 from mdp.config.model import JobConfig, RuntimeMode
 from mdp.config.registry import default_registry
-from mdp.errors import ConfigError, MdpError, NodeError
-from mdp.jobs import JobStore, heartbeat_loop, render_jobs, render_status
+from mdp.errors import ConfigError, MdpError
+from mdp.jobs import JobStore, render_jobs, render_status
+from mdp.launch import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LogFormat, configure_logging, register_run, run_job
 from mdp.runtime.graph import Dag
-from mdp.runtime.unified import UnifiedRuntime
 from mdp.summary import (
-    ProgressDisplay,
-    RunSummary,
-    describe_failure,
     render_graph,
-    render_summary,
-    summarize,
-    summary_line,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-log = logging.getLogger("mdp.cli")
 
 app = typer.Typer(
     name="mdp",
@@ -53,11 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 class GraphFormatOpt(StrEnum):
@@ -111,32 +97,6 @@ def _build(job: JobConfig, debug: bool, *, check: bool = True) -> Dag:
     return dag
 
 
-def _configure_logging(debug: bool, fmt: LogFormat) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt is LogFormat.json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line (for log shippers)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data)
-
-
 @app.command()
 def run(
     config: ConfigOpt,
@@ -156,115 +116,16 @@ def run(
     Keys are overridden by MDP_* environment variables (MDP_RUNTIME__CHANNEL_CAPACITY=4096,
     MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.
     """
-    _configure_logging(debug, log_format)
+    configure_logging(debug, log_format)
     job = _load(config, mode, set_, debug)
     dag = _build(job, debug)
     name = job_name or job.job
-    record = _register(name, config, job)
-    code = asyncio.run(_run(job, dag, name, record, json_out=json_out, debug=debug, metrics_port=metrics_port))
-    raise typer.Exit(code)
-
-
-def _register(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] | None:
-    """Record the run in the job registry (a registry that cannot be opened only costs list/status)."""
     try:
-        store = JobStore()
-        return store, store.start(name, config_path=str(config.resolve()), mode=job.mode.value)
+        record = register_run(name, config, job)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    except MdpError as exc:
-        print(f"warning: {exc}; this run will not show in mdp list", file=sys.stderr)
-        return None
-
-
-async def _run(
-    job: JobConfig,
-    dag: Dag,
-    name: str,
-    record: tuple[JobStore, int] | None,
-    *,
-    json_out: bool,
-    debug: bool,
-    metrics_port: int | None = None,
-) -> int:
-    """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome."""
-    rt = UnifiedRuntime(job)
-    metrics = None
-    if metrics_port is not None:
-        from mdp.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
-
-        metrics = JobMetrics(job=name, mode=job.mode.value)
-        metrics.attach(rt)
-        try:
-            port = metrics.serve(metrics_port)
-        except OSError as exc:
-            _fail(f"cannot serve metrics on port {metrics_port}: {exc}; choose another --metrics-port", EXIT_USAGE)
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
-        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
-    # piped output is not wrapped at 80 columns: one summary line stays one line for scripts and logs
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    out = Console(highlight=False, soft_wrap=True)
-
-    def snapshot() -> RunSummary | None:
-        stats = rt.statistics()
-        return summarize(name, dag, stats) if stats is not None else None
-
-    failure: NodeError | None = None
-    aborted = False
-    background: list[asyncio.Task[None]] = []
-    progress = None if json_out else ProgressDisplay(name, dag, rt.statistics, err)
-    with rt.graceful_signals(
-        on_stop=lambda sig: err.print(f"received {sig}: stopping, draining and flushing (again to abort)")
-    ):
-        try:
-            await rt.start_dag(dag, name)
-        except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
-            if record is not None:
-                record[0].finish(record[1], "failed", {}, str(exc))
-            print(f"error: runtime: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        log.info("job %s started: %d nodes, mode %s", name, len(dag.nodes), job.mode.value)
-        if progress is not None:
-            progress.start()
-        if record is not None:
-            background.append(asyncio.create_task(heartbeat_loop(*record, snapshot)))
-        try:
-            await rt.wait()
-        except NodeError as exc:
-            failure = exc
-        except asyncio.CancelledError:
-            aborted = True
-        finally:
-            if progress is not None:
-                await progress.stop()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            if metrics is not None:
-                metrics.close()
-    stats = rt.statistics()
-    assert stats is not None
-    state = "failed" if failure or aborted else "stopped" if rt.stop_requested else "finished"
-    summary = summarize(name, dag, stats, state)
-    code, message = EXIT_OK, None
-    if failure is not None:
-        place = node_specs(job, dag).get(failure.node, ("?", "?"))
-        code, message = describe_failure(failure, place, stats, summary)
-        if debug:
-            traceback.print_exception(failure, file=sys.stderr)
-    elif aborted:
-        code, message = EXIT_FAILED, f"job {name!r} was aborted before its sinks flushed"
-    if record is not None:
-        record[0].finish(record[1], state, summary.to_dict(), message)
-    if message is not None:
-        print(f"error: {message}", file=sys.stderr)
-        return code
-    log.info(summary_line(summary))
-    if json_out:
-        out.print_json(json.dumps(summary.to_dict()))
-    else:
-        render_summary(summary, out)
-    return EXIT_OK
+    code = asyncio.run(run_job(job, dag, name, record, json_out=json_out, debug=debug, metrics_port=metrics_port))
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -1,0 +1,170 @@
+"""One job run from the command line: progress, heartbeats, signals, metrics, the summary and the exit code.
+
+``mdp run`` parses and builds the job (``mdp.cli``); this module runs it as an operator expects:
+a progress display on a terminal, a heartbeat in the job registry (``mdp list``/``status``/``stop``),
+Ctrl-C or SIGTERM draining and flushing, an optional Prometheus endpoint, and at the end one summary
+(or one error paragraph) and the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import traceback
+from enum import StrEnum
+from pathlib import Path
+
+from rich.console import Console
+
+from mdp.config.builder import node_specs
+from mdp.config.model import JobConfig
+from mdp.errors import ConfigError, MdpError, NodeError
+from mdp.jobs import JobStore, heartbeat_loop
+from mdp.runtime.graph import Dag
+from mdp.runtime.unified import UnifiedRuntime
+from mdp.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("mdp.cli")
+
+
+class LogFormat(StrEnum):
+    """How log lines are written to stderr."""
+
+    text = "text"
+    json = "json"
+
+
+def configure_logging(debug: bool, fmt: LogFormat) -> None:
+    """Log to stderr, as text or one JSON object per line; debug logs everything, else warnings only."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt is LogFormat.json:
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (for log shippers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def register_run(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] | None:
+    """Record the run in the job registry (a registry that cannot be opened only costs list/status)."""
+    try:
+        store = JobStore()
+        return store, store.start(name, config_path=str(config.resolve()), mode=job.mode.value)
+    except ConfigError:
+        raise
+    except MdpError as exc:
+        print(f"warning: {exc}; this run will not show in mdp list", file=sys.stderr)
+        return None
+
+
+async def run_job(
+    job: JobConfig,
+    dag: Dag,
+    name: str,
+    record: tuple[JobStore, int] | None,
+    *,
+    json_out: bool,
+    debug: bool,
+    metrics_port: int | None = None,
+) -> int:
+    """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome."""
+    rt = UnifiedRuntime(job)
+    metrics = None
+    if metrics_port is not None:
+        from mdp.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
+
+        metrics = JobMetrics(job=name, mode=job.mode.value)
+        metrics.attach(rt)
+        try:
+            port = metrics.serve(metrics_port)
+        except OSError as exc:
+            print(
+                f"error: cannot serve metrics on port {metrics_port}: {exc}; choose another --metrics-port",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+    # piped output is not wrapped at 80 columns: one summary line stays one line for scripts and logs
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
+
+    def snapshot() -> RunSummary | None:
+        stats = rt.statistics()
+        return summarize(name, dag, stats) if stats is not None else None
+
+    failure: NodeError | None = None
+    aborted = False
+    background: list[asyncio.Task[None]] = []
+    progress = None if json_out else ProgressDisplay(name, dag, rt.statistics, err)
+    with rt.graceful_signals(
+        on_stop=lambda sig: err.print(f"received {sig}: stopping, draining and flushing (again to abort)")
+    ):
+        try:
+            await rt.start_dag(dag, name)
+        except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
+            if record is not None:
+                record[0].finish(record[1], "failed", {}, str(exc))
+            print(f"error: runtime: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        log.info("job %s started: %d nodes, mode %s", name, len(dag.nodes), job.mode.value)
+        if progress is not None:
+            progress.start()
+        if record is not None:
+            background.append(asyncio.create_task(heartbeat_loop(*record, snapshot)))
+        try:
+            await rt.wait()
+        except NodeError as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            aborted = True
+        finally:
+            if progress is not None:
+                await progress.stop()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if metrics is not None:
+                metrics.close()
+    stats = rt.statistics()
+    assert stats is not None
+    state = "failed" if failure or aborted else "stopped" if rt.stop_requested else "finished"
+    summary = summarize(name, dag, stats, state)
+    code, message = EXIT_OK, None
+    if failure is not None:
+        place = node_specs(job, dag).get(failure.node, ("?", "?"))
+        code, message = describe_failure(failure, place, stats, summary)
+        if debug:
+            traceback.print_exception(failure, file=sys.stderr)
+    elif aborted:
+        code, message = EXIT_FAILED, f"job {name!r} was aborted before its sinks flushed"
+    if record is not None:
+        record[0].finish(record[1], state, summary.to_dict(), message)
+    if message is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    log.info(summary_line(summary))
+    if json_out:
+        out.print_json(json.dumps(summary.to_dict()))
+    else:
+        render_summary(summary, out)
+    return EXIT_OK
