@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from mdp.errors import ConfigError, NodeError, SourceError
 from mdp.operators.base import Sink
@@ -220,6 +219,9 @@ class ProgressDisplay:
         return (rows - r0) / (now - t0) if now > t0 else 0.0
 
     async def _live_loop(self) -> None:
+        # imported here: a run whose stderr is not a terminal (CI, a log file, a benchmark) never needs it
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         columns = (
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
