@@ -9,11 +9,13 @@ table shape, with no conflict handling:
     postgres  binary COPY of frame.iter_rows() straight into the table
     duckdb    INSERT INTO ... SELECT * FROM the batch's Arrow table
     parquet   DataFrame.write_parquet of each batch to one file
+              (``parquet`` is the store's default layout, a file per date and symbol; ``parquet_flat`` is
+              ``symbol_folders=False``, a file per date and batch)
 
 Usage::
 
     .venv/bin/python benchmarks/bench_stores.py [--rows 1000000] [--batch-rows 50000] [--repeat 3]
-        [--backends sqlite,duckdb,postgres,parquet]
+        [--backends sqlite,duckdb,postgres,parquet,parquet_flat]
 
 PostgreSQL runs in a fresh database created on ``--pg`` (default: the local test server) and dropped after.
 """
@@ -183,8 +185,9 @@ def run_backend(backend: str, root: Path, parts: list[pl.DataFrame], pg_admin: s
         with scratch_database(pg_admin) as dsn:
             first, again = store_path(PostgresStore(dsn, tables={"bar": "bars"}), parts)
             return first, again, raw_postgres(dsn, parts)
-    if backend == "parquet":
-        first, again = store_path(ParquetStore(root / "capture", tables={"bar": "kind=bar"}), parts)
+    if backend in ("parquet", "parquet_flat"):
+        store = ParquetStore(root / "capture", tables={"bar": "kind=bar"}, symbol_folders=backend == "parquet")
+        first, again = store_path(store, parts)
         return first, again, raw_parquet(root / "raw", parts)
     raise SystemExit(f"unknown backend {backend!r}")
 
@@ -194,7 +197,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds per backend; the best of each is shown")
-    parser.add_argument("--backends", default="sqlite,duckdb,postgres,parquet")
+    parser.add_argument("--backends", default="sqlite,duckdb,postgres,parquet,parquet_flat")
     parser.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres dbname=test", help="admin DSN")
     args = parser.parse_args()
 
@@ -212,9 +215,9 @@ def main() -> None:
 
     n = frame.height
     print(f"\n{n:,} bars in batches of {args.batch_rows:,}, best of {args.repeat}  (rows/s, higher is better)\n")
-    print(f"{'backend':<10}{'Store.write':>14}{'rewrite (all keys exist)':>27}{'raw driver':>14}{'store/raw':>11}")
+    print(f"{'backend':<13}{'Store.write':>14}{'rewrite (all keys exist)':>27}{'raw driver':>14}{'store/raw':>11}")
     for backend, first, again, raw in results:
-        print(f"{backend:<10}{n / first:>14,.0f}{n / again:>27,.0f}{n / raw:>14,.0f}{raw / first:>11.2f}")
+        print(f"{backend:<13}{n / first:>14,.0f}{n / again:>27,.0f}{n / raw:>14,.0f}{raw / first:>11.2f}")
 
 
 if __name__ == "__main__":
