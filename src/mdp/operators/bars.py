@@ -8,13 +8,16 @@ One operator, every window kind (``window``):
 - ``session``: per-symbol sessions ended by ``gap`` of quiet (see :mod:`mdp.operators.session`).
 
 Each frame is aggregated vectorised into exact partial bars (:mod:`mdp.operators.aggregate`); a
-window's bar is emitted once its watermark reaches its end. Late rows follow ``late_policy``
-(:mod:`mdp.operators.lateness`): ``drop``, ``side_output`` (port ``late``) or ``revise`` (re-emit with
-``revision + 1`` within ``allowed_lateness``; the forwarded watermark is held back by it so that
-bars of bars downstream take the revisions on time). With ``watermark: per_key`` each symbol is
-judged and closed by its own watermark (:mod:`mdp.operators.progress`). Bars carry a ``quality``
-(:mod:`mdp.operators.quality`); ``fill_empty`` adds flat bars for empty intervals; ``Gap`` records
-in the stream mark outages.
+window's bar is emitted once its watermark reaches its end. With one watermark for all keys, the
+on-time rows of plain trade frames (checked at once, so bad input still fails on its own frame) wait as
+they came until a watermark could close one of their windows or enough pile up, then are prepared in
+one go: a source cuts a small piece before every late row, and per-piece work would dominate.
+Late rows follow ``late_policy`` (:mod:`mdp.operators.lateness`): ``drop``, ``side_output`` (port
+``late``) or ``revise`` (re-emit with ``revision + 1`` within ``allowed_lateness``; the forwarded
+watermark is held back by it so that bars of bars downstream take the revisions on time). With
+``watermark: per_key`` each symbol is judged and closed by its own watermark
+(:mod:`mdp.operators.progress`). Bars carry a ``quality`` (:mod:`mdp.operators.quality`);
+``fill_empty`` adds flat bars for empty intervals; ``Gap`` records in the stream mark outages.
 
 Example::
 
@@ -29,15 +32,15 @@ Example::
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from mdp.errors import ConfigError
-from mdp.operators.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
+from mdp.operators.aggregate import HL_OK, NEEDED, OC_OK, TradeAggregation, all_finite, prepare
 from mdp.operators.bars_config import BarsParams, Eligibility, LatePolicy, build_assigner
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.keyed_windows import WindowEngine
@@ -47,6 +50,11 @@ from mdp.operators.quality import BarQuality
 from mdp.operators.session import SessionEngine
 from mdp.records import END_OF_TIME, Gap
 from mdp.sources.watermarks import PerKeyWatermarkTracker
+
+#: on-time rows of plain frames wait, as they came, until this many are pending (or a watermark could
+#: close one of their windows): a source cuts a small piece before every late row, and one preparation
+#: of many pieces costs a fraction of one per piece
+_PENDING_ROWS: Final = 8_192
 
 
 class BarsOperator(Operator):
@@ -86,6 +94,13 @@ class BarsOperator(Operator):
         gap_free = self.assigner is not None and self.assigner.gap_free
         self.quality = BarQuality(self.assigner if gap_free else None, p.fill_empty)
         self.keys = PerKeyWatermarkTracker(p.max_out_of_orderness) if p.watermark == "per_key" else None
+        # deferring the preparation of on-time rows needs the earliest window end of a row without assigning
+        # it (tumbling and sliding windows), one watermark for all keys, and nothing per row but the window
+        plain = self.keys is None and self.rule is None and getattr(self.assigner, "inside", None) is None
+        self._first_end: Callable[[int], int] | None = getattr(self.assigner, "first_end", None) if plain else None
+        self._pending: list[tuple[pl.DataFrame, int]] = []  # (on-time rows as they came, arrival no. of the first)
+        self._pending_rows = 0
+        self._pending_end: int | None = None  # the earliest window end among pending rows
         self._seen_at = pl.DataFrame(schema={"symbol": pl.String, "__seen_at": pl.Int64})
         self._waiting: list[pl.DataFrame] = []  # late rows (as they came) a session engine may refuse
         self._arrived = 0
@@ -124,6 +139,7 @@ class BarsOperator(Operator):
             await ctx.emit(bars)
 
     def stats(self) -> dict[str, Any]:
+        self._flush()
         return {
             "bars_emitted": self.bars_emitted,
             **self.late.stats(),
@@ -144,6 +160,7 @@ class BarsOperator(Operator):
 
     @property
     def open_windows(self) -> int:
+        self._flush()
         return self.engine.open_windows
 
     # -- the work, callable without a runtime ---------------------------------------------------------
@@ -152,6 +169,9 @@ class BarsOperator(Operator):
         """Fold a trade frame that arrived under ``watermark`` into the windows; route its late rows."""
         if frame.height == 0:
             return
+        if self._first_end is not None and _plain(frame) and await self._feed_plain(frame, watermark, ctx):
+            return
+        self._flush()  # rows that came before this frame reach the windows first
         rows = self._prepare(frame)
         if self.keys is None:
             await self._take(frame, rows, watermark, ctx)
@@ -170,29 +190,69 @@ class BarsOperator(Operator):
             self.keys.observe(piece)
             await self._emit(await self.advance(watermark, ctx), ctx)
 
+    async def _feed_plain(self, frame: pl.DataFrame, watermark: int, ctx: Context | None) -> bool:
+        """Judge a frame of plain trades (see :func:`_plain`) and leave its on-time rows pending; False
+        (nothing done) when its late rows need the full path: ``revise``, or late rows not leading it."""
+        ts = frame.get_column("ts_event").to_numpy()
+        if watermark != NO_WATERMARK and ts.min() < watermark:
+            late_at = np.flatnonzero(ts < watermark)
+            k = len(late_at)
+            if self.late_policy == "revise" or int(late_at[-1]) != k - 1:
+                return False
+            base, self._arrived = self._arrived, self._arrived + frame.height
+            # late rows lead the piece (a source cuts just before them): count them, send them on
+            self.late.seen(frame.slice(0, k), ctx)
+            await self.late.reject(pl.int_range(0, k, dtype=pl.Int64, eager=True), frame, ctx)
+            if k < frame.height:
+                self._defer(frame.slice(k), base + k, int(ts[k:].min()))
+            return True
+        base, self._arrived = self._arrived, self._arrived + frame.height
+        self._defer(frame, base, int(ts.min()))
+        return True
+
+    def _defer(self, rows: pl.DataFrame, arrived: int, earliest: int) -> None:
+        """Leave on-time ``rows`` (arrival numbers from ``arrived``, event times from ``earliest``) pending."""
+        assert self._first_end is not None
+        self._pending.append((rows, arrived))
+        self._pending_rows += rows.height
+        end = self._first_end(earliest)
+        self._pending_end = end if self._pending_end is None else min(self._pending_end, end)
+        if self._pending_rows >= _PENDING_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Prepare the pending rows in one go and hand them to the windows."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_rows, self._pending_end = 0, None
+        columns = [pl.concat([f.get_column(c) for f, _ in pending], rechunk=False) for c in NEEDED]
+        arrival = np.concatenate([np.arange(a, a + f.height, dtype=np.int64) for f, a in pending])
+        self.engine.add(pl.DataFrame([*columns, _seq(pending, arrival), pl.Series("__row", arrival)]))
+
     async def _take(self, frame: pl.DataFrame, rows: pl.DataFrame, marks: int | pl.Series, ctx: Context | None) -> None:
         """Split ``rows`` judged by ``marks`` (a watermark, or one per row) into on-time and late."""
         ts = rows.get_column("ts_event")
-        if isinstance(marks, int):
-            if marks == NO_WATERMARK or ts.min() >= marks:  # type: ignore[operator]
-                self.engine.add(rows)  # the common case: nothing late, no filtering at all
-                return
-            mask = ts < marks
-        else:
-            mask = ts < marks
-        late_at = mask.arg_true()
-        if late_at.len() == 0:
+        if isinstance(marks, int) and (marks == NO_WATERMARK or ts.min() >= marks):  # type: ignore[operator]
+            self.engine.add(rows)  # the common case: nothing late, no filtering at all
+            return
+        # numpy rather than polars expressions: a source sends a small piece ahead of every late row
+        limit = marks if isinstance(marks, int) else marks.to_numpy()
+        mask = ts.to_numpy() < limit if ts.dtype == pl.Int64 else (ts < marks).to_numpy()
+        late_at = np.flatnonzero(mask)
+        k = len(late_at)
+        if k == 0:
             self.engine.add(rows)
             return
-        k = late_at.len()
         if int(late_at[-1]) == k - 1:  # late rows lead the piece (a source cuts just before them)
             late, on_time = rows.slice(0, k), rows.slice(k)
         else:
-            late, on_time = rows.filter(mask), rows.filter(~mask)
+            keep = pl.Series(mask)
+            late, on_time = rows.filter(keep), rows.filter(~keep)
         if on_time.height:
             self.engine.add(on_time)
-        wm = pl.lit(marks, pl.Int64) if isinstance(marks, int) else marks.gather(late_at)
-        await self._late_rows(frame, late.with_columns(wm.alias(WM)), ctx)
+        wm = pl.Series(WM, np.full(k, marks, dtype=np.int64)) if isinstance(marks, int) else marks[late_at].alias(WM)
+        await self._late_rows(frame, late.hstack([wm]), ctx)
 
     async def _late_rows(self, frame: pl.DataFrame, late: pl.DataFrame, ctx: Context | None) -> None:
         self.late.seen(late, ctx)
@@ -209,6 +269,8 @@ class BarsOperator(Operator):
 
     async def advance(self, watermark: int, ctx: Context | None = None, final: bool = False) -> pl.DataFrame | None:
         """Revise, then close, what ``watermark`` (and the per-key watermarks) allow; return the bars."""
+        if self._pending_end is not None and (final or self._pending_end <= watermark):
+            self._flush()  # a pending row's window may close now
         progress = self._progress(watermark, final)
         revised, taken, refused = self.engine.revise(progress, final=final)
         if revised is not None or taken:
@@ -275,6 +337,38 @@ class BarsOperator(Operator):
                 self.outside_session += outside
                 rows = rows.filter(mask)
         return rows
+
+
+def _plain(frame: pl.DataFrame) -> bool:
+    """True for a frame of canonical trades: the needed columns with their usual types, an Int64 ``seq``
+    or none, no nulls, finite prices and sizes. Anything else goes through :func:`prepare`, which names
+    what is wrong with it."""
+    names = frame.columns
+    if not all(c in names for c in NEEDED):
+        return False
+    symbol, ts, price, size = (frame.get_column(c) for c in NEEDED)
+    if symbol.dtype != pl.String or ts.dtype != pl.Int64 or price.dtype != pl.Float64 or size.dtype != pl.Float64:
+        return False
+    if "seq" in names:
+        seq = frame.get_column("seq")
+        if seq.dtype != pl.Int64 or seq.null_count():
+            return False
+    if symbol.null_count() or ts.null_count() or price.null_count() or size.null_count():
+        return False
+    return all_finite(price) and all_finite(size)
+
+
+def _seq(pending: list[tuple[pl.DataFrame, int]], arrival: np.ndarray) -> pl.Series:
+    """The ``seq`` of pending rows: their own, or their arrival number for frames without one."""
+    if all("seq" in f.columns for f, _ in pending):
+        return pl.concat([f.get_column("seq") for f, _ in pending], rechunk=False)
+    parts: list[pl.Series] = []
+    offset = 0
+    for f, _ in pending:
+        own = f.get_column("seq") if "seq" in f.columns else pl.Series("seq", arrival[offset : offset + f.height])
+        parts.append(own)
+        offset += f.height
+    return pl.concat(parts, rechunk=False)
 
 
 def _rows_of(frame: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:

@@ -117,8 +117,8 @@ class WindowEngine:
     # -- closing --------------------------------------------------------------------------------------
 
     def close(self, progress: Progress) -> pl.DataFrame | None:
-        """Remove and return (merged partials, ``revision`` 0) every window whose key's watermark has
-        reached its end; None if there is none."""
+        """Remove and return (merged partials; with ``revision`` 0 when windows are retained) every window
+        whose key's watermark has reached its end; None if there is none."""
         fresh: pl.DataFrame | None = None
         if self._held_end is not None and self._held_end <= progress.highest:
             if progress.keys is None:
@@ -133,8 +133,8 @@ class WindowEngine:
         if not parts:
             return None
         merged = parts[0] if len(parts) == 1 else self.agg.merge(parts)
-        merged = merged.with_columns(pl.lit(0, pl.Int64).alias("revision"))
-        if self.retain is not None:
+        if self.retain is not None:  # kept for revisions: the revision count starts here
+            merged = merged.with_columns(pl.lit(0, pl.Int64).alias("revision"))
             self._keep(merged)
         return merged
 
