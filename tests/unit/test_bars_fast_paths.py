@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -55,6 +56,39 @@ def test_prepare_from_columns_equals_the_select(n: int, seq: str, price_int: boo
     assert fast is not None
     assert fast.equals(aggregate._prepare_select(frame, arrived, ()))
     assert aggregate.prepare(frame, arrived).equals(fast)
+
+
+# -- narrow limbs ------------------------------------------------------------------------------------------
+
+_FLOATS = st.one_of(
+    st.floats(-(2.0**30), 2.0**30, allow_nan=False, allow_infinity=False),
+    st.integers(-(10**6), 10**6).map(lambda c: c / 100),  # prices in cents
+    st.sampled_from([0.0, 2.0**-18, -(2.0**-18), 2.0**-19, 1e-8, 0.1, 2.0**38, 1e300]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_FLOATS, min_size=1, max_size=40), groups=st.integers(1, 4))
+def test_narrow_limbs_equal_the_wide_ones_wherever_they_claim_to_fit(values: list[float], groups: int) -> None:
+    frame = pl.DataFrame({"g": [i % groups for i in range(len(values))], "x": values})
+    fits = aggregate.narrow_limbs_fit(frame.get_column("x").to_numpy())
+    magnitudes = [abs(v) for v in values]
+    if fits:  # the documented bounds hold
+        assert max(magnitudes) * len(values) < 2.0**39
+        assert all(m == 0 or m >= 2.0**-18 for m in magnitudes)
+        wide = frame.group_by("g").agg(aggregate.limbs(pl.col("x"), "x")).sort("g")
+        narrow = frame.group_by("g").agg(aggregate.narrow_limbs(pl.col("x"), "x")).sort("g")
+        assert narrow.equals(wide)
+    else:
+        assert max(magnitudes) * len(values) >= 2.0**39 or any(0 < m < 2.0**-18 for m in magnitudes)
+
+
+def test_narrow_limbs_refuse_too_many_values_and_non_finite_ones() -> None:
+    assert not aggregate.narrow_limbs_fit(np.ones(2**17))
+    assert aggregate.narrow_limbs_fit(np.ones(2**17 - 1))
+    assert not aggregate.narrow_limbs_fit(np.array([1.0, float("nan")]))
+    assert not aggregate.narrow_limbs_fit(np.array([1.0, float("inf")]))
+    assert aggregate.narrow_limbs_fit(np.array([], dtype=np.float64))
 
 
 # -- rounded limbs -----------------------------------------------------------------------------------------

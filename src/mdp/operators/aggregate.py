@@ -62,6 +62,44 @@ def limbs(x: pl.Expr, name: str) -> list[pl.Expr]:
     return [hi.sum().alias(f"{name}_hi"), lo.sum().alias(f"{name}_lo")]
 
 
+#: the narrow limbs: Int64 units of 2^-24, then the remainder in Int64 units of 2^-70
+_NARROW_LO_SCALE: Final = 2.0**46
+_NARROW_TO_WIDE: Final = pl.lit(2**18, dtype=pl.Int128)  # a narrow low limb in the wide one's units (2^-88)
+
+
+def narrow_limbs(x: pl.Expr, name: str) -> list[pl.Expr]:
+    """The sums of :func:`limbs`, computed in Int64 (about 1.5x faster) and widened per group.
+
+    Exact, and equal to :func:`limbs`, where :func:`narrow_limbs_fit` holds for the values of ``x``.
+    """
+    scaled = x * _HI_SCALE
+    hi = scaled.cast(pl.Int64)
+    lo = ((scaled - hi.cast(pl.Float64)) * _NARROW_LO_SCALE).cast(pl.Int64)
+    return [
+        hi.sum().cast(pl.Int128).alias(f"{name}_hi"),
+        (lo.sum().cast(pl.Int128) * _NARROW_TO_WIDE).alias(f"{name}_lo"),
+    ]
+
+
+def narrow_limbs_fit(values: np.ndarray) -> bool:
+    """True if :func:`narrow_limbs` sums ``values`` exactly in any grouping of them.
+
+    Each value is then a multiple of 2^-70 (no nonzero magnitude below 2^-18), so its low limb is a
+    whole number of 2^-70 units, and no Int64 sum can overflow: the high limbs of all values together
+    stay below 2^63 (count x largest magnitude < 2^39) and so do the low limbs (fewer than 2^17 values,
+    each below 2^46). NaN and infinity fail the test (the wide path reports them).
+    """
+    n = len(values)
+    if n == 0:
+        return True
+    if n >= 2**17:
+        return False
+    magnitude = np.abs(values)
+    if not magnitude.max() * n < 2.0**39:
+        return False
+    return bool(np.min(magnitude, where=magnitude > 0, initial=np.inf) >= 2.0**-18)
+
+
 def from_limbs(name: str) -> pl.Expr:
     """Round limb sums to the nearest float (in one step while the total fits Int128 units of 2^-88)."""
     hi, lo = pl.col(f"{name}_hi"), pl.col(f"{name}_lo")
@@ -71,9 +109,10 @@ def from_limbs(name: str) -> pl.Expr:
     return pl.when(small).then(exact).otherwise(approx)
 
 
-def frame_aggs(eligibility: bool = False) -> list[pl.Expr]:
+def frame_aggs(eligibility: bool = False, narrow: bool = False) -> list[pl.Expr]:
     """Partial bars of rows already ordered by ``(ts_event, seq)``; with ``eligibility`` the hidden
-    flag columns keep ineligible trades out of open/close and high/low."""
+    flag columns keep ineligible trades out of open/close and high/low; ``narrow`` sums the volume and
+    notional limbs in Int64 (see :func:`narrow_limbs_fit`)."""
     price, ts, seq, size = pl.col("price"), pl.col("ts_event"), pl.col("seq"), pl.col("size")
     if eligibility:
         oc, hl = pl.col(OC_OK), pl.col(HL_OK)
@@ -98,10 +137,11 @@ def frame_aggs(eligibility: bool = False) -> list[pl.Expr]:
             price.max().alias("high"),
             price.min().alias("low"),
         ]
+    sums = narrow_limbs if narrow else limbs
     return [
         *first_last,
-        *limbs(size, "volume"),
-        *limbs(price * size, "notional"),
+        *sums(size, "volume"),
+        *sums(price * size, "notional"),
         pl.len().cast(pl.Int64).alias("trades"),
     ]
 
@@ -115,7 +155,7 @@ _MERGE_AGGS: Final = [
 ]
 
 
-_FRAME_AGGS: Final = {False: frame_aggs(False), True: frame_aggs(True)}
+_FRAME_AGGS: Final = {(e, n): frame_aggs(e, n) for e in (False, True) for n in (False, True)}
 
 
 def partials(rows: pl.DataFrame, eligibility: bool = False) -> pl.DataFrame:
@@ -125,8 +165,10 @@ def partials(rows: pl.DataFrame, eligibility: bool = False) -> pl.DataFrame:
         if rows.n_chunks() > 1:
             rows = rows.rechunk()  # held pieces: a gather from many chunks costs more than the copy
         rows = rows[np.lexsort((seq_np, ts_np))]  # stable radix sort: a fraction of a polars sort
+    size, price = rows.get_column("size").to_numpy(), rows.get_column("price").to_numpy()
+    narrow = size.dtype == price.dtype == np.float64 and narrow_limbs_fit(size) and narrow_limbs_fit(price * size)
     try:
-        return rows.group_by(KEY).agg(_FRAME_AGGS[eligibility])  # keys, then the aggregates: PARTIAL_COLUMNS
+        return rows.group_by(KEY).agg(_FRAME_AGGS[eligibility, narrow])  # keys, then the aggregates: PARTIAL_COLUMNS
     except pl.exceptions.InvalidOperationError as exc:  # a NaN or infinity cannot be split into limbs
         raise bad_values(rows) or exc from exc
 
@@ -347,6 +389,8 @@ __all__ = [
     "from_limbs",
     "limbs",
     "merge",
+    "narrow_limbs",
+    "narrow_limbs_fit",
     "order_keys",
     "partials",
     "prepare",
