@@ -17,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.operators import aggregate, quality
-from mdp.operators.aggregate import from_limbs, order_keys, rounded
+from mdp.operators.aggregate import order_keys
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import NO_WATERMARK, Context
 from mdp.operators.lateness import LATE_PORT
+from mdp.operators.limbs import from_limbs, limbs, narrow_limbs, narrow_limbs_fit, rounded
 from mdp.operators.quality import BarQuality
 from mdp.operators.windows import SlidingWindows, TumblingWindows, event_order_key
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Gap
@@ -71,24 +72,24 @@ _FLOATS = st.one_of(
 @given(values=st.lists(_FLOATS, min_size=1, max_size=40), groups=st.integers(1, 4))
 def test_narrow_limbs_equal_the_wide_ones_wherever_they_claim_to_fit(values: list[float], groups: int) -> None:
     frame = pl.DataFrame({"g": [i % groups for i in range(len(values))], "x": values})
-    fits = aggregate.narrow_limbs_fit(frame.get_column("x").to_numpy())
+    fits = narrow_limbs_fit(frame.get_column("x").to_numpy())
     magnitudes = [abs(v) for v in values]
     if fits:  # the documented bounds hold
         assert max(magnitudes) * len(values) < 2.0**39
         assert all(m == 0 or m >= 2.0**-18 for m in magnitudes)
-        wide = frame.group_by("g").agg(aggregate.limbs(pl.col("x"), "x")).sort("g")
-        narrow = frame.group_by("g").agg(aggregate.narrow_limbs(pl.col("x"), "x")).sort("g")
+        wide = frame.group_by("g").agg(limbs(pl.col("x"), "x")).sort("g")
+        narrow = frame.group_by("g").agg(narrow_limbs(pl.col("x"), "x")).sort("g")
         assert narrow.equals(wide)
     else:
         assert max(magnitudes) * len(values) >= 2.0**39 or any(0 < m < 2.0**-18 for m in magnitudes)
 
 
 def test_narrow_limbs_refuse_too_many_values_and_non_finite_ones() -> None:
-    assert not aggregate.narrow_limbs_fit(np.ones(2**17))
-    assert aggregate.narrow_limbs_fit(np.ones(2**17 - 1))
-    assert not aggregate.narrow_limbs_fit(np.array([1.0, float("nan")]))
-    assert not aggregate.narrow_limbs_fit(np.array([1.0, float("inf")]))
-    assert aggregate.narrow_limbs_fit(np.array([], dtype=np.float64))
+    assert not narrow_limbs_fit(np.ones(2**17))
+    assert narrow_limbs_fit(np.ones(2**17 - 1))
+    assert not narrow_limbs_fit(np.array([1.0, float("nan")]))
+    assert not narrow_limbs_fit(np.array([1.0, float("inf")]))
+    assert narrow_limbs_fit(np.array([], dtype=np.float64))
 
 
 # -- rounded limbs -----------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def test_pending_rows_give_what_preparing_every_frame_gives(
         seq += len(rows)
         steps.append((frame, NO_WATERMARK if wm < 0 else T0 + wm * 10 * S, look))
     held, direct = BarsOperator(timeframe="1m", late_policy=policy), BarsOperator(timeframe="1m", late_policy=policy)
-    direct._first_end = None  # every frame prepared as it comes
+    direct._pending = None  # every frame prepared as it comes
     a = asyncio.run(_run(held, steps, late_port))
     b = asyncio.run(_run(direct, steps, late_port))
     for got, want in ((a[0], b[0]), (a[1], b[1])):  # bars, then rows sent on the late port

@@ -5,10 +5,8 @@ the first and last trade by ``(ts_event, seq)`` (price and key), high, low, trad
 notional as exact Int128 fixed-point *limbs*. Partials merge associatively and exactly, so a window's
 bar is the same however its trades were cut into frames, and however often it is revised.
 
-Volume and notional: each value is split into two Int128 limbs (units of 2^-24, then the remainder in
-units of 2^-88) whose sums are exact; they are rounded to float once, in :func:`finish_bars`. Bars are
-therefore the correctly rounded sums (the same as ``math.fsum`` for values from 2^-36 and sums below
-2^38), bit for bit whatever the frame cuts.
+Volume and notional are exact limb sums (:mod:`mdp.operators.limbs`), rounded to float once, in
+:func:`finish_bars`: bars are bit for bit the same whatever the frame cuts.
 
 Eligibility (off by default): a sale-condition rule may keep some trades out of open/close or high/low
 (odd lots count in volume but not in high/low). Such a trade's fields are null in the partial, so the
@@ -23,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from mdp.errors import MdpError
+from mdp.operators.limbs import limbs, narrow_limbs, narrow_limbs_fit, rounded
 from mdp.operators.windows import event_order_key, in_event_order
 from mdp.records import BAR_SCHEMA
 
@@ -46,67 +45,9 @@ PARTIAL_COLUMNS: Final = [
     "notional_lo",
     "trades",
 ]
-_HI_SCALE: Final = 2.0**24
-_LO_SCALE: Final = 2.0**64  # applied to the part below 2^-24, so the low limb counts units of 2^-88
-_TWO64: Final = pl.lit(2**64, dtype=pl.Int128)
 #: hidden eligibility flag columns (present only when a rule is configured)
 OC_OK: Final = "__oc_ok"
 HL_OK: Final = "__hl_ok"
-
-
-def limbs(x: pl.Expr, name: str) -> list[pl.Expr]:
-    """Sums of the exact Int128 limbs of ``x``: units of 2^-24, then the remainder in units of 2^-88."""
-    scaled = x * _HI_SCALE  # a power of two: exact
-    hi = scaled.cast(pl.Int128)  # truncates toward zero; exact once |scaled| >= 2^53
-    lo = ((scaled - hi.cast(pl.Float64)) * _LO_SCALE).cast(pl.Int128)  # the fraction, exact for |x| >= 2^-36
-    return [hi.sum().alias(f"{name}_hi"), lo.sum().alias(f"{name}_lo")]
-
-
-#: the narrow limbs: Int64 units of 2^-24, then the remainder in Int64 units of 2^-70
-_NARROW_LO_SCALE: Final = 2.0**46
-_NARROW_TO_WIDE: Final = pl.lit(2**18, dtype=pl.Int128)  # a narrow low limb in the wide one's units (2^-88)
-
-
-def narrow_limbs(x: pl.Expr, name: str) -> list[pl.Expr]:
-    """The sums of :func:`limbs`, computed in Int64 (about 1.5x faster) and widened per group.
-
-    Exact, and equal to :func:`limbs`, where :func:`narrow_limbs_fit` holds for the values of ``x``.
-    """
-    scaled = x * _HI_SCALE
-    hi = scaled.cast(pl.Int64)
-    lo = ((scaled - hi.cast(pl.Float64)) * _NARROW_LO_SCALE).cast(pl.Int64)
-    return [
-        hi.sum().cast(pl.Int128).alias(f"{name}_hi"),
-        (lo.sum().cast(pl.Int128) * _NARROW_TO_WIDE).alias(f"{name}_lo"),
-    ]
-
-
-def narrow_limbs_fit(values: np.ndarray) -> bool:
-    """True if :func:`narrow_limbs` sums ``values`` exactly in any grouping of them.
-
-    Each value is then a multiple of 2^-70 (no nonzero magnitude below 2^-18), so its low limb is a
-    whole number of 2^-70 units, and no Int64 sum can overflow: the high limbs of all values together
-    stay below 2^63 (count x largest magnitude < 2^39) and so do the low limbs (fewer than 2^17 values,
-    each below 2^46). NaN and infinity fail the test (the wide path reports them).
-    """
-    n = len(values)
-    if n == 0:
-        return True
-    if n >= 2**17:
-        return False
-    magnitude = np.abs(values)
-    if not magnitude.max() * n < 2.0**39:
-        return False
-    return bool(np.min(magnitude, where=magnitude > 0, initial=np.inf) >= 2.0**-18)
-
-
-def from_limbs(name: str) -> pl.Expr:
-    """Round limb sums to the nearest float (in one step while the total fits Int128 units of 2^-88)."""
-    hi, lo = pl.col(f"{name}_hi"), pl.col(f"{name}_lo")
-    small = hi.abs() < 2**62
-    exact = (pl.when(small).then(hi).otherwise(0) * _TWO64 + lo).cast(pl.Float64) * 2.0**-88
-    approx = hi.cast(pl.Float64) * 2.0**-24 + lo.cast(pl.Float64) * 2.0**-88
-    return pl.when(small).then(exact).otherwise(approx)
 
 
 def frame_aggs(eligibility: bool = False, narrow: bool = False) -> list[pl.Expr]:
@@ -268,15 +209,6 @@ def finish_bars(parts: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     return bars if bars.schema == BAR_SCHEMA else bars.cast(BAR_SCHEMA)  # type: ignore[arg-type]
 
 
-def rounded(parts: pl.DataFrame, name: str) -> pl.Expr:
-    """:func:`from_limbs` of ``parts``, without its wide-sum branch when no sum needs it (the usual case)."""
-    hi = parts.get_column(f"{name}_hi")
-    low, high = hi.min(), hi.max()
-    if low is None or not -(2**62) < low <= high < 2**62:  # type: ignore[operator]
-        return from_limbs(name)
-    return (pl.col(f"{name}_hi") * _TWO64 + pl.col(f"{name}_lo")).cast(pl.Float64) * 2.0**-88
-
-
 class TradeAggregation:
     """OHLCV of trades (the :class:`~mdp.operators.keyed_windows.Aggregation` of the bar operators).
 
@@ -386,13 +318,8 @@ __all__ = [
     "bar_columns",
     "finish_bars",
     "frame_aggs",
-    "from_limbs",
-    "limbs",
     "merge",
-    "narrow_limbs",
-    "narrow_limbs_fit",
     "order_keys",
     "partials",
     "prepare",
-    "rounded",
 ]

@@ -33,28 +33,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from mdp.errors import ConfigError
-from mdp.operators.aggregate import HL_OK, NEEDED, OC_OK, TradeAggregation, all_finite, prepare
+from mdp.operators.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
 from mdp.operators.bars_config import BarsParams, Eligibility, LatePolicy, build_assigner
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.keyed_windows import WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateRows
+from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
 from mdp.operators.quality import BarQuality
 from mdp.operators.session import SessionEngine
 from mdp.records import END_OF_TIME, Gap
 from mdp.sources.watermarks import PerKeyWatermarkTracker
-
-#: on-time rows of plain frames wait, as they came, until this many are pending (or a watermark could
-#: close one of their windows): a source cuts a small piece before every late row, and one preparation
-#: of many pieces costs a fraction of one per piece
-_PENDING_ROWS: Final = 8_192
 
 
 class BarsOperator(Operator):
@@ -97,10 +93,8 @@ class BarsOperator(Operator):
         # deferring the preparation of on-time rows needs the earliest window end of a row without assigning
         # it (tumbling and sliding windows), one watermark for all keys, and nothing per row but the window
         plain = self.keys is None and self.rule is None and getattr(self.assigner, "inside", None) is None
-        self._first_end: Callable[[int], int] | None = getattr(self.assigner, "first_end", None) if plain else None
-        self._pending: list[tuple[pl.DataFrame, int]] = []  # (on-time rows as they came, arrival no. of the first)
-        self._pending_rows = 0
-        self._pending_end: int | None = None  # the earliest window end among pending rows
+        first_end: Callable[[int], int] | None = getattr(self.assigner, "first_end", None) if plain else None
+        self._pending = PendingRows(first_end) if first_end is not None else None
         self._seen_at = pl.DataFrame(schema={"symbol": pl.String, "__seen_at": pl.Int64})
         self._waiting: list[pl.DataFrame] = []  # late rows (as they came) a session engine may refuse
         self._arrived = 0
@@ -169,7 +163,7 @@ class BarsOperator(Operator):
         """Fold a trade frame that arrived under ``watermark`` into the windows; route its late rows."""
         if frame.height == 0:
             return
-        if self._first_end is not None and _plain(frame) and await self._feed_plain(frame, watermark, ctx):
+        if self._pending is not None and plain_trades(frame) and await self._feed_plain(frame, watermark, ctx):
             return
         self._flush()  # rows that came before this frame reach the windows first
         rows = self._prepare(frame)
@@ -191,8 +185,9 @@ class BarsOperator(Operator):
             await self._emit(await self.advance(watermark, ctx), ctx)
 
     async def _feed_plain(self, frame: pl.DataFrame, watermark: int, ctx: Context | None) -> bool:
-        """Judge a frame of plain trades (see :func:`_plain`) and leave its on-time rows pending; False
-        (nothing done) when its late rows need the full path: ``revise``, or late rows not leading it."""
+        """Judge a frame of plain trades (:func:`~mdp.operators.pending.plain_trades`) and leave its on-time
+        rows pending; False (nothing done) when its late rows need the full path: ``revise``, or late rows
+        not leading it."""
         ts = frame.get_column("ts_event").to_numpy()
         if watermark != NO_WATERMARK and ts.min() < watermark:
             late_at = np.flatnonzero(ts < watermark)
@@ -212,23 +207,15 @@ class BarsOperator(Operator):
 
     def _defer(self, rows: pl.DataFrame, arrived: int, earliest: int) -> None:
         """Leave on-time ``rows`` (arrival numbers from ``arrived``, event times from ``earliest``) pending."""
-        assert self._first_end is not None
-        self._pending.append((rows, arrived))
-        self._pending_rows += rows.height
-        end = self._first_end(earliest)
-        self._pending_end = end if self._pending_end is None else min(self._pending_end, end)
-        if self._pending_rows >= _PENDING_ROWS:
+        assert self._pending is not None
+        if self._pending.add(rows, arrived, earliest):
             self._flush()
 
     def _flush(self) -> None:
-        """Prepare the pending rows in one go and hand them to the windows."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self._pending_rows, self._pending_end = 0, None
-        columns = [pl.concat([f.get_column(c) for f, _ in pending], rechunk=False) for c in NEEDED]
-        arrival = np.concatenate([np.arange(a, a + f.height, dtype=np.int64) for f, a in pending])
-        self.engine.add(pl.DataFrame([*columns, _seq(pending, arrival), pl.Series("__row", arrival)]))
+        """Hand the pending rows, prepared in one go, to the windows."""
+        rows = self._pending.take() if self._pending is not None else None
+        if rows is not None:
+            self.engine.add(rows)
 
     async def _take(self, frame: pl.DataFrame, rows: pl.DataFrame, marks: int | pl.Series, ctx: Context | None) -> None:
         """Split ``rows`` judged by ``marks`` (a watermark, or one per row) into on-time and late."""
@@ -269,7 +256,7 @@ class BarsOperator(Operator):
 
     async def advance(self, watermark: int, ctx: Context | None = None, final: bool = False) -> pl.DataFrame | None:
         """Revise, then close, what ``watermark`` (and the per-key watermarks) allow; return the bars."""
-        if self._pending_end is not None and (final or self._pending_end <= watermark):
+        if self._pending is not None and self._pending.due(watermark, final):
             self._flush()  # a pending row's window may close now
         progress = self._progress(watermark, final)
         revised, taken, refused = self.engine.revise(progress, final=final)
@@ -337,38 +324,6 @@ class BarsOperator(Operator):
                 self.outside_session += outside
                 rows = rows.filter(mask)
         return rows
-
-
-def _plain(frame: pl.DataFrame) -> bool:
-    """True for a frame of canonical trades: the needed columns with their usual types, an Int64 ``seq``
-    or none, no nulls, finite prices and sizes. Anything else goes through :func:`prepare`, which names
-    what is wrong with it."""
-    names = frame.columns
-    if not all(c in names for c in NEEDED):
-        return False
-    symbol, ts, price, size = (frame.get_column(c) for c in NEEDED)
-    if symbol.dtype != pl.String or ts.dtype != pl.Int64 or price.dtype != pl.Float64 or size.dtype != pl.Float64:
-        return False
-    if "seq" in names:
-        seq = frame.get_column("seq")
-        if seq.dtype != pl.Int64 or seq.null_count():
-            return False
-    if symbol.null_count() or ts.null_count() or price.null_count() or size.null_count():
-        return False
-    return all_finite(price) and all_finite(size)
-
-
-def _seq(pending: list[tuple[pl.DataFrame, int]], arrival: np.ndarray) -> pl.Series:
-    """The ``seq`` of pending rows: their own, or their arrival number for frames without one."""
-    if all("seq" in f.columns for f, _ in pending):
-        return pl.concat([f.get_column("seq") for f, _ in pending], rechunk=False)
-    parts: list[pl.Series] = []
-    offset = 0
-    for f, _ in pending:
-        own = f.get_column("seq") if "seq" in f.columns else pl.Series("seq", arrival[offset : offset + f.height])
-        parts.append(own)
-        offset += f.height
-    return pl.concat(parts, rechunk=False)
 
 
 def _rows_of(frame: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:

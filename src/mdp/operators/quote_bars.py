@@ -23,10 +23,10 @@ import polars as pl
 from pydantic import ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.aggregate import from_limbs, limbs
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.keyed_windows import WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.progress import WM, Progress
 from mdp.operators.windows import TumblingWindows, WindowAssigner, event_order_key, in_event_order
 from mdp.records import END_OF_TIME
