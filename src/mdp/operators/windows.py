@@ -205,14 +205,17 @@ class SlidingWindows:
 
     def starts_of(self, ts: int) -> list[int]:
         """Starts of every window holding event time ``ts``, oldest first."""
-        last = (ts - self.origin) // self.step * self.step + self.origin
-        first = last - (last - (ts - self.size) - 1) // self.step * self.step
+        first, last = self._span(ts)
         return list(range(first, last + 1, self.step))
 
     def first_end(self, ts: int) -> int:
         """End of the earliest window holding event time ``ts`` (past ``ts`` if none holds it)."""
+        return self._span(ts)[0] + self.size
+
+    def _span(self, ts: int) -> tuple[int, int]:
+        """Start of the earliest and of the latest window that can hold ``ts``."""
         last = (ts - self.origin) // self.step * self.step + self.origin
-        return last - (last - (ts - self.size) - 1) // self.step * self.step + self.size
+        return last - (last - (ts - self.size) - 1) // self.step * self.step, last
 
     def assign(self, frame: pl.DataFrame, ts_column: str = "ts_event") -> pl.DataFrame:
         ts = pl.col(ts_column)
