@@ -286,3 +286,39 @@ def test_order_keys_order_partials_as_the_wide_keys_do(rows: list[tuple[int | No
     )
     for got, want in zip(order_keys(parts), wide, strict=True):
         assert parts.select(got.rank("min")).equals(parts.select(want.rank("min")))
+
+
+# -- partials on two keys ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(SYMBOLS), st.integers(0, 299), st.integers(1, 500), st.integers(1, 9)),
+        min_size=1,
+        max_size=60,
+    ),
+    span=st.sampled_from([60, 90]),
+    varied=st.booleans(),
+)
+def test_partials_equal_the_group_by_on_all_three_keys(
+    rows: list[tuple[str, int, int, int]], span: int, varied: bool
+) -> None:
+    """Windows of one length are grouped on (symbol, start) with ``end`` added after; windows of varied
+    lengths (calendar days) on all three keys. Both give the partials of the plain three-key query."""
+    symbol, second, cents, size = zip(*rows, strict=True)
+    frame = pl.DataFrame(
+        {
+            "symbol": symbol,
+            "ts_event": [T0 + s * S for s in second],
+            "price": [c / 100 for c in cents],
+            "size": [float(z) for z in size],
+            "seq": list(range(len(rows), 0, -1)),  # arrival order is not event order
+        }
+    ).with_columns(start=pl.col("ts_event") // (60 * S) * (60 * S))
+    length = pl.lit(span * S) + (pl.col("start") // (60 * S) % 2 * S if varied else 0)
+    frame = frame.with_columns(end=pl.col("start") + length)
+    got = aggregate.partials(frame)
+    assert got.columns == aggregate.PARTIAL_COLUMNS
+    want = frame.sort("ts_event", "seq").group_by(aggregate.KEY).agg(aggregate.frame_aggs())
+    assert got.sort(aggregate.KEY).equals(want.sort(aggregate.KEY))

@@ -25,8 +25,9 @@ from mdp.operators.windows import WindowAssigner
 
 #: merge a window's partials into one once this many have piled up (long windows, small frames)
 _COMPACT_AT: Final = 32
-#: aggregate held rows once this many are held: small enough that a paced (live) feed is aggregated as it
-#: arrives, so closing a window only merges partials (bar latency), large enough to batch replay pieces
+#: aggregate held rows once this many are held before the newest frame: small enough that a paced (live)
+#: feed is aggregated as it arrives, so closing a window only merges partials (bar latency), large enough
+#: to batch replay pieces
 _HOLD_ROWS: Final = 8_192
 
 
@@ -89,7 +90,10 @@ class WindowEngine:
         self._held_span.append((low, high))
         self._held_rows += assigned.height
         self._held_end = low if self._held_end is None else min(self._held_end, low)
-        if self._held_rows >= _HOLD_ROWS:
+        # the newest frame waits for the next watermark, which usually closes most of it: a replayed
+        # window is then aggregated once, at its close, and never merged; a trickle of small frames
+        # (a live feed) is aggregated as it arrives, so a close stays cheap
+        if self._held_rows - assigned.height >= _HOLD_ROWS:
             self._aggregate()
 
     def _aggregate(self) -> None:

@@ -59,9 +59,12 @@ def narrow_limbs_fit(values: np.ndarray) -> bool:
         return True
     if n >= 2**17:
         return False
-    magnitude = np.abs(values)
-    if not magnitude.max() * n < 2.0**39:
+    low, high = values.min(), values.max()  # NaN propagates: the comparisons below fail
+    if not max(-low, high) * n < 2.0**39:
         return False
+    if low >= 2.0**-18 or high <= -(2.0**-18):  # one sign, away from zero (prices, sizes): no pass more
+        return True
+    magnitude = np.abs(values)
     return bool(np.min(magnitude, where=magnitude > 0, initial=np.inf) >= 2.0**-18)
 
 

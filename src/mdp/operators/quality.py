@@ -79,6 +79,9 @@ class BarQuality:
     def _apply_large(self, bars: pl.DataFrame, in_gap: pl.Series | None) -> pl.DataFrame:
         """:meth:`apply`'s quality through a join (many bars at once)."""
         self._learn_firsts(bars if in_gap is None else bars.filter(~in_gap))
+        if in_gap is None and self._first and max(self._first.values()) < bars.get_column("start").min():  # type: ignore[operator]
+            # the usual close: every key's first bar is older than these, so all of them are complete
+            return bars.with_columns(pl.lit("complete", dtype=pl.String).alias("quality"))
         quality = pl.when(pl.col("start") == pl.col("__first")).then(pl.lit("partial")).otherwise(pl.lit("complete"))
         if in_gap is not None:
             quality = pl.when(in_gap).then(pl.lit("gap")).otherwise(quality)
@@ -125,10 +128,10 @@ class BarQuality:
     def _learn_firsts(self, bars: pl.DataFrame) -> None:
         """Record the first bar of keys that have none yet (new keys, keys after a gap)."""
         if self._first and not self._after_gap and self._after_gap_all is None:
-            new = bars.join(self._firsts, on="symbol", how="anti")  # the usual case: keys seen before
-            if new.height == 0:
+            symbols = bars.get_column("symbol").unique().to_list()  # a few hundred keys, seen before: no join
+            if all(symbol in self._first for symbol in symbols):
                 return
-            bars = new
+            bars = bars.join(self._firsts, on="symbol", how="anti")
         firsts = bars.group_by("symbol").agg(pl.col("start").min())
         self._learn(firsts.iter_rows())
 

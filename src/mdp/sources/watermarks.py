@@ -57,23 +57,20 @@ class WatermarkTracker:
         n = len(ts)
         if n == 0:
             return []
-        start_wm = self.watermark
-        running = np.maximum.accumulate(ts)
-        if self.max_ts != NO_WATERMARK:
-            running = np.maximum(running, self.max_ts)
-        # largest ts seen before each row (carry from previous frames for row 0)
-        before = np.empty(n, dtype=np.int64)
-        before[0] = self.max_ts
-        before[1:] = running[:-1]
+        start_wm, previous = self.watermark, self.max_ts
+        running = np.maximum.accumulate(ts)  # largest ts up to each row; row i is judged by running[i - 1]
+        if previous != NO_WATERMARK:
+            np.maximum(running, previous, out=running)
         self.max_ts = int(running[-1])
-        seen = before != NO_WATERMARK
-        late = seen & (ts < before - self.bound)
+        late = np.empty(n, dtype=np.bool_)
+        late[0] = previous != NO_WATERMARK and int(ts[0]) < previous - self.bound
+        np.less(ts[1:], running[:-1] - self.bound, out=late[1:])
         if not late.any():
             return [Piece(0, n, start_wm)]
         result: list[Piece] = []
         piece_start, piece_wm = 0, start_wm
         for i in np.flatnonzero(late).tolist():
-            row_wm = int(before[i]) - self.bound
+            row_wm = (int(running[i - 1]) if i else previous) - self.bound  # the watermark judging row i
             if row_wm > piece_wm:  # a late row is judged by exactly its own watermark
                 if i > piece_start:
                     result.append(Piece(piece_start, i, piece_wm))
