@@ -527,3 +527,59 @@ def test_graph_validation_sees_the_kind_on_each_port(tmp_path: Path) -> None:
     dag.add_node(Node("sink", ListSink())).add_edge("t", "bars", port="deadletter").add_edge("bars", "sink")
     with pytest.raises(DagValidationError, match="produces deadletter records"):
         dag.validate()
+
+
+# -- the one-query parse of blocks already in canonical types ---------------------------------------------
+
+
+_TYPES = {
+    "ts": [pl.Int64, pl.Int32, pl.UInt64, pl.Float64],
+    "px": [pl.Float64, pl.Float32, pl.Int64, pl.Int16, pl.String],
+    "qty": [pl.Int64, pl.UInt32, pl.UInt64, pl.Float64],
+}
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    ts_type=st.sampled_from(_TYPES["ts"]),
+    px_type=st.sampled_from(_TYPES["px"]),
+    qty_type=st.sampled_from(_TYPES["qty"]),
+    unit=st.sampled_from(["ns", "us"]),
+    nulls=st.booleans(),
+    first_row=st.integers(0, 10**6),
+)
+def test_plain_blocks_parse_as_the_general_path_does(
+    n: int,
+    ts_type: pl.DataType,
+    px_type: pl.DataType,
+    qty_type: pl.DataType,
+    unit: str,
+    nulls: bool,
+    first_row: int,
+) -> None:
+    """Blocks whose columns can be taken as they are skip the per-value checks; whatever the file's
+    types, the canonical frame and the problems are those of the general path."""
+    from mdp.sources import columns
+
+    raw = pl.DataFrame(
+        {
+            "ts": [10**6 + i for i in range(n)],
+            "sym": ["AAA" if i % 2 else "BB" for i in range(n)],
+            "px": [None if nulls and i == 0 else 100 + i for i in range(n)],
+            "qty": [1 + i for i in range(n)],
+        }
+    ).with_columns(pl.col("ts").cast(ts_type), pl.col("px").cast(px_type), pl.col("qty").cast(qty_type))
+    units: dict[str, Any] = {"ts_event": unit, "ts_recv": unit}
+    mapping = {"ts_event": "ts", "symbol": "sym", "price": "px", "size": "qty"}
+    plan = columns.ColumnPlan("trade", mapping, raw.columns, units, "test")
+    got = plan.parse(raw, first_row)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(columns.ColumnPlan, "_plain_select", lambda self, raw, first_row: None)
+        want = plan.parse(raw, first_row)
+    assert got.frame.equals(want.frame)
+    assert (got.problems is None) == (want.problems is None)
+    if got.problems is not None and want.problems is not None:
+        assert got.problems.equals(want.problems)
+    plain = plan._plain_select(raw, first_row) is not None
+    assert plain == (not nulls and ts_type in (pl.Int64,) and unit == "ns" and px_type != pl.String and qty_type != pl.UInt64)

@@ -174,6 +174,9 @@ class ColumnPlan:
         Raises:
             SourceError: as ``check_units`` says, or a value does not fit its canonical type.
         """
+        plain = self._plain_select(raw, first_row)
+        if plain is not None:
+            return Parsed(raw.select(plain), None)
         exprs: list[pl.Expr] = []
         numbers: list[str] = []
         bad_ts: pl.Series | None = None
@@ -206,6 +209,36 @@ class ColumnPlan:
         first_true = pl.when(pl.lit(bad_ts)).then(pl.lit("bad_timestamp")).when(pl.lit(bad_number))
         problems = pl.select(first_true.then(pl.lit("bad_number")).alias("problem")).to_series()
         return Parsed(frame, problems)
+
+    def _plain_select(self, raw: pl.DataFrame, first_row: int) -> list[pl.Expr] | None:
+        """The canonical frame of ``raw`` as one ``select``, when nothing in it can be unreadable: every
+        mapped column is a plain file column without nulls (null counts are free), times are integers in
+        ns, numbers are numbers and text is text. None otherwise (the general path checks each value)."""
+        exprs: list[pl.Expr] = []
+        for name, dtype in self.schema.items():
+            spec = self.specs[name]
+            if spec.how == "null":
+                exprs.append(pl.lit(None, dtype=dtype).alias(name))
+                continue
+            if spec.how == "row_index":
+                exprs.append(pl.int_range(first_row, first_row + raw.height, dtype=pl.Int64).alias(name))
+                continue
+            if spec.how != "column" or spec.column is None:
+                return None
+            column = raw.get_column(spec.column)
+            have = column.dtype
+            if column.null_count():
+                return None
+            if name in TIME_COLUMNS:
+                if have != pl.Int64 or self.ts_units.get(name, "ns") != "ns":
+                    return None
+            elif dtype == pl.String:
+                if have != pl.String:
+                    return None
+            elif not _casts_exactly(have, dtype):
+                return None
+            exprs.append(pl.col(spec.column).cast(dtype).alias(name))
+        return exprs
 
     def _time_column(
         self, raw: pl.DataFrame, name: str, values: pl.Expr, check_units: bool
@@ -243,6 +276,16 @@ def _spec(source: str) -> ColumnSpec:
     if is_template(source):
         return ColumnSpec("template", template=source, parts=parse_template(source))
     return ColumnSpec("column", column=source)
+
+
+def _casts_exactly(have: pl.DataType, want: pl.DataType) -> bool:
+    """True if every value of type ``have`` converts to a number of type ``want`` without a failure:
+    any integer or float to Float64, an integer that fits to Int64 (a float or a UInt64 may not)."""
+    if want == pl.Float64:
+        return have.is_integer() or have.is_float()
+    if want == pl.Int64:
+        return have.is_signed_integer() or have in (pl.UInt8, pl.UInt16, pl.UInt32)
+    return False
 
 
 def _source_expr(spec: ColumnSpec, height: int, first_row: int) -> pl.Expr | None:
