@@ -150,7 +150,7 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = p.read_text(encoding="utf-8")
     try:
         is_json = p.suffix.lower() == ".json"
-        doc = (json.loads(text) if text.strip() else None) if is_json else yaml.safe_load(text)
+        doc = (json.loads(text) if text.strip() else None) if is_json else _load_yaml(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"config file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -167,6 +167,18 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"config file {str(p)!r} must hold a mapping (job, mode, dag, ...), got a {type(doc).__name__}"
         )
     return doc
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through LibYAML when PyYAML has it (several times faster); a document it
+    refuses is read again by the Python loader, whose error messages the docs quote."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # a safe loader: plain data only
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
 
 
 def load_config(
