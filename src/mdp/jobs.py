@@ -128,6 +128,9 @@ class JobStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=10.0)
         conn.row_factory = sqlite3.Row
+        # WAL without a sync per commit: the registry survives a crash intact, and a run's start,
+        # heartbeats and end cost no disk flush (a power cut may lose the newest heartbeat)
+        conn.execute("PRAGMA synchronous=NORMAL")
         try:
             with conn:
                 yield conn
