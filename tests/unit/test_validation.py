@@ -396,3 +396,53 @@ async def test_synthetic_quotes_with_bad_rows_include_crossed_books() -> None:
     assert "crossed_quote" in set(dead.frame["reason"])
     assert set(dead.frame["kind"]) == {"quote"}
     assert (sink.frame["bid"] < sink.frame["ask"]).all()
+
+
+# -- the quick test in front of the checks -------------------------------------------------------------------
+
+_NASTY_FLOATS = st.sampled_from([None, 1.0, 0.0, -0.0, -1.0, 1e-300, float("nan"), float("inf"), float("-inf"), 2.5])
+_NASTY_SYMBOLS = st.sampled_from([None, "", " ", "\t", "\u00a0", "\u3000 ", "A", " A", "é", "Ωx", "!", "~", "\x7f"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    quote=st.booleans(),
+    rows=st.lists(
+        st.tuples(
+            _NASTY_SYMBOLS,
+            st.sampled_from([None, T0, NOW + DAY]),
+            _NASTY_FLOATS,
+            _NASTY_FLOATS,
+            _NASTY_FLOATS,
+            _NASTY_FLOATS,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_the_quick_test_lets_no_bad_row_through(
+    quote: bool, rows: list[tuple[str | None, int | None, float | None, float | None, float | None, float | None]]
+) -> None:
+    """``bad_reasons`` clears a block with one cheap test first; the reasons it gives are exactly those
+    of the full checks, row by row, whatever the values (NaN, infinities, signed zeros, nulls, blank
+    or non-ASCII symbols)."""
+    from mdp.sources.validation import checks
+
+    kind = "quote" if quote else "trade"
+    names = (
+        ["symbol", "ts_event", "bid", "ask", "bid_size", "ask_size"]
+        if quote
+        else ["symbol", "ts_event", "price", "size"]
+    )
+    data = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    frame = pl.DataFrame(data, schema={n: (QUOTE_SCHEMA if quote else TRADE_SCHEMA)[n] for n in names})
+    tests = checks(kind, NOW, DAY)
+    exact = frame.select(
+        pl.coalesce([pl.when(e).then(pl.lit(reason, pl.String)) for reason, e in tests]).alias("reason")
+    ).to_series()
+    got = bad_reasons(frame, kind, now_ns=NOW, max_future=DAY)
+    if exact.null_count() == exact.len():
+        assert got is None
+    else:
+        assert got is not None
+        assert got.to_list() == exact.to_list()

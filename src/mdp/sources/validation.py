@@ -98,6 +98,24 @@ def checks(kind: RecordKind, now_ns: int, max_future: int | None) -> list[tuple[
     return result
 
 
+def _maybe_bad(kind: RecordKind, now_ns: int, max_future: int | None) -> pl.Expr:
+    """True for every row :func:`checks` would flag, and for a few more: a symbol not starting with a
+    printable ASCII character may be blank. About a third of the cost of the checks themselves (no
+    string is copied), so a block of good rows is passed after this one test."""
+    prices, sizes, symbol, inf = _PRICES[kind], _SIZES[kind], pl.col("symbol"), float("inf")
+    good = [
+        pl.col("ts_event").is_not_null(),
+        ((symbol >= "!") & (symbol < "\x80")).fill_null(False),  # a blank symbol sorts below "!" or is not ASCII
+        *(((pl.col(c) > 0) & (pl.col(c) < inf)).fill_null(False) for c in prices),  # NaN sorts above inf
+        *(((pl.col(c) >= 0) & (pl.col(c) < inf)).fill_null(False) for c in sizes),
+    ]
+    if kind == "quote":
+        good.append((pl.col("bid") <= pl.col("ask")).fill_null(True))
+    if max_future is not None:
+        good.append((pl.col("ts_event") <= now_ns + max_future).fill_null(True))
+    return ~pl.all_horizontal(good)
+
+
 def bad_reasons(
     frame: pl.DataFrame,
     kind: RecordKind,
@@ -111,16 +129,18 @@ def bad_reasons(
     ``problems`` are reasons found while parsing (``bad_timestamp``, ``bad_number``); they come first.
     The common case, no bad row, costs one vectorised pass.
     """
-    tests = checks(kind, now_ns, max_future)
-    bad = frame.select(pl.any_horizontal([expr for _, expr in tests])).to_series()
+    maybe = frame.select(_maybe_bad(kind, now_ns, max_future)).to_series()
     if problems is not None:
-        bad = bad | problems.is_not_null()
-    if not bad.any():
+        maybe = maybe | problems.is_not_null()
+    if not maybe.any():
         return None
+    tests = checks(kind, now_ns, max_future)
     first_true = pl.coalesce([pl.when(expr).then(pl.lit(reason, pl.String)) for reason, expr in tests])
     reasons = frame.select(first_true).to_series()
     if problems is not None:
         reasons = problems.fill_null(reasons)
+    if reasons.null_count() == reasons.len():
+        return None  # only symbols the quick test could not clear, and none of them blank
     return reasons.rename("reason")
 
 
