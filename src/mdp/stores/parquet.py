@@ -67,6 +67,8 @@ class ParquetStore(Store):
         tables: folder name per kind under ``root`` (default ``kind=trade``, ``kind=quote``, ``kind=bar``).
         read_only: never create anything.
         compression: Parquet compression codec.
+        compression_level: the codec's level; default 1 for zstd (Arrow's default: files about 10%
+            larger than polars' level 3 for a quarter less CPU), the codec's own default otherwise.
         symbol_folders: one folder per symbol under each date (False: one file per date and batch).
     """
 
@@ -79,11 +81,13 @@ class ParquetStore(Store):
         tables: Mapping[str, str] | None = None,
         read_only: bool = False,
         compression: Compression = "zstd",
+        compression_level: int | None = None,
         symbol_folders: bool = True,
     ) -> None:
         super().__init__(tables=tables or {k: f"kind={k}" for k in KINDS}, read_only=read_only)
         self.root = Path(root)
         self.compression = compression
+        self.compression_level = 1 if compression_level is None and compression == "zstd" else compression_level
         self.symbol_folders = symbol_folders
 
     @classmethod
@@ -101,6 +105,7 @@ class ParquetStore(Store):
             "root": str(self.root),
             "tables": dict(self.tables),
             "compression": self.compression,
+            "compression_level": self.compression_level,
             "symbol_folders": self.symbol_folders,
         }
 
@@ -126,7 +131,9 @@ class ParquetStore(Store):
                 tmp = folder / f".{name}.tmp"
                 staged.append((tmp, folder / name))
                 with open(tmp, "wb") as fh:
-                    part.drop("_day").write_parquet(fh, compression=self.compression)
+                    part.drop("_day").write_parquet(
+                        fh, compression=self.compression, compression_level=self.compression_level
+                    )
                     fh.flush()
                     os.fsync(fh.fileno())
             self._staged()
