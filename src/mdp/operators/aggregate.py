@@ -103,7 +103,7 @@ def partials(rows: pl.DataFrame, eligibility: bool = False) -> pl.DataFrame:
     """One partial per ``(symbol, start, end)`` of ``rows`` (which carry window ``start``/``end``)."""
     span = _common_span(rows)  # every window equally long (tumbling, sliding): ``end`` follows from ``start``
     key = KEY if span is None else KEY[:2]
-    rows = rows.select(*key, *_AGGREGATED, *((OC_OK, HL_OK) if eligibility else ()))  # no copy: what is sorted
+    rows = rows.select(*key, *_AGGREGATED, *((OC_OK, HL_OK) if eligibility else ()))  # only these get sorted
     ts_np, seq_np = rows.get_column("ts_event").to_numpy(), rows.get_column("seq").to_numpy()
     if not in_event_order(ts_np, seq_np):
         if rows.n_chunks() > 1:

@@ -4,8 +4,10 @@ Rows are assigned to their windows (``start``/``end`` columns; several rows per 
 windows), held until enough pile up, then aggregated into partials with one ``group_by`` and filed
 under their window's ``end``. So a frame's cost never grows with the number of open windows, tiny
 pieces (a source cuts one before every late row) cost a concatenation, and a watermark that closes
-nothing costs a comparison. Closing merges a window's partials; under ``revise`` the merged partial
-is kept, with its last emitted ``revision``, until the watermark passes ``end + allowed_lateness``.
+nothing costs a comparison. The newest frame always waits for the next watermark: in a replay that
+watermark closes most of it, so its rows are aggregated once, at the close, and never merged.
+Closing merges a window's partials; under ``revise`` the merged partial is kept, with its last
+emitted ``revision``, until the watermark passes ``end + allowed_lateness``.
 
 Late rows under ``revise`` wait in groups, one per watermark value that judged them, until their key's
 watermark moves on; each group then becomes one revision of each window it touches. Grouping by the
