@@ -176,7 +176,7 @@ class ColumnPlan:
         """
         plain = self._plain_select(raw, first_row)
         if plain is not None:
-            return Parsed(raw.select(plain), None)
+            return Parsed(conform(pl.DataFrame(plain), self.kind), None)
         exprs: list[pl.Expr] = []
         numbers: list[str] = []
         bad_ts: pl.Series | None = None
@@ -210,18 +210,18 @@ class ColumnPlan:
         problems = pl.select(first_true.then(pl.lit("bad_number")).alias("problem")).to_series()
         return Parsed(frame, problems)
 
-    def _plain_select(self, raw: pl.DataFrame, first_row: int) -> list[pl.Expr] | None:
-        """The canonical frame of ``raw`` as one ``select``, when nothing in it can be unreadable: every
-        mapped column is a plain file column without nulls (null counts are free), times are integers in
-        ns, numbers are numbers and text is text. None otherwise (the general path checks each value)."""
-        exprs: list[pl.Expr] = []
+    def _plain_select(self, raw: pl.DataFrame, first_row: int) -> list[pl.Series] | None:
+        """The canonical columns of ``raw``, renamed but not cast (:func:`conform` casts them), when nothing
+        in them can be unreadable: every mapped column is a plain file column without nulls (null counts
+        are free), times are integers in ns, numbers are numbers and text is text. None otherwise (the
+        general path checks each value)."""
+        columns: list[pl.Series] = []
         for name, dtype in self.schema.items():
             spec = self.specs[name]
             if spec.how == "null":
-                exprs.append(pl.lit(None, dtype=dtype).alias(name))
-                continue
+                continue  # conform adds it
             if spec.how == "row_index":
-                exprs.append(pl.int_range(first_row, first_row + raw.height, dtype=pl.Int64).alias(name))
+                columns.append(pl.int_range(first_row, first_row + raw.height, dtype=pl.Int64, eager=True).alias(name))
                 continue
             if spec.how != "column" or spec.column is None:
                 return None
@@ -237,8 +237,8 @@ class ColumnPlan:
                     return None
             elif not _casts_exactly(have, dtype):
                 return None
-            exprs.append(pl.col(spec.column).cast(dtype).alias(name))
-        return exprs
+            columns.append(column.alias(name))
+        return columns
 
     def _time_column(
         self, raw: pl.DataFrame, name: str, values: pl.Expr, check_units: bool
