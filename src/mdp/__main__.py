@@ -1,6 +1,6 @@
 """``python -m mdp``: the same command as the ``mdp`` console script."""
 
-from mdp.cli import main
+from mdp.entry import main
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ from mdp.config.builder import build_dag, node_specs, node_types, preflight
 from mdp.config.loading import load_config
 from mdp.config.model import JobConfig, RuntimeMode
 from mdp.config.registry import default_registry
+from mdp.entry import collector_paused
 from mdp.errors import ConfigError, MdpError
 from mdp.jobs import JobStore, render_jobs, render_status
 from mdp.launch import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LogFormat, configure_logging, register_run, run_job
@@ -117,8 +118,9 @@ def run(
     MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.
     """
     configure_logging(debug, log_format)
-    job = _load(config, mode, set_, debug)
-    dag = _build(job, debug)
+    with collector_paused():  # building imports the job's components: see mdp.entry
+        job = _load(config, mode, set_, debug)
+        dag = _build(job, debug)
     name = job_name or job.job
     try:
         record = register_run(name, config, job)

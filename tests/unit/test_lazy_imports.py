@@ -1,9 +1,13 @@
-"""The package namespaces load lazily: ``mdp run`` imports only the modules its job uses."""
+"""Start-up: the package namespaces load lazily (``mdp run`` imports only the modules its job uses), and
+the console script loads them with the garbage collector paused."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,42 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         _ = mdp.Nope  # type: ignore[attr-defined]
     with pytest.raises(ImportError):
         exec("from mdp.operators import Nope", {})
+
+
+# counts the collections that start while the CLI is imported under ``collector_paused``
+_PAUSED_IMPORT = """
+import gc
+starts = []
+gc.callbacks.append(lambda phase, info: phase == "start" and starts.append(info["generation"]))
+from mdp.entry import collector_paused
+before = len(starts)
+with collector_paused():
+    import mdp.cli
+print(len(starts) - before, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_the_cli_loads_without_collections_and_is_frozen_after() -> None:
+    done = subprocess.run([sys.executable, "-c", _PAUSED_IMPORT], capture_output=True, text=True, check=True)
+    collections, enabled, frozen = done.stdout.split()
+    assert collections == "0"  # unpaused, importing the CLI runs some 150 collections
+    assert enabled == "True"  # the collector is back on for the run
+    assert int(frozen) > 10_000  # what was loaded is out of the collections' way
+
+
+def test_the_pause_keeps_a_disabled_collector_disabled() -> None:
+    from mdp.entry import collector_paused
+
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_the_console_script_starts_with_the_collector_paused() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["mdp"] == "mdp.entry:main"

@@ -1,7 +1,7 @@
 """``ReplaySource`` (``source.replay``): replay trades or quotes from a CSV, gzip CSV or Parquet file.
 
-The file is streamed, never loaded whole: Parquet through ``ParquetFile.iter_batches``, CSV (plain or
-gzip) through pyarrow's streaming CSV reader, reading only the columns the mapping needs, as text.
+The file is streamed, never loaded whole: Parquet through polars' streaming engine, CSV (plain or
+gzip) through pyarrow's streaming CSV reader as text, reading only the columns the mapping needs.
 Each batch becomes a canonical frame with vectorised column work (:mod:`mdp.sources.columns`), is
 screened for bad rows (:mod:`mdp.sources.validation`: they go to the ``deadletter`` port and never
 move the watermark), is re-cut into frames of ``frame_rows`` and sent through
