@@ -10,10 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.bars import BarsOperator, BarsParams
+from mdp.operators import bars as bars_module
+from mdp.operators.bars import BEHIND_ROWS, BarsOperator, BarsParams
 from mdp.operators.base import Context
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.runtime import RunConfig
 from mdp.testing import ListSink, ListSource, run_graph, run_operator
 
 S = 1_000_000_000
@@ -318,3 +320,61 @@ async def test_bars_run_in_a_graph_between_trade_and_bar_nodes() -> None:
     assert sink.watermarks == [T0 + M, END_OF_TIME]
     assert stats.nodes["bars"].extra["bars_emitted"] == 2
     assert stats.counter("bars_emitted") == 2
+
+
+def _minutes_of_trades(minutes: int, per_minute: int) -> list[pl.DataFrame]:
+    """One frame per minute of trades in three symbols, in event order."""
+    frames = []
+    for m in range(minutes):
+        step = M // per_minute
+        rows = [("ABC"[i % 3], T0 + m * M + i * step, 100.0 + i % 7, 1.0 + i % 5, 0) for i in range(per_minute)]
+        frames.append(trades(*rows).drop("seq"))
+    return frames
+
+
+async def _bars_through_a_graph(messages: list[Any], capacity_rows: int | None) -> tuple[ListSink, BarsOperator]:
+    sink, op = ListSink(kind="bar"), BarsOperator()
+    dag = Dag().add_node(Node("source", ListSource(messages, kind="trade"))).add_node(Node("bars", op))
+    dag.add_node(Node("sink", sink)).add_edge("source", "bars").add_edge("bars", "sink")
+    await run_graph(dag, RunConfig(channel_capacity=4096, channel_capacity_rows=capacity_rows))
+    return sink, op
+
+
+async def test_an_operator_behind_its_input_batches_its_closes_and_gives_the_same_bars() -> None:
+    frames = _minutes_of_trades(6, BEHIND_ROWS)
+    messages: list[Any] = []
+    for m, frame in enumerate(frames):
+        messages += [frame, Watermark(T0 + (m + 1) * M)]
+    # the whole input queued at once: the operator is behind from the start
+    batched, _ = await _bars_through_a_graph(messages, capacity_rows=None)
+    # one frame of room: nothing ever waits, every watermark closes its minute as it comes
+    stepwise, _ = await _bars_through_a_graph(messages, capacity_rows=1)
+    assert batched.frame.rows() == stepwise.frame.rows()
+    assert batched.frame.height == 6 * 3
+    bar_frames = [x for x in batched.items if isinstance(x, pl.DataFrame)]
+    assert len(bar_frames) < len([x for x in stepwise.items if isinstance(x, pl.DataFrame)]) == 6
+    # the held-back watermarks come after their bars, never before
+    assert batched.watermarks[-1] == END_OF_TIME
+    assert len(batched.watermarks) < len(stepwise.watermarks)
+
+
+async def test_a_feed_the_operator_keeps_up_with_closes_at_every_watermark() -> None:
+    frames = _minutes_of_trades(4, 50)  # a trickle: far fewer than BEHIND_ROWS rows ever wait
+    messages: list[Any] = []
+    for m, frame in enumerate(frames):
+        messages += [frame, Watermark(T0 + (m + 1) * M)]
+    sink, _ = await _bars_through_a_graph(messages, capacity_rows=None)
+    assert sink.watermarks == [T0 + (m + 1) * M for m in range(4)] + [END_OF_TIME]
+    assert len([x for x in sink.items if isinstance(x, pl.DataFrame)]) == 4
+
+
+async def test_a_batched_close_is_bounded_by_close_batch_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bars_module, "CLOSE_BATCH_ROWS", 2 * BEHIND_ROWS)
+    frames = _minutes_of_trades(6, BEHIND_ROWS)
+    messages: list[Any] = []
+    for m, frame in enumerate(frames):
+        messages += [frame, Watermark(T0 + (m + 1) * M)]
+    sink, _ = await _bars_through_a_graph(messages, capacity_rows=None)
+    sizes = [x.height for x in sink.items if isinstance(x, pl.DataFrame)]
+    assert sum(sizes) == 18
+    assert max(sizes) <= 2 * 3  # at most two minutes of bars per close

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mdp.operators import bars as bars_module
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import Context, Source
 from mdp.records import conform
@@ -129,3 +130,19 @@ def test_every_window_kind_and_policy_gives_the_same_output_whatever_the_frame_c
     assert stream(config, rows, [1], 1) == whole
     keys = [(b[0], b[2], b[12]) for b in whole.bars]  # symbol, start, revision
     assert len(keys) == len(set(keys)), "a revision number was used twice"
+
+
+@pytest.mark.parametrize("config", [*CONFIGS[:2], CONFIGS[6]], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@settings(max_examples=20, deadline=None)
+@given(rows=streams(), cuts=cut_lists, capacity=st.integers(1, 4), batch=st.integers(1, 40))
+def test_closes_batched_while_input_waits_give_the_same_output(
+    config: dict[str, Any], rows: list[Row], cuts: list[int], capacity: int, batch: int
+) -> None:
+    """With the thresholds at a row, the operator batches its closes whenever a trade waits (the policies
+    and windows that batch: drop and side output, tumbling and sliding)."""
+    whole = stream(config, rows, [len(rows)], 64)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bars_module, "BEHIND_ROWS", 1)
+        patch.setattr(bars_module, "CLOSE_BATCH_ROWS", batch)
+        assert stream(config, rows, cuts, capacity + 16) == whole
+        assert stream(config, rows, [1], capacity) == whole

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import polars as pl
@@ -43,7 +43,7 @@ from mdp.errors import ConfigError
 from mdp.operators.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
 from mdp.operators.bars_config import BarsParams, Eligibility, LatePolicy, build_assigner
 from mdp.operators.base import NO_WATERMARK, Context, Operator
-from mdp.operators.keyed_windows import WindowEngine
+from mdp.operators.keyed_windows import HOLD_ROWS, WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
@@ -51,6 +51,12 @@ from mdp.operators.quality import BarQuality
 from mdp.operators.session import SessionEngine
 from mdp.records import END_OF_TIME, Gap
 from mdp.sources.watermarks import PerKeyWatermarkTracker
+
+#: trades waiting on the input that make the operator batch its closes (see ``on_watermark``): far more
+#: than a live feed's slice, so a feed the operator keeps up with closes at every watermark
+BEHIND_ROWS: Final = 8_192
+#: most rows taken in while behind before the windows are closed anyway
+CLOSE_BATCH_ROWS: Final = 262_144
 
 
 class BarsOperator(Operator):
@@ -98,6 +104,11 @@ class BarsOperator(Operator):
         self._seen_at = pl.DataFrame(schema={"symbol": pl.String, "__seen_at": pl.Int64})
         self._waiting: list[pl.DataFrame] = []  # late rows (as they came) a session engine may refuse
         self._arrived = 0
+        # closes batched while input waits (see on_watermark): tumbling and sliding windows, drop or side_output
+        batching = self.keys is None and p.late_policy != "revise" and isinstance(self.engine, WindowEngine)
+        self._batching: WindowEngine | None = self.engine if batching else None  # type: ignore[assignment]
+        self._deferred = False  # a watermark has come whose close is put off
+        self._fed = 0  # rows taken in since the last close
         self.bars_emitted = 0
         self.outside_session = 0
 
@@ -111,16 +122,43 @@ class BarsOperator(Operator):
         if type(item) is pl.DataFrame:
             await self.on_frame(item, ctx)
             return
+        if self._deferred:  # what passes through follows the bars of the watermarks before it
+            await self._close(ctx.watermark, ctx)
         if isinstance(item, Gap):
             self.quality.on_gap(item)
         await ctx.emit(item)
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
         await self.feed(frame, ctx.watermark, ctx)
+        if self._batching is None:
+            return
+        self._fed += frame.height
+        if self._deferred and not ctx.queued_rows():
+            await self._close(ctx.watermark, ctx)
 
     async def on_watermark(self, watermark: int, ctx: Context) -> None:
-        """Emit every bar the watermark closes (and pending revisions) as one frame, then forward it."""
+        """Emit every bar the watermark closes (and pending revisions) as one frame, then forward it.
+
+        Once ``BEHIND_ROWS`` or more trades wait on the input (a replay, or a feed the operator has
+        fallen behind), closes are put off until none wait or ``CLOSE_BATCH_ROWS`` rows have come in,
+        and the watermark is held back with its bars. The bars are the same: a window the watermark has
+        passed gets no more rows (they are late). Only the drop and side-output policies batch:
+        ``revise`` numbers revisions by the closes, and per-key watermarks close between late rows.
+        """
+        queued = ctx.queued_rows()
+        behind = (queued >= BEHIND_ROWS or (self._deferred and queued > 0)) and self._fed < CLOSE_BATCH_ROWS
+        if self._batching is not None and watermark < END_OF_TIME and behind:
+            self._deferred = True
+            self._batching.hold_rows = CLOSE_BATCH_ROWS
+            return
+        await self._close(watermark, ctx)
+
+    async def _close(self, watermark: int, ctx: Context) -> None:
+        if self._batching is not None:
+            self._deferred, self._fed = False, 0
         await self._emit(await self.advance(watermark, ctx), ctx)
+        if self._batching is not None:
+            self._batching.hold_rows = HOLD_ROWS
         held = watermark if watermark >= END_OF_TIME else watermark - self.late.allowed_lateness
         await ctx.emit_watermark(held)
 

@@ -12,7 +12,7 @@ flushed later would arrive behind it and look late downstream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import polars as pl
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from mdp.runtime.pressure import PressureSignal
 
 _DataFrame = pl.DataFrame
+
+
+def _nothing_queued() -> int:
+    return 0
+
+
 #: the watermark before any has been seen
 NO_WATERMARK = -(2**63)
 
@@ -41,6 +47,7 @@ class Context:
         "input",
         "node",
         "pressure",
+        "queued_rows",
         "watermark",
         "watermark_out",
     )
@@ -64,6 +71,9 @@ class Context:
         self.counters: dict[str, int] = {}
         #: a source's view of the channels below it (set by the runtime; sources slow down while active)
         self.pressure: PressureSignal | None = None
+        #: how many frame rows wait on this node's input right now (set by the runtime): an operator that
+        #: is behind may batch work it would otherwise do per message (see ``BarsOperator.on_watermark``)
+        self.queued_rows: Callable[[], int] = _nothing_queued
         self._stop_requested = False
 
     @property

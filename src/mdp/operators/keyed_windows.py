@@ -30,7 +30,7 @@ _COMPACT_AT: Final = 32
 #: aggregate held rows once this many are held before the newest frame: small enough that a paced (live)
 #: feed is aggregated as it arrives, so closing a window only merges partials (bar latency), large enough
 #: to batch replay pieces
-_HOLD_ROWS: Final = 8_192
+HOLD_ROWS: Final = 8_192
 
 
 class Aggregation(Protocol):
@@ -73,6 +73,8 @@ class WindowEngine:
         self._closed: dict[int, pl.DataFrame] = {}  # window end -> merged partials with "revision"
         self._closed_ends: list[int] = []
         self._late: list[pl.DataFrame] = []  # late rows waiting for their watermark to move on
+        #: held rows (besides the newest frame) that are aggregated rather than held on
+        self.hold_rows = HOLD_ROWS
         self.late_into_open = 0  # late rows (revise) taken by a window still open
 
     # -- on-time rows ---------------------------------------------------------------------------------
@@ -95,7 +97,7 @@ class WindowEngine:
         # the newest frame waits for the next watermark, which usually closes most of it: a replayed
         # window is then aggregated once, at its close, and never merged; a trickle of small frames
         # (a live feed) is aggregated as it arrives, so a close stays cheap
-        if self._held_rows - assigned.height >= _HOLD_ROWS:
+        if self._held_rows - assigned.height >= self.hold_rows:
             self._aggregate()
 
     def _aggregate(self) -> None:

@@ -295,6 +295,7 @@ class DagRuntime:
     async def _drive_one(op: Operator, ctx: Context, named: tuple[str, Channel[Any]]) -> None:
         name, channel = named
         ctx.input = name
+        ctx.queued_rows = lambda: channel.depth_rows
         get = channel.get
         on_item = op.on_item
         while True:
@@ -322,6 +323,7 @@ class DagRuntime:
         Alignment starts once every input has sent a watermark; inputs that send none are never held.
         """
         merged: Channel[tuple[str, Any]] = Channel(max(4, 2 * len(inputs)), name=f"{ctx.node}:merge")
+        ctx.queued_rows = lambda: sum(ch.depth_rows for ch in inputs.values())  # the merge holds a few more
         marks = {name: NO_WATERMARK for name in inputs}  # what the operator has seen
         sent = dict(marks)  # what each reader has forwarded (drives alignment)
         skew = self.config.max_input_skew
