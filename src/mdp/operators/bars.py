@@ -104,9 +104,11 @@ class BarsOperator(Operator):
         self._seen_at = pl.DataFrame(schema={"symbol": pl.String, "__seen_at": pl.Int64})
         self._waiting: list[pl.DataFrame] = []  # late rows (as they came) a session engine may refuse
         self._arrived = 0
-        # closes batched while input waits (see on_watermark): tumbling and sliding windows, drop or side_output
-        batching = self.keys is None and p.late_policy != "revise" and isinstance(self.engine, WindowEngine)
-        self._batching: WindowEngine | None = self.engine if batching else None  # type: ignore[assignment]
+        # the engine whose closes are batched while input waits (see on_watermark): tumbling and sliding
+        # windows under one watermark, late rows dropped or sent on
+        engine = self.engine
+        batching = isinstance(engine, WindowEngine) and self.keys is None and p.late_policy != "revise"
+        self._batching = engine if isinstance(engine, WindowEngine) and batching else None
         self._deferred = False  # a watermark has come whose close is put off
         self._fed = 0  # rows taken in since the last close
         self.bars_emitted = 0

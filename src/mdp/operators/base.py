@@ -26,14 +26,13 @@ if TYPE_CHECKING:
     from mdp.runtime.pressure import PressureSignal
 
 _DataFrame = pl.DataFrame
+#: the watermark before any has been seen
+NO_WATERMARK = -(2**63)
 
 
 def _nothing_queued() -> int:
+    """``Context.queued_rows`` outside a runtime: nothing waits."""
     return 0
-
-
-#: the watermark before any has been seen
-NO_WATERMARK = -(2**63)
 
 
 class Context:

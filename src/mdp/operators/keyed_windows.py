@@ -73,7 +73,8 @@ class WindowEngine:
         self._closed: dict[int, pl.DataFrame] = {}  # window end -> merged partials with "revision"
         self._closed_ends: list[int] = []
         self._late: list[pl.DataFrame] = []  # late rows waiting for their watermark to move on
-        #: held rows (besides the newest frame) that are aggregated rather than held on
+        #: held rows before the newest frame that get aggregated; the bars operator raises it while it
+        #: batches its closes, so a batch is aggregated once, at its close
         self.hold_rows = HOLD_ROWS
         self.late_into_open = 0  # late rows (revise) taken by a window still open
 
