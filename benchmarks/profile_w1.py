@@ -33,13 +33,16 @@ import time, sys, json
 t0 = time.perf_counter()
 import asyncio, cProfile, io, pstats
 from pathlib import Path
-import mdp.cli
-from mdp.config import load_config
-from mdp.config.builder import build_dag
-from mdp.runtime.unified import UnifiedRuntime
+from mdp.entry import collector_paused  # as the mdp console script: no collections while loading
+with collector_paused():
+    import mdp.cli
+    from mdp.config import load_config
+    from mdp.config.builder import build_dag
+    from mdp.runtime.unified import UnifiedRuntime
 t1 = time.perf_counter()
-job = load_config(Path(sys.argv[1]))
-dag = build_dag(job)
+with collector_paused():
+    job = load_config(Path(sys.argv[1]))
+    dag = build_dag(job)
 t2 = time.perf_counter()
 profile = cProfile.Profile() if sys.argv[2] == "1" else None
 if profile is not None:
