@@ -106,9 +106,8 @@ class BarsOperator(Operator):
         self._arrived = 0
         # the engine whose closes are batched while input waits (see on_watermark): tumbling and sliding
         # windows under one watermark, late rows dropped or sent on
-        engine = self.engine
-        batching = isinstance(engine, WindowEngine) and self.keys is None and p.late_policy != "revise"
-        self._batching = engine if isinstance(engine, WindowEngine) and batching else None
+        engine, batching = self.engine, self.keys is None and p.late_policy != "revise"
+        self._batching = engine if batching and isinstance(engine, WindowEngine) else None
         self._deferred = False  # a watermark has come whose close is put off
         self._fed = 0  # rows taken in since the last close
         self.bars_emitted = 0
@@ -156,10 +155,9 @@ class BarsOperator(Operator):
         await self._close(watermark, ctx)
 
     async def _close(self, watermark: int, ctx: Context) -> None:
-        if self._batching is not None:
-            self._deferred, self._fed = False, 0
         await self._emit(await self.advance(watermark, ctx), ctx)
-        if self._batching is not None:
+        if self._batching is not None:  # after the close: its rows were held to be aggregated in it
+            self._deferred, self._fed = False, 0
             self._batching.hold_rows = HOLD_ROWS
         held = watermark if watermark >= END_OF_TIME else watermark - self.late.allowed_lateness
         await ctx.emit_watermark(held)
