@@ -180,7 +180,7 @@ def export(
     to: Annotated[str, typer.Option("--to", help="output format: parquet")],
     out: Annotated[Path, typer.Option("--out", help="a .parquet file, or a folder (written as a Parquet store)")],
     table: Annotated[str | None, typer.Option(help="table (parquet: folder) to read; default by kind")] = None,
-    kind: Annotated[str, typer.Option(help="record kind: bar, trade or quote")] = "bar",
+    kind: Annotated[str, typer.Option(help="record kind: bar, trade, quote or quote_bar")] = "bar",
     symbol: Annotated[str | None, typer.Option(help="only this symbol")] = None,
     timeframe: Annotated[str | None, typer.Option(help="only bars of this timeframe (1m)")] = None,
     start: Annotated[str | None, typer.Option(help="from this event time, ISO-8601 (inclusive)")] = None,

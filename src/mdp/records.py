@@ -19,7 +19,7 @@ from mdp.errors import MdpError
 #: The watermark that ends a stream: every window closes, nothing after it is on time.
 END_OF_TIME: Final[int] = 2**63 - 1
 
-RecordKind = Literal["trade", "quote", "bar"]
+RecordKind = Literal["trade", "quote", "bar", "quote_bar"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,6 +96,34 @@ class Bar:
     quality: str = "complete"
 
 
+@dataclass(slots=True)
+class QuoteBar:
+    """Bid, ask and mid OHLC and spread statistics over ``[start, end)`` (``operator.quote_bars``)."""
+
+    symbol: str
+    timeframe: str
+    start: int
+    end: int
+    bid_open: float
+    bid_high: float
+    bid_low: float
+    bid_close: float
+    ask_open: float
+    ask_high: float
+    ask_low: float
+    ask_close: float
+    mid_open: float
+    mid_high: float
+    mid_low: float
+    mid_close: float
+    spread_mean: float
+    spread_min: float
+    spread_max: float
+    quotes: int
+    revision: int = 0
+    quality: str = "complete"
+
+
 TRADE_SCHEMA: Final[dict[str, pl.DataType]] = {
     "symbol": pl.String(),
     "ts_event": pl.Int64(),
@@ -136,12 +164,27 @@ BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
     "quality": pl.String(),
 }
 
+QUOTE_BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "symbol": pl.String(),
+    "timeframe": pl.String(),
+    "start": pl.Int64(),
+    "end": pl.Int64(),
+    **{f"{side}_{field}": pl.Float64() for side in ("bid", "ask", "mid") for field in ("open", "high", "low", "close")},
+    "spread_mean": pl.Float64(),
+    "spread_min": pl.Float64(),
+    "spread_max": pl.Float64(),
+    "quotes": pl.Int64(),
+    "revision": pl.Int64(),
+    "quality": pl.String(),
+}
+
 SCHEMAS: Final[dict[RecordKind, dict[str, pl.DataType]]] = {
     "trade": TRADE_SCHEMA,
     "quote": QUOTE_SCHEMA,
     "bar": BAR_SCHEMA,
+    "quote_bar": QUOTE_BAR_SCHEMA,
 }
-_CLASSES: Final[dict[RecordKind, type[Any]]] = {"trade": Trade, "quote": Quote, "bar": Bar}
+_CLASSES: Final[dict[RecordKind, type[Any]]] = {"trade": Trade, "quote": Quote, "bar": Bar, "quote_bar": QuoteBar}
 
 
 def schema(kind: RecordKind) -> pl.Schema:
@@ -180,7 +223,7 @@ def conform(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
     return frame.select(cols)
 
 
-def to_frame(records: Iterable[Trade | Quote | Bar], kind: RecordKind | None = None) -> pl.DataFrame:
+def to_frame(records: Iterable[Trade | Quote | Bar | QuoteBar], kind: RecordKind | None = None) -> pl.DataFrame:
     """Build a canonical frame from records of one kind (``kind`` is needed only for an empty list)."""
     items = list(records)
     if not items:
@@ -205,7 +248,7 @@ def kind_of(record: object) -> RecordKind:
     for kind, cls in _CLASSES.items():
         if isinstance(record, cls):
             return kind
-    raise MdpError(f"expected a Trade, Quote or Bar, got {type(record).__name__}")
+    raise MdpError(f"expected a Trade, Quote, Bar or QuoteBar, got {type(record).__name__}")
 
 
 def _fields(kind: RecordKind) -> dict[str, dataclasses.Field[Any]]:

@@ -130,7 +130,7 @@ def _pressure_rows(s: RunSummary) -> list[tuple[str, str]]:
 
 
 def _is_bar_sink(fn: object) -> bool:
-    return isinstance(fn, Sink) and getattr(fn, "input_kind", None) == "bar"
+    return isinstance(fn, Sink) and getattr(fn, "input_kind", None) in ("bar", "quote_bar")
 
 
 def _n(value: int) -> str:

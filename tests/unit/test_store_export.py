@@ -43,7 +43,7 @@ def test_a_store_spec_names_backend_and_target_and_opens_it_read_only(tmp_path: 
         ("mysql:db", "bar", "--store must look like"),
         ("sqlite:missing.sqlite", "bar", "--store sqlite:missing.sqlite: no such file"),
         ("parquet:no_such_folder", "bar", "--store parquet:no_such_folder: no such folder"),
-        ("sqlite:x.sqlite", "candle", "--kind must be one of trade, quote, bar; got 'candle'"),
+        ("sqlite:x.sqlite", "candle", "--kind must be one of trade, quote, bar, quote_bar; got 'candle'"),
     ],
 )
 def test_a_bad_store_spec_or_kind_is_a_config_error_saying_what_is_expected(

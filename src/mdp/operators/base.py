@@ -159,6 +159,10 @@ class Operator:
         """Record kind on output ``port`` (default: ``output_kind`` on every port)."""
         return self.output_kind
 
+    def kind_advice(self, produced: str) -> str:
+        """What to change when an input brings ``produced`` records this node does not take."""
+        return "put a converting operator between them"
+
     def stats(self) -> dict[str, Any]:
         """Operator-specific statistics for the run summary (late rows per key, bars emitted, ...)."""
         return {}

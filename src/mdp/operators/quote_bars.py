@@ -10,8 +10,9 @@ follow ``late_policy`` as in ``operator.bars`` (``revise`` re-emits with ``revis
 The mean spread is per quote, not time-weighted: a time weight needs the quote in force at each
 window's start, which partial aggregation per frame does not have cheaply.
 
-Output frames are not one of the stored record kinds (``output_kind`` None); a Parquet or custom sink
-can take them.
+Output frames are ``quote_bar`` records (:data:`~mdp.records.QUOTE_BAR_SCHEMA`): every store keeps them
+under ``(symbol, timeframe, start)``, the highest ``revision`` winning, like bars (a sink with
+``kind: quote_bar``).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class QuoteBars(Operator):
     Params: ClassVar[type[QuoteBarsParams]] = QuoteBarsParams  # type: ignore[misc]
     component_id: ClassVar[str] = "operator.quote_bars"
     input_kind: ClassVar[str | None] = "quote"
-    output_kind: ClassVar[str | None] = None
+    output_kind: ClassVar[str | None] = "quote_bar"
     outputs: Sequence[str] = ("out", LATE_PORT)
 
     def __init__(self, timeframe: str = "1m", **params: Any) -> None:

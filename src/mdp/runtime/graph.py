@@ -183,9 +183,11 @@ class Dag:
             if src_op is not None:
                 out_kind = src_op.port_kind(e.port) or out_kind
             if out_kind and in_kind and out_kind != in_kind:
+                dst_op = by_name[e.dst].operator
+                advice = "put a converting operator between them" if dst_op is None else dst_op.kind_advice(out_kind)
                 raise DagValidationError(
                     f"edge {e.name!r}: {e.src!r} produces {out_kind} records but {e.dst!r} expects "
-                    f"{in_kind} records; put a converting operator between them"
+                    f"{in_kind} records; {advice}"
                 )
         targets: dict[str, set[str]] = collections.defaultdict(set)
         for e in self.edges:

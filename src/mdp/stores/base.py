@@ -1,10 +1,11 @@
 """The ``Store`` contract every backend fulfils, and the batch rules they all share.
 
-A store keeps three kinds of record, each in its own table, under a key::
+A store keeps four kinds of record, each in its own table, under a key::
 
-    trade  (symbol, ts_event, seq)
-    quote  (symbol, ts_event, seq)
-    bar    (symbol, timeframe, start)      a higher ``revision`` replaces a lower one
+    trade      (symbol, ts_event, seq)
+    quote      (symbol, ts_event, seq)
+    bar        (symbol, timeframe, start)      a higher ``revision`` replaces a lower one
+    quote_bar  (symbol, timeframe, start)      the same rule (``operator.quote_bars``' output)
 
 Writes are idempotent: writing a batch twice leaves one row per key, so a batch that failed half-way
 (or a replayed range) can simply be written again. The rule for conflicting rows is the same inside a
@@ -39,12 +40,28 @@ KEYS: Final[dict[RecordKind, tuple[str, ...]]] = {
     "trade": ("symbol", "ts_event", "seq"),
     "quote": ("symbol", "ts_event", "seq"),
     "bar": ("symbol", "timeframe", "start"),
+    "quote_bar": ("symbol", "timeframe", "start"),
 }
 #: the column whose larger value replaces a stored row with the same key
-VERSION: Final[dict[RecordKind, str | None]] = {"trade": None, "quote": None, "bar": "revision"}
+VERSION: Final[dict[RecordKind, str | None]] = {
+    "trade": None,
+    "quote": None,
+    "bar": "revision",
+    "quote_bar": "revision",
+}
 #: the event-time column the ``start``/``end`` read filters apply to
-TIME_COLUMN: Final[dict[RecordKind, str]] = {"trade": "ts_event", "quote": "ts_event", "bar": "start"}
-DEFAULT_TABLES: Final[dict[RecordKind, str]] = {"trade": "trades", "quote": "quotes", "bar": "bars"}
+TIME_COLUMN: Final[dict[RecordKind, str]] = {
+    "trade": "ts_event",
+    "quote": "ts_event",
+    "bar": "start",
+    "quote_bar": "start",
+}
+DEFAULT_TABLES: Final[dict[RecordKind, str]] = {
+    "trade": "trades",
+    "quote": "quotes",
+    "bar": "bars",
+    "quote_bar": "quote_bars",
+}
 #: columns a record default fills when a frame leaves them null (they are part of a key or the version)
 _FILL_DEFAULTS: Final[dict[str, int]] = {"seq": 0, "revision": 0}
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -78,7 +95,10 @@ def prepare(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
     """
     try:
         out = conform(frame, kind)
-    except (MdpError, pl.exceptions.PolarsError) as exc:
+    except MdpError as exc:
+        advice = _kind_advice(frame, kind, exc)
+        raise PermanentStoreError(f"cannot write this frame as {kind} records: {advice}") from exc
+    except pl.exceptions.PolarsError as exc:
         raise PermanentStoreError(f"cannot write this {kind} frame: {exc}") from exc
     fills = [pl.col(c).fill_null(v) for c, v in _FILL_DEFAULTS.items() if c in out.columns]
     out = out.with_columns(fills)
@@ -87,6 +107,15 @@ def prepare(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
     if null_keys:
         raise PermanentStoreError(f"a {kind} key column may not be null; found nulls in {null_keys}")
     return dedupe(out, kind)
+
+
+def _kind_advice(frame: pl.DataFrame, kind: RecordKind, error: MdpError) -> str:
+    """Why a frame is not of ``kind``, and the kind it holds if it fits another (a sink given the wrong kind)."""
+    fits = [k for k in KINDS if k != kind and set(SCHEMAS[k]) <= set(frame.columns)]
+    if fits:
+        lacks = [c for c in SCHEMAS[kind] if c not in frame.columns]
+        return f"it lacks the columns {lacks} and holds {fits[0]} records: set the sink's params.kind to {fits[0]}"
+    return str(error)
 
 
 def dedupe(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
@@ -153,7 +182,7 @@ class Store(ABC):
     """A place records are kept by key. Open it (or use ``with``), ``write`` batches, ``read`` ranges.
 
     Args:
-        tables: table name per kind (defaults ``bars``, ``trades``, ``quotes``). ``open()`` creates the
+        tables: table name per kind (defaults ``bars``, ``trades``, ``quotes``, ``quote_bars``). ``open()`` creates the
             tables named here that are missing; a store built with ``{"bar": "bars_1m"}`` touches no other.
         read_only: never create or change anything (readers in other processes).
 
@@ -219,7 +248,8 @@ class Store(ABC):
     ) -> pl.DataFrame:
         """Return the stored rows of ``kind`` with ``start <= time < end`` in the canonical schema, by key.
 
-        The time is ``ts_event`` for trades and quotes, ``start`` for bars; None leaves a side open.
+        The time is ``ts_event`` for trades and quotes, ``start`` for bars and quote bars; None leaves a side
+        open.
         """
         k = check_kind(kind)
         self._check_open()

@@ -33,7 +33,7 @@ from mdp.errors import PermanentStoreError, StoreError
 from mdp.records import SCHEMAS, RecordKind
 from mdp.stores.base import KEYS, Store
 from mdp.stores.registry import open_store
-from mdp.stores.samples import MINUTE, SAMPLES, round_trip_frames, sample_bars, sample_trades
+from mdp.stores.samples import MINUTE, SAMPLES, round_trip_frames, sample_bars, sample_quote_bars, sample_trades
 
 __all__ = [
     "CHECKS",
@@ -55,7 +55,11 @@ StoreFactory = Callable[[Mapping[str, str]], Store]
 
 
 def _tables(check: str) -> dict[str, str]:
-    return {kind: f"c_{check}_{kind}s" for kind in ("bar", "trade", "quote")}
+    return {kind: f"c_{check}_{kind}s" for kind in SAMPLES}
+
+
+#: the kinds kept by (symbol, timeframe, start) with a revision, and a sample of each
+_VERSIONED: Final[dict[RecordKind, Callable[..., pl.DataFrame]]] = {"bar": sample_bars, "quote_bar": sample_quote_bars}
 
 
 def _same(found: pl.DataFrame, expected: pl.DataFrame, kind: RecordKind, what: str) -> None:
@@ -104,17 +108,18 @@ def check_idempotent_rewrite(make_store: StoreFactory) -> None:
 
 
 def check_revision_ordering(make_store: StoreFactory) -> None:
-    """A higher revision replaces a bar; an equal or lower one is ignored; trades keep the first row."""
+    """A higher revision replaces a bar or quote bar; an equal or lower one is ignored; trades keep the first row."""
     with make_store(_tables("rev")) as store:
-        store.write("bar", sample_bars(8, revision=1, close=10.0))
-        store.write("bar", sample_bars(8, revision=0, close=20.0))
-        _same(store.read("bar"), sample_bars(8, revision=1, close=10.0), "bar", "a lower revision")
-        store.write("bar", sample_bars(8, revision=1, close=30.0))
-        _same(store.read("bar"), sample_bars(8, revision=1, close=10.0), "bar", "an equal revision")
-        mixed = pl.concat([sample_bars(8, revision=2, close=40.0)[:4], sample_bars(8, revision=0, close=50.0)[4:]])
-        store.write("bar", mixed)
-        expected = pl.concat([sample_bars(8, revision=2, close=40.0)[:4], sample_bars(8, revision=1, close=10.0)[4:]])
-        _same(store.read("bar"), expected, "bar", "one batch of higher and lower revisions")
+        for kind, sample in _VERSIONED.items():
+            store.write(kind, sample(8, revision=1, close=10.0))
+            store.write(kind, sample(8, revision=0, close=20.0))
+            _same(store.read(kind), sample(8, revision=1, close=10.0), kind, "a lower revision")
+            store.write(kind, sample(8, revision=1, close=30.0))
+            _same(store.read(kind), sample(8, revision=1, close=10.0), kind, "an equal revision")
+            mixed = pl.concat([sample(8, revision=2, close=40.0)[:4], sample(8, revision=0, close=50.0)[4:]])
+            store.write(kind, mixed)
+            expected = pl.concat([sample(8, revision=2, close=40.0)[:4], sample(8, revision=1, close=10.0)[4:]])
+            _same(store.read(kind), expected, kind, "one batch of higher and lower revisions")
         store.write("trade", sample_trades(6, price=1.0))
         store.write("trade", sample_trades(6, price=2.0))
         _same(store.read("trade"), sample_trades(6, price=1.0), "trade", "a trade written again with changes")
@@ -124,9 +129,10 @@ def check_duplicate_keys_in_one_batch(make_store: StoreFactory) -> None:
     """Inside one batch, the highest revision wins, and the first row among equals: as across batches."""
     with make_store(_tables("dup")) as store:
         versions = [(0, 1.0), (2, 2.0), (1, 3.0), (2, 4.0)]
-        batch = pl.concat([sample_bars(4, revision=r, close=c) for r, c in versions])
-        _expect(store.write("bar", batch) == 4, "a batch with 4 distinct bar keys should send 4 rows")
-        _same(store.read("bar"), sample_bars(4, revision=2, close=2.0), "bar", "duplicate keys in one batch")
+        for kind, sample in _VERSIONED.items():
+            batch = pl.concat([sample(4, revision=r, close=c) for r, c in versions])
+            _expect(store.write(kind, batch) == 4, f"a batch with 4 distinct {kind} keys should send 4 rows")
+            _same(store.read(kind), sample(4, revision=2, close=2.0), kind, "duplicate keys in one batch")
         trades = pl.concat([sample_trades(4, price=1.0), sample_trades(4, price=2.0)])
         store.write("trade", trades)
         _same(store.read("trade"), sample_trades(4, price=1.0), "trade", "duplicate keys in one batch")
@@ -143,19 +149,24 @@ def check_round_trip(make_store: StoreFactory) -> None:
 
 def check_read_filters(make_store: StoreFactory) -> None:
     """``symbol``, ``timeframe`` and the half-open ``[start, end)`` select what they say."""
-    bars, trades = sample_bars(16), sample_trades(16)
+    bars, quote_bars, trades = sample_bars(16), sample_quote_bars(16), sample_trades(16)
     with make_store(_tables("filter")) as store:
         store.write("bar", bars)
+        store.write("quote_bar", quote_bars)
         store.write("trade", trades)
         cases: list[tuple[RecordKind, pl.DataFrame, dict[str, Any], pl.Expr]] = [
-            ("bar", bars, {"symbol": "AAA"}, pl.col("symbol") == "AAA"),
-            ("bar", bars, {"timeframe": "5m"}, pl.col("timeframe") == "5m"),
-            ("bar", bars, {"start": MINUTE, "end": 3 * MINUTE}, pl.col("start").is_between(MINUTE, 2 * MINUTE)),
-            ("bar", bars, {"symbol": "BBB", "timeframe": "1m", "end": MINUTE}, pl.col("start") < MINUTE),
             ("trade", trades, {"symbol": "BBB", "start": 1_000}, pl.col("ts_event") >= 1_000),
             ("trade", trades, {"start": 2_000, "end": 2_001}, pl.col("ts_event") == 2_000),
             ("trade", trades, {"symbol": "nobody"}, pl.lit(False)),
         ]
+        versioned: list[tuple[RecordKind, pl.DataFrame]] = [("bar", bars), ("quote_bar", quote_bars)]
+        for kind, frame in versioned:
+            cases += [
+                (kind, frame, {"symbol": "AAA"}, pl.col("symbol") == "AAA"),
+                (kind, frame, {"timeframe": "5m"}, pl.col("timeframe") == "5m"),
+                (kind, frame, {"start": MINUTE, "end": 3 * MINUTE}, pl.col("start").is_between(MINUTE, 2 * MINUTE)),
+                (kind, frame, {"symbol": "BBB", "timeframe": "1m", "end": MINUTE}, pl.col("start") < MINUTE),
+            ]
         for kind, frame, filters, predicate in cases:
             expected = frame.filter(predicate)
             for name in ("symbol", "timeframe"):
@@ -168,8 +179,10 @@ def check_reopen(make_store: StoreFactory) -> None:
     """What was written is there for a new store object over the same storage."""
     with make_store(_tables("reopen")) as store:
         store.write("bar", sample_bars(6))
+        store.write("quote_bar", sample_quote_bars(6))
     with make_store(_tables("reopen")) as again:
         _same(again.read("bar"), sample_bars(6), "bar", "after reopening")
+        _same(again.read("quote_bar"), sample_quote_bars(6), "quote_bar", "after reopening")
 
 
 def check_bad_input(make_store: StoreFactory) -> None:
@@ -182,6 +195,7 @@ def check_bad_input(make_store: StoreFactory) -> None:
         nulls = sample_bars(2).with_columns(pl.lit(None, pl.String).alias("symbol"))
         _raises(PermanentStoreError, "a null key", lambda: store.write("bar", nulls))
         _raises(PermanentStoreError, "an unknown kind", lambda: store.write("tick", sample_bars(2)))
+        _raises(PermanentStoreError, "quote bars written as bars", lambda: store.write("bar", sample_quote_bars(2)))
         _expect(store.read("bar").height == 0, "a refused write left rows behind")
 
 

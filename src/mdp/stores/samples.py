@@ -1,9 +1,10 @@
 """Sample frames the store tests and the conformance suite write: small, deterministic, at the edges.
 
-``sample_bars``/``sample_trades``/``sample_quotes`` build ``n`` rows over two symbols (bars over two
-timeframes too) whose keys depend only on ``n`` and ``origin``, so two calls with different values
-(``revision``, ``close``, ``price``) collide key for key. ``round_trip_frames`` holds the values a
-backend could get wrong: ns near 2**62 and before 1970, tiny and huge floats, nulls, non-ASCII text.
+``sample_bars``/``sample_trades``/``sample_quotes``/``sample_quote_bars`` build ``n`` rows over two
+symbols (bars and quote bars over two timeframes too) whose keys depend only on ``n`` and ``origin``, so
+two calls with different values (``revision``, ``close``, ``price``) collide key for key.
+``round_trip_frames`` holds the values a backend could get wrong: ns near 2**62 and before 1970, tiny
+and huge floats, nulls, non-ASCII text.
 """
 
 from __future__ import annotations
@@ -78,10 +79,40 @@ def sample_quotes(n: int = 12, *, bid: float = 99.0, origin: int = 0) -> pl.Data
     )
 
 
+def sample_quote_bars(n: int = 12, *, revision: int = 0, close: float = 99.5, origin: int = 0) -> pl.DataFrame:
+    """``n`` quote bars over 2 symbols and 2 timeframes, one per minute from ``origin`` (keys as ``sample_bars``)."""
+    starts = [origin + (i // 4) * MINUTE for i in range(n)]
+    sides: dict[str, list[float]] = {}
+    for side, base in (("bid", close), ("ask", close + 0.5), ("mid", close + 0.25)):
+        sides |= {
+            f"{side}_open": [base - 1.0 + i for i in range(n)],
+            f"{side}_high": [base + 1.0 + i for i in range(n)],
+            f"{side}_low": [base - 2.0 + i for i in range(n)],
+            f"{side}_close": [base + i for i in range(n)],
+        }
+    return pl.DataFrame(
+        {
+            "symbol": [("AAA", "BBB")[i % 2] for i in range(n)],
+            "timeframe": [("1m", "5m")[(i // 2) % 2] for i in range(n)],
+            "start": starts,
+            "end": [s + MINUTE for s in starts],
+            **sides,
+            "spread_mean": [0.5 + i / 8 for i in range(n)],
+            "spread_min": [0.25] * n,
+            "spread_max": [1.0 + i for i in range(n)],
+            "quotes": [3 * (i + 1) for i in range(n)],
+            "revision": [revision] * n,
+            "quality": ["complete"] * n,
+        },
+        schema=SCHEMAS["quote_bar"],
+    )
+
+
 SAMPLES: Final[dict[RecordKind, Callable[..., pl.DataFrame]]] = {
     "bar": sample_bars,
     "trade": sample_trades,
     "quote": sample_quotes,
+    "quote_bar": sample_quote_bars,
 }
 
 
@@ -133,4 +164,26 @@ def round_trip_frames() -> dict[RecordKind, pl.DataFrame]:
         },
         schema=SCHEMAS["quote"],
     )
-    return {"bar": bars, "trade": trades, "quote": quotes}
+    edge = [0.1, 1e-8, 123456.789012345]
+    quote_bars = pl.DataFrame(
+        {
+            "symbol": ["BTC/USDT", "ÉTÉ", "X"],
+            "timeframe": ["1m", "1d", "250ms"],
+            "start": [BIG_NS, -86_400_000_000_123, 0],
+            "end": [BIG_NS + MINUTE, -123, 250_000_000],
+            **{
+                f"{side}_{field}": [v * (1 + k / 7) for v in edge]
+                for k, (side, field) in enumerate(
+                    (s, f) for s in ("bid", "ask", "mid") for f in ("open", "high", "low", "close")
+                )
+            },
+            "spread_mean": [0.30000000000000004, 1.0 / 3.0, None],
+            "spread_min": [0.0, 1e-12, None],
+            "spread_max": [1e15, 2e-8, None],
+            "quotes": [2**40, 1, 0],
+            "revision": [7, 0, 2**31],
+            "quality": ["complete", "partial", None],
+        },
+        schema=SCHEMAS["quote_bar"],
+    )
+    return {"bar": bars, "trade": trades, "quote": quotes, "quote_bar": quote_bars}

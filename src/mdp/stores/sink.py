@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mdp.durations import DurationNs, parse_duration
 from mdp.errors import MdpError
 from mdp.operators.base import Context, Sink
-from mdp.records import Bar, Quote, RecordKind, Trade, to_frame
-from mdp.stores.base import DEFAULT_TABLES, Store, check_kind
+from mdp.records import Bar, Quote, QuoteBar, RecordKind, Trade, to_frame
+from mdp.stores.base import DEFAULT_TABLES, KINDS, Store, check_kind
 from mdp.stores.parquet import ParquetStore
 from mdp.stores.retry import DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, DEFAULT_MAX_RETRY_TIME, DEFAULT_RETRIES, RetryPolicy
 from mdp.stores.sqlite import SqliteStore
@@ -70,7 +70,7 @@ class StoreSink(Sink):
 
     Args:
         store: an unopened store; the sink opens it before the first message and closes it at the end.
-        kind: the record kind arriving (``"bar"``, ``"trade"`` or ``"quote"``).
+        kind: the record kind arriving (``"bar"``, ``"trade"``, ``"quote"`` or ``"quote_bar"``).
         batch_rows: write as soon as this many rows are held.
         max_delay: at a watermark, write if the oldest held row has waited this long (``"1s"``, or ns).
         max_backlog_rows: rows written behind the sink before it stops reading (default ``batch_rows``;
@@ -112,6 +112,11 @@ class StoreSink(Sink):
         self._oldest_ns = 0
         self.rows_received = 0
 
+    def kind_advice(self, produced: str) -> str:
+        if produced in KINDS:
+            return f"set the sink's params.kind to {produced} (a store keeps {', '.join(KINDS)} records)"
+        return f"a store keeps only {', '.join(KINDS)} records; put a converting operator between them"
+
     # the writer's counters, under the names the metrics read
     @property
     def write_listeners(self) -> list[WriteListener]:
@@ -148,9 +153,9 @@ class StoreSink(Sink):
     async def on_item(self, item: Any, ctx: Context) -> None:
         if type(item) is _DataFrame:
             await self.on_frame(item, ctx)
-        elif isinstance(item, Trade | Quote | Bar):
+        elif isinstance(item, Trade | Quote | Bar | QuoteBar):
             await self.on_frame(to_frame([item]), ctx)
-        elif isinstance(item, list) and all(isinstance(x, Trade | Quote | Bar) for x in item):
+        elif isinstance(item, list) and all(isinstance(x, Trade | Quote | Bar | QuoteBar) for x in item):
             await self.on_frame(to_frame(item, self.kind), ctx)
         else:
             raise MdpError(
@@ -213,8 +218,10 @@ class SinkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: RecordKind = Field(default="bar", description="record kind arriving: bar, trade or quote")
-    table: str | None = Field(default=None, description="table name (default by kind: bars, trades, quotes)")
+    kind: RecordKind = Field(default="bar", description="record kind arriving: bar, trade, quote or quote_bar")
+    table: str | None = Field(
+        default=None, description="table name (default by kind: bars, trades, quotes, quote_bars)"
+    )
     batch_rows: int = Field(default=50_000, ge=1, description="write as soon as this many rows are held")
     max_delay: DurationNs = Field(
         default=1_000_000_000, description="at a watermark, write if the oldest held row waited this long ('1s')"
@@ -327,7 +334,9 @@ class ParquetSink(StoreSink):
 
     class Params(SinkParams):
         root: str = Field(default="capture", description="folder holding kind=<kind>/date=<day>/symbol=<sym>/ parts")
-        kind: RecordKind = Field(default="trade", description="record kind arriving: trade (raw capture), quote or bar")
+        kind: RecordKind = Field(
+            default="trade", description="record kind arriving: trade (raw capture), quote, bar or quote_bar"
+        )
         symbol_folders: bool = Field(
             default=True,
             description="one folder per symbol under each date; false: one file per date and batch (many symbols)",

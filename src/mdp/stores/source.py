@@ -1,7 +1,7 @@
 """``StoreSource`` (component ``source.store``): re-read a range from any store as frames with watermarks.
 
 The range is read in a worker thread, ordered by event time (``ts_event`` for trades and quotes,
-``start`` for bars), and emitted in frames of ``batch_rows`` rows, each behind the watermark the
+``start`` for bars and quote bars), and emitted in frames of ``batch_rows`` rows, each behind the watermark the
 bounded-out-of-orderness rule gives (see :mod:`mdp.sources.watermarks`). Stored rows come back in time
 order, so with the default bound of 0 nothing is late and the watermark follows the newest row.
 
@@ -31,6 +31,7 @@ _ORDER: dict[RecordKind, list[str]] = {
     "trade": ["ts_event", "symbol", "seq"],
     "quote": ["ts_event", "symbol", "seq"],
     "bar": ["start", "symbol", "timeframe"],
+    "quote_bar": ["start", "symbol", "timeframe"],
 }
 
 
@@ -42,7 +43,7 @@ class StoreSource(Source):
         path: database file (sqlite, duckdb). root: capture folder (parquet). dsn: PostgreSQL DSN
             (default: env ``MDP_POSTGRES_DSN``).
         table: table (folder, for parquet) to read; default by kind.
-        kind: ``bar``, ``trade`` or ``quote``.
+        kind: ``bar``, ``trade``, ``quote`` or ``quote_bar``.
         symbol / timeframe: exact filters (None: all).
         start / end: event-time range ``[start, end)``: ISO-8601 strings or int ns (None: open).
         batch_rows: rows per emitted frame.
@@ -59,7 +60,7 @@ class StoreSource(Source):
         root: str | None = Field(default=None, description="capture folder (parquet)")
         dsn: str | None = Field(default=None, description="PostgreSQL DSN; default: env MDP_POSTGRES_DSN")
         table: str | None = Field(default=None, description="table (parquet: folder) to read; default by kind")
-        kind: RecordKind = Field(default="bar", description="record kind: bar, trade or quote")
+        kind: RecordKind = Field(default="bar", description="record kind: bar, trade, quote or quote_bar")
         symbol: str | None = Field(default=None, description="only this symbol")
         timeframe: str | None = Field(default=None, description="only bars of this timeframe ('1m')")
         start: str | int | None = Field(default=None, description="first event time, ISO-8601 or ns (inclusive)")
