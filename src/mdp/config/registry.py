@@ -71,6 +71,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ),
     ("operator.window_join", "operator", "mdp.operators.join:WindowJoin", "join two streams by key within windows"),
     ("operator.resample", "operator", "mdp.operators.resample:QuoteResample", "last quote per key and interval"),
+    ("operator.nbbo", "operator", "mdp.operators.nbbo:Consolidate", "consolidated best bid and offer of venues"),
     ("sink.sqlite", "sink", "mdp.stores.sink:SqliteSink", "upsert records into a SQLite file (WAL)"),
     ("sink.duckdb", "sink", "mdp.stores.sink:DuckdbSink", "upsert records into a DuckDB file"),
     ("sink.postgres", "sink", "mdp.stores.sink:PostgresSink", "upsert records into PostgreSQL"),

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mdp.operators.channel_fns import buffer_async, filter_async, map_async, tumbling_window
     from mdp.operators.dedupe import Dedupe
     from mdp.operators.join import AsofJoin, WindowJoin
+    from mdp.operators.nbbo import Consolidate
     from mdp.operators.resample import QuoteResample
     from mdp.operators.router import Router
     from mdp.operators.sequence import SequenceCheck
@@ -37,6 +38,7 @@ _EXPORTS = {
     "Dedupe": "mdp.operators.dedupe",
     "AsofJoin": "mdp.operators.join",
     "WindowJoin": "mdp.operators.join",
+    "Consolidate": "mdp.operators.nbbo",
     "QuoteResample": "mdp.operators.resample",
     "Router": "mdp.operators.router",
     "SequenceCheck": "mdp.operators.sequence",
@@ -48,6 +50,7 @@ __all__ = [
     "AsofJoin",
     "Broadcast",
     "Buffer",
+    "Consolidate",
     "Context",
     "Dedupe",
     "Filter",
