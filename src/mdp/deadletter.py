@@ -17,7 +17,9 @@ collect the rejects of many runs. The format comes from the path's suffix unless
                            names sort in write order (run start time on the clock, then number)
 =========================  ======================================================================
 
-Writes run in a worker thread. ``stats()`` reports ``rows_written`` and ``location``.
+Writes run in a worker thread. ``stats()`` reports ``rows_written`` and, once a row was written,
+``location`` (the run summary lists it under "written to", so a run that rejected nothing, or dropped
+its rejects, never names a file it did not create).
 
 Example::
 
@@ -124,7 +126,8 @@ class DeadLetterSink(Sink):
         return f"{self.format}:{self.path}{table}"
 
     def stats(self) -> dict[str, Any]:
-        return {"rows_written": self.rows_written, "location": self.location, "files_written": self.files_written}
+        where = {"location": self.location} if self.rows_written else {}
+        return {"rows_written": self.rows_written, **where, "files_written": self.files_written}
 
     async def open(self, ctx: Context) -> None:
         self._run = f"{ctx.clock.now_ns():020d}-{uuid.uuid4().hex[:8]}"

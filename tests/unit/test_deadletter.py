@@ -168,3 +168,13 @@ async def test_a_source_deadletter_port_feeds_the_sink_while_good_rows_flow_on(t
     assert stored.height == source.stats()["bad_records"] == dead.rows_written > 0
     assert sink.frame.height + stored.height == 5_000
     assert set(stored["source"]) == {"feed"}
+
+
+@pytest.mark.parametrize("name", ["dead.jsonl", "dead.csv", "dead.parquet"])
+async def test_a_sink_that_got_no_rows_names_no_location_for_the_summary(tmp_path: Path, name: str) -> None:
+    """The run summary lists each sink's ``location`` under "written to": a file never created is not listed."""
+    path = tmp_path / name
+    sink = await write(DeadLetterSink(path=path), letters(0))
+    assert not path.is_file()
+    assert "location" not in sink.stats()
+    assert sink.stats()["rows_written"] == 0

@@ -76,6 +76,11 @@ class ReplayParams(SourceFlowParams):
     speed: float | None = Field(
         default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time by event time; 10: 10x"
     )
+    one_sided_quotes: bool = Field(
+        default=False,
+        description="quotes: a row may carry only a bid or only an ask, the other side 0 or empty (TAQ style); "
+        "the absent side becomes null",
+    )
 
 
 class ReplaySource(Source):
@@ -116,6 +121,7 @@ class ReplaySource(Source):
         adaptive_rate: bool = True,
         watermark: Literal["global", "per_key"] = "global",
         idle_timeout: int | str | None = None,
+        one_sided_quotes: bool = False,
     ) -> None:
         try:
             self.params = ReplayParams.model_validate(
@@ -136,6 +142,7 @@ class ReplaySource(Source):
                     "adaptive_rate": adaptive_rate,
                     "watermark": watermark,
                     "idle_timeout": idle_timeout,
+                    "one_sided_quotes": one_sided_quotes,
                 }
             )
         except ValidationError as exc:
@@ -196,6 +203,7 @@ class ReplaySource(Source):
             clock=ctx.clock,
             source=ctx.node,
             where=str(self.path),
+            one_sided=p.one_sided_quotes,
         )
 
     async def run(self, ctx: Context) -> None:

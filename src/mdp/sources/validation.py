@@ -15,6 +15,10 @@ A row is *bad* for the first of these reasons that applies (the order is the pri
 ``future_timestamp``   ``ts_event`` more than ``max_future`` ahead of the clock's ``now_ns()``
 =====================  ===============================================================================
 
+Quotes may be *one-sided* (``one_sided``: one venue's bid or ask per row, the other side 0 or empty, as
+consolidated-tape files have): a side whose price is 0 or empty is then absent, its price and size
+become null, and the checks apply to the side the row has; a row with neither side is ``nan_price``.
+
 Bad rows are removed *before* the watermark sees them, so a far-future row cannot close every window.
 A source turns them into dead letters (:data:`DEADLETTER_SCHEMA`: its node id, the row's index in its
 stream, the reason, when it was detected and the raw values as JSON) and, by ``on_bad_record``, sends
@@ -163,6 +167,25 @@ def split_frame(
     return frame.filter(~mask), frame.filter(mask).with_columns(reasons.filter(mask))
 
 
+def one_sided_view(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """For one-sided quotes: ``(rows with absent sides null, the same rows as the checks see them)``.
+
+    A side is absent when its price is 0 or null. The checks see an absent side as a copy of the
+    present one, so they judge the side the row has (and a row with neither side has a null price).
+    """
+    absent = {side: (pl.col(side) == 0).fill_null(True) for side in ("bid", "ask")}
+    nulled = frame.with_columns(
+        pl.when(~absent[side]).then(pl.col(c)).alias(c) for side in ("bid", "ask") for c in (side, f"{side}_size")
+    )
+    other = {"bid": "ask", "ask": "bid"}
+    checked = nulled.with_columns(
+        pl.when(absent[side]).then(pl.col(other[side] + suffix)).otherwise(pl.col(side + suffix)).alias(side + suffix)
+        for side in ("bid", "ask")
+        for suffix in ("", "_size")
+    )
+    return nulled, checked
+
+
 def raw_json(raw: pl.DataFrame) -> pl.Series:
     """Each row of ``raw`` as a JSON object of its values as text (NaN stays ``"NaN"``, null ``null``)."""
     if not raw.columns:
@@ -188,6 +211,7 @@ class RecordScreen:
         clock: the runtime's clock (read on the reader thread: ``now_ns`` only reads it).
         source: the node id written into each dead letter.
         where: how error messages name the input (a file path).
+        one_sided: quotes may carry one side only (see the module docstring); absent sides become null.
 
     With ``deadletter`` and no edge on the port, bad rows are counted in ``bad_records`` and
     ``bad_records_unrouted`` and one warning is logged: never lost without a trace, never fatal.
@@ -202,8 +226,10 @@ class RecordScreen:
         clock: Clock,
         source: str,
         where: str,
+        one_sided: bool = False,
     ) -> None:
         self.kind = kind
+        self.one_sided = one_sided and kind == "quote"
         self.policy = policy
         self.max_future = max_future
         self.clock = clock
@@ -232,7 +258,10 @@ class RecordScreen:
             SourceError: ``policy`` is ``error`` and a row is bad.
         """
         now = self.clock.now_ns()
-        reasons = bad_reasons(frame, self.kind, now_ns=now, max_future=self.max_future, problems=problems)
+        checked = frame
+        if self.one_sided:
+            frame, checked = one_sided_view(frame)
+        reasons = bad_reasons(checked, self.kind, now_ns=now, max_future=self.max_future, problems=problems)
         if reasons is None:
             return frame, None
         mask = reasons.is_not_null()
