@@ -126,6 +126,20 @@ class Consolidate(Operator):
         held = sum(f.height for f in self._held)
         return {**self.counts, "rows_held": held, "venue_sides": self._state.height}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The held rows and the per-side state (frames), the progress marks and the counters."""
+        held = pl.concat(self._held) if self._held else pl.DataFrame(schema=_HELD)
+        marks = {"arrivals": self._arrivals, "max_seen": self._max_seen, "aged_to": self._aged_to}
+        return {"held": held, "state": self._state, **marks, "emitted": self._emitted, "counts": dict(self.counts)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Restore what ``snapshot`` returned."""
+        held: pl.DataFrame = state["held"]
+        self._held = [held] if held.height else []
+        self._state = state["state"]
+        self._arrivals, self._max_seen, self._aged_to = state["arrivals"], state["max_seen"], state["aged_to"]
+        self._emitted, self.counts = state["emitted"], dict(state["counts"])
+
     # -- input ------------------------------------------------------------------------------------------
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
