@@ -41,7 +41,8 @@ def parse_duration(value: str | int) -> int:
     match = _DURATION.match(value)
     if match is None:
         raise ConfigError(
-            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} (units: {', '.join(NS)})"
+            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} "
+            f"(units: {', '.join(NS)})"
         )
     number, unit = match.groups()
     return int(round(float(number) * NS[unit]))
