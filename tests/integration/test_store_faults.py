@@ -91,7 +91,7 @@ async def test_sessions_killed_mid_job_are_retried_and_the_table_equals_an_unint
     app = f"mdp-faults-{uuid.uuid4().hex[:8]}"
     dag, sink = bars_job(postgres_dsn, app, trades)
     kills = {"idle": 0, "in_transaction": 0}
-    staged = 0
+    staged = committed = 0
 
     def kill_inside_the_transaction() -> None:  # runs in the writer's thread, before COMMIT
         nonlocal staged
@@ -99,14 +99,17 @@ async def test_sessions_killed_mid_job_are_retried_and_the_table_equals_an_unint
         if staged in (4, 9, 15):
             kills["in_transaction"] += terminate(postgres_dsn, app)
 
-    def kill_between_writes(seconds: float, rows: int) -> None:  # after a write committed
-        if sink.batches in (2, 7, 12, 20):
+    def kill_between_writes(seconds: float, rows: int) -> None:  # after a write committed, in the writer's thread
+        nonlocal committed
+        committed += 1  # counted here: the sink's batch count runs ahead of the commits while it writes ahead
+        if committed in (2, 5, 8, 11):
             kills["idle"] += terminate(postgres_dsn, app)
 
     sink.store.on_write_staged = kill_inside_the_transaction
     sink.write_listeners.append(kill_between_writes)
     stats = await run_graph(dag)
 
+    assert committed > 11, "fewer writes than the test kills between"
     assert kills == {"idle": 4, "in_transaction": 3}
     assert sink.stats()["retries"] >= 7  # every kill cost the next attempt at least once
     assert stats.nodes["store"].state == "completed"
