@@ -88,37 +88,40 @@ class CutSource(Source):
             offset, i = offset + size, i + 1
 
 
-def stream(kind: str, frame: pl.DataFrame, cuts: list[int]) -> list[tuple[object, ...]]:
+def stream(kind: str, frame: pl.DataFrame, cuts: list[int], capacity: int = 2) -> list[tuple[object, ...]]:
     sink = ListSink()
     dag = (
         Dag()
         .add_node(Node("src", CutSource(frame, cuts)))
-        .add_node(Node("bars", ThresholdBars(kind=kind, threshold=50)))
+        .add_node(Node("bars", ThresholdBars(kind=kind, threshold=5)))
     )  # type: ignore[arg-type]
     dag.add_node(Node("sink", sink)).add_edge("src", "bars").add_edge("bars", "sink")
-    asyncio.run(run_graph(dag, RunConfig(channel_capacity=2)))
+    asyncio.run(run_graph(dag, RunConfig(channel_capacity=capacity)))
     return sink.frame.sort("symbol", "start").rows() if sink.items else []
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(st.sampled_from("AB"), st.integers(0, 40), st.integers(1, 40), st.integers(1, 30)),
+        st.tuples(st.sampled_from("AB"), st.integers(0, 40), st.integers(1, 400), st.integers(1, 30)),
         min_size=1,
         max_size=50,
     ),
     cuts=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    capacity=st.integers(1, 6),
     kind=st.sampled_from(["tick", "volume", "dollar"]),
 )
 def test_threshold_bars_are_the_same_whatever_the_frame_cuts(
-    rows: list[tuple[str, int, int, int]], cuts: list[int], kind: str
+    rows: list[tuple[str, int, int, int]], cuts: list[int], capacity: int, kind: str
 ) -> None:
-    frame = trades(*[(s, t * S // 4, float(p), float(z), i) for i, (s, t, p, z) in enumerate(rows)])
+    """Decimal prices and sizes (cents, tenths) whose float running sums drift: the exact split gives
+    the same bars, bit for bit, however the trades were cut and whatever the channel capacity."""
+    frame = trades(*[(s, t * S // 4, p / 100, z / 10, i) for i, (s, t, p, z) in enumerate(rows)])
     whole = stream(kind, frame, [frame.height])
-    assert stream(kind, frame, cuts) == whole
+    assert stream(kind, frame, cuts, capacity) == whole
     keys = [(r[0], r[2]) for r in whole]
     assert len(keys) == len(set(keys)), "(symbol, start) is a key"
-    if kind == "volume":  # every bar but each symbol's last holds exactly the threshold
-        for symbol in {r[0] for r in whole}:
-            volumes = [r[8] for r in whole if r[0] == symbol]
-            assert volumes[:-1] == pytest.approx([50.0] * (len(volumes) - 1))
+    measured = {"tick": 11, "volume": 8, "dollar": 9}[kind]  # trades, volume, notional
+    for symbol in {r[0] for r in whole}:  # every bar but each symbol's last holds exactly the threshold
+        amounts = [r[measured] for r in whole if r[0] == symbol]
+        assert amounts[:-1] == [5] * (len(amounts) - 1)
