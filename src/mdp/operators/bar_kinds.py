@@ -123,6 +123,10 @@ class ThresholdBars(Operator):
     def port_kind(self, port: str) -> str | None:
         return "trade" if port == LATE_PORT else "bar"
 
+    def bar_grid(self) -> None:
+        """None: threshold bars have no fixed length (a bars of bars downstream refuses them)."""
+        return None
+
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, **self.late.stats()}
 

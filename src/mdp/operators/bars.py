@@ -49,6 +49,7 @@ from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
 from mdp.operators.quality import BarQuality
 from mdp.operators.session import SessionEngine
+from mdp.operators.windows import TumblingWindows, WindowAssigner
 from mdp.records import END_OF_TIME, Gap
 from mdp.sources.watermarks import PerKeyWatermarkTracker
 
@@ -115,6 +116,14 @@ class BarsOperator(Operator):
 
     def port_kind(self, port: str) -> str | None:
         return "trade" if port == LATE_PORT else "bar"
+
+    def bar_grid(self) -> WindowAssigner | None:
+        """The windows of the bars emitted: tumbling or calendar ones, else None (sliding windows
+        overlap, session windows have no fixed length)."""
+        from mdp.calendars import CalendarWindows
+
+        grid = self.assigner
+        return grid if isinstance(grid, TumblingWindows | CalendarWindows) else None
 
     # -- the runtime contract -------------------------------------------------------------------------
 
