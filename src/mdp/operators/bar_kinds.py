@@ -20,9 +20,11 @@ rounded once (a full bar holds exactly the threshold); the other sums are exact 
 Labels: ``timeframe`` is ``tick_100``, ``volume_5000`` or ``dollar_1000000``; ``start`` is the event time
 of the bar's first trade and ``end`` one ns after its last, except that bars of a symbol always start
 strictly after the previous one (a bar cut from the same trade as its predecessor starts 1 ns after
-it), so ``(symbol, timeframe, start)`` stays a key in the stores. The first bar of a symbol is
-``partial`` (counting began when the operator did), and so is the unfilled last bar emitted at end of
-input. Late trades: ``drop`` or ``side_output`` (``revise`` would shift every later bar: refused).
+it), so ``(symbol, timeframe, start)`` stays a key in the stores. Quality follows the one rule of
+``docs/event-time.md``: a symbol's first bar is ``partial`` (counting began inside it, so trades
+before it that belong to it were not seen); the unfilled bar emitted at end of input is not marked
+(like a time window the input ended inside): its amount, below the threshold, shows it. Late trades:
+``drop`` or ``side_output`` (``revise`` would shift every later bar: refused).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class ThresholdBars(Operator):
         self._open = _EMPTY_PIECES if final else allp.filter(~filled).drop("__open_k")
         if done.height == 0:
             return None
-        bars = self._bars(done, final)
+        bars = self._bars(done)
         self.bars_emitted += bars.height
         return bars
 
@@ -297,7 +299,7 @@ class ThresholdBars(Operator):
                 sizes[i] = float(decimal_value(size) * Fraction(amt, whole)) if whole else 0.0
         return pieces.with_columns(pl.Series("size", sizes, dtype=pl.Float64))
 
-    def _bars(self, pieces: pl.DataFrame, final: bool) -> pl.DataFrame:
+    def _bars(self, pieces: pl.DataFrame) -> pl.DataFrame:
         exact = "volume" if self.kind == "volume" else "notional" if self.kind == "dollar" else None
         bars = (
             pieces.sort("symbol", "__k", "ts_event", "seq")
@@ -315,7 +317,7 @@ class ThresholdBars(Operator):
                 pl.len().cast(pl.Int64).alias("trades"),
             )
             .with_columns(from_limbs("volume").alias("volume"), from_limbs("notional").alias("notional"))
-            .join(self._carry.select("symbol", "__last", pl.col("__k").alias("__open_k")), on="symbol", how="left")
+            .join(self._carry.select("symbol", "__last"), on="symbol", how="left")
         )
         if exact is not None:  # the measured amount, exact: a full volume bar holds exactly the threshold
             amounts = [to_float(a, self._digits) for a in bars.get_column("__amount").to_list()]
@@ -327,13 +329,10 @@ class ThresholdBars(Operator):
         )
         bars = bars.with_columns((base + rank).alias("start"))
         bars = bars.with_columns(pl.max_horizontal("end", pl.col("start") + 1).alias("end"))
-        unfilled = bars.get_column("__k") >= bars.get_column("__open_k")  # only at end of input
         self._set_last(bars.group_by("symbol").agg(pl.col("start").max()))
         out = bars.select(bar_columns(self.label, pl.lit(0, pl.Int64), pl.lit("complete", pl.String)))
-        out = self.quality.apply(out.cast(BAR_SCHEMA))  # type: ignore[arg-type]
-        if unfilled.any():
-            out = out.with_columns(pl.when(unfilled).then(pl.lit("partial")).otherwise("quality").alias("quality"))
-        return out.sort("start", "symbol")
+        # the quality rule: a symbol's first bar is partial (counting began inside it)
+        return self.quality.apply(out.cast(BAR_SCHEMA)).sort("start", "symbol")  # type: ignore[arg-type]
 
     def _set_last(self, starts: pl.DataFrame) -> None:
         """Record each symbol's newest bar start (bars of a symbol start strictly after it)."""

@@ -47,7 +47,7 @@ from mdp.operators.keyed_windows import HOLD_ROWS, WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
-from mdp.operators.quality import BarQuality
+from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.session import SessionEngine
 from mdp.operators.windows import TumblingWindows, WindowAssigner
 from mdp.records import END_OF_TIME, Gap
@@ -318,7 +318,7 @@ class BarsOperator(Operator):
             self.quality.prune(watermark)
             return None
         merged = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
-        bars = self.quality.apply(self.engine.agg.finish(merged, self.timeframe))
+        bars = self.quality.apply(self.engine.agg.finish(merged, self.timeframe), lambda: first_rows(merged))
         self.quality.prune(watermark)
         self.bars_emitted += bars.height
         return bars
@@ -369,6 +369,7 @@ class BarsOperator(Operator):
             outside = rows.height - int(mask.sum())
             if outside:
                 self.outside_session += outside
+                self.quality.excluded(rows.filter(~mask))  # seen, so not missing: see BarQuality
                 rows = rows.filter(mask)
         return rows
 

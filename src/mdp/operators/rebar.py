@@ -6,7 +6,8 @@ closes when the watermark reaches its end; upstream bars operators emit a bar be
 that closes it, so every constituent is in by then. The output: open of the first input bar, close of
 the last, high/low the extremes, volume, notional and trades summed, vwap = notional / volume.
 Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
-``filled``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
+``filled``), and ``partial`` for a window that began before the key's first input bar (the quality
+rule of ``docs/event-time.md``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
 
 An input bar is late when its output window has closed (its end at or before the watermark in
 force). ``late_policy`` applies as in ``operator.bars``: ``revise`` re-emits the output bar with
@@ -86,10 +87,18 @@ class Rebar(Operator):
         self._closed: dict[int, pl.DataFrame] = {}  # output end -> input bars + emitted revision per key
         self._revision: dict[int, dict[str, int]] = {}  # output end -> symbol -> last revision emitted
         self._dirty: set[int] = set()
+        self._seen = pl.DataFrame(schema={"symbol": pl.String, "__seen": pl.Int64})  # key -> first input start
         self.bars_emitted = 0
 
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, **self.late.stats(), "open_windows": len(self._open)}
+
+    def _observe(self, frame: pl.DataFrame) -> None:
+        """Note when each new key's input began (its earliest input bar, even one outside the windows)."""
+        starts = frame.group_by("symbol").agg(pl.col("start").min().alias("__seen"))
+        new = starts.join(self._seen, on="symbol", how="anti")
+        if new.height:
+            self._seen = pl.concat([self._seen, new])
 
     def bar_grid(self) -> WindowAssigner:
         """The windows of the bars this operator emits (what a bars of bars downstream checks)."""
@@ -106,6 +115,7 @@ class Rebar(Operator):
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
         if frame.height == 0:
             return
+        self._observe(frame)
         bars = self.assigner.assign(
             frame.select(*BAR_SCHEMA).rename({"start": "in_start", "end": "in_end"}), ts_column="in_start"
         )
@@ -188,6 +198,13 @@ class Rebar(Operator):
                 pl.col("trades").sum(),
                 rank.max().alias("__rank"),
                 (rank == 0).all().alias("__filled"),
+            )
+            .join(self._seen, on="symbol", how="left")
+            .with_columns(  # a window that began before the key's first input bar lacks the bars before it
+                pl.when(pl.col("start") < pl.col("__seen"))
+                .then(pl.max_horizontal("__rank", pl.lit(_RANK["partial"])))
+                .otherwise("__rank")
+                .alias("__rank")
             )
             .with_columns(
                 pl.lit(self.label).alias("timeframe"),
