@@ -35,13 +35,13 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mdp.errors import ConfigError, MdpError
 from mdp.operators.aggregate import bar_columns, prepare
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.decimals import LIMIT, decimal_value, places_of, scaled, to_float
-from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME
@@ -61,19 +61,24 @@ _PIECE_COLUMNS: Final = list(_PIECE_SCHEMA)
 _EMPTY_PIECES: Final = pl.DataFrame(schema=_PIECE_SCHEMA)
 
 
-class ThresholdParams(LateParams):
+class ThresholdParams(BaseModel):
     """Config of ``operator.threshold_bars``."""
 
     model_config = ConfigDict(extra="forbid")
 
+    late_policy: Literal["drop", "side_output"] = Field(
+        default="drop",
+        description="late rows: 'drop' (counted) or 'side_output' (to port 'late'); a late trade would shift "
+        "every later bar, so threshold bars are never revised",
+    )
     kind: ThresholdKind = Field(
         default="volume", description="'tick' (trades), 'volume' (size) or 'dollar' (price*size)"
     )
     threshold: float = Field(default=1000.0, gt=0, description="amount that closes a bar: trades, shares or dollars")
 
-    @field_validator("late_policy")
+    @field_validator("late_policy", mode="before")
     @classmethod
-    def _no_revise(cls, value: str) -> str:
+    def _no_revise(cls, value: object) -> object:
         if value == "revise":
             raise ValueError(
                 "threshold bars cannot be revised (a late trade would shift every later bar): "

@@ -266,6 +266,8 @@ class BarsOperator(Operator):
 
     async def _take(self, frame: pl.DataFrame, rows: pl.DataFrame, marks: int | pl.Series, ctx: Context | None) -> None:
         """Split ``rows`` judged by ``marks`` (a watermark, or one per row) into on-time and late."""
+        if rows.height == 0:  # every row of the frame was outside the calendar's sessions
+            return
         ts = rows.get_column("ts_event")
         if isinstance(marks, int) and (marks == NO_WATERMARK or ts.min() >= marks):  # type: ignore[operator]
             self.engine.add(rows)  # the common case: nothing late, no filtering at all
