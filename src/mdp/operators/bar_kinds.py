@@ -244,7 +244,8 @@ class ThresholdBars(Operator):
             units, digits = price * size, dp + ds
         self._rescale(max(digits, self._threshold_places))
         factor = 10 ** (self._digits - digits)
-        _check_fits(_largest(units) * factor * 2 * max(1.0, float(self._threshold)))
+        # the running totals of a batch stay below the threshold plus the batch's amounts
+        _check_fits(float(self._threshold) * 10.0**self._digits + rows.height * _largest(units) * factor)
         if factor > 1:
             units = units * pl.Series([factor], dtype=pl.Int128)
         return units.alias("__m")
