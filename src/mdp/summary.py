@@ -13,7 +13,7 @@ import asyncio
 import collections
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +46,8 @@ class RunSummary:
     #: per node, the backpressure state its stats report: store sinks (backlog, write latency, retries)
     #: and sources whose adaptive rate limit has engaged (limit, backoffs)
     pressure: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: rows left out of the results, by reason (see :func:`excluded_rows`)
+    excluded: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -95,8 +97,46 @@ def summarize(job: str, dag: Dag, stats: RunStats, state: str = "running") -> Ru
     pressure = {name: p for name, node in stats.nodes.items() if (p := _pressure(node.extra))}
     on = any(ch.above_high for ch in stats.channels.values()) or any(p.get("pressure") for p in pressure.values())
     return RunSummary(
-        job, state, rows_in, bars, late, written, stats.seconds, known_total, locations, bad, on, pressure
+        job,
+        state,
+        rows_in,
+        bars,
+        late,
+        written,
+        stats.seconds,
+        known_total,
+        locations,
+        bad,
+        on,
+        pressure,
+        excluded_rows(stats.nodes[name].extra for name in stats.nodes),
     )
+
+
+def excluded_rows(extras: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Rows the nodes left out of their results, summed by reason (only reasons with rows).
+
+    ``outside_session`` (a calendar's bars), ``late_dropped`` (late rows no window took and no ``late``
+    edge kept), ``late_join`` (late rows of a join), ``late_resample``, ``duplicate`` (dedupe),
+    ``throttled`` / ``conflated`` (throttle), and ``dead_letter:<reason>`` per reason a source gave.
+    """
+    out: collections.Counter[str] = collections.Counter()
+    for extra in extras:
+        for key, reason in (("outside_session", "outside_session"), ("late_dropped", "late_dropped")):
+            out[reason] += int(extra.get(key, 0) or 0)
+        out["late_join"] += int(extra.get("late_left", 0) or 0) + int(extra.get("late_right", 0) or 0)
+        if "duplicates_by_input" in extra:  # dedupe
+            out["duplicate"] += int(extra.get("duplicates", 0))
+        if "delayed" in extra and "conflated" in extra:  # throttle
+            out["throttled"] += int(extra.get("dropped", 0))
+            out["conflated"] += int(extra.get("conflated", 0))
+        if "emitted" in extra and "held" in extra and "late" in extra:  # resample
+            out["late_resample"] += int(extra.get("late", 0))
+        reasons = extra.get("bad_reasons")
+        if isinstance(reasons, Mapping):
+            for reason, n in reasons.items():
+                out[f"dead_letter:{reason}"] += int(n)
+    return {reason: n for reason, n in sorted(out.items()) if n}
 
 
 _SINK_PRESSURE = ("pressure", "backlog_rows", "write_latency_last", "write_latency_max", "pressure_waits", "retries")
@@ -157,6 +197,8 @@ def render_summary(s: RunSummary, console: Console) -> None:
     ]
     if s.bad_records:
         rows.append(("bad records", f"{_n(s.bad_records)} (dead-lettered, see the source's stats)"))
+    if s.excluded:
+        rows.append(("excluded", ", ".join(f"{_n(n)} {reason}" for reason, n in s.excluded.items())))
     if s.rows_written:
         rows.append(("bars written", _n(s.rows_written)))
     rows += [("written to", loc) for loc in s.locations]

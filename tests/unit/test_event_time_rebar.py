@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+import pytest
 
+from mdp.errors import NodeError
+from mdp.operators.bar_kinds import ThresholdBars
 from mdp.operators.bars import BarsOperator
 from mdp.operators.rebar import Rebar
 from mdp.records import Watermark, conform
@@ -80,3 +83,40 @@ def test_session_bars_from_minute_bars_follow_the_exchange_calendar() -> None:
     assert day.select("start", "end", "open", "close", "trades", "timeframe").rows() == [
         (open_ns, open_ns + 210 * M, 100.0, 106.0, 7, "1d@XNYS")  # the 13:00 bar is after the early close
     ]
+
+
+def test_each_kind_of_input_grid_is_checked_against_the_output_windows() -> None:
+    assert Rebar(timeframe="5m").check_input(BarsOperator(timeframe="1m"), "out") is None
+    assert Rebar(timeframe="1d", calendar="XNYS").check_input(BarsOperator(timeframe="1m"), "out") is None
+    assert Rebar(timeframe="1h", calendar="XNYS").check_input(BarsOperator(timeframe="30m"), "out") is None
+    assert (
+        Rebar(timeframe="1d", calendar="XNYS").check_input(BarsOperator(timeframe="30m", calendar="XNYS"), "out")
+        is None
+    )
+    problems = {
+        "90s on 1m": Rebar(timeframe="90s").check_input(BarsOperator(timeframe="1m"), "out"),
+        "5m on 1m, other origin": Rebar(timeframe="5m").check_input(BarsOperator(timeframe="1m", origin=S), "out"),
+        # 09:30 New York is off a 1-hour grid from the epoch
+        "XNYS hours on 1h": Rebar(timeframe="1h", calendar="XNYS").check_input(BarsOperator(timeframe="1h"), "out"),
+        "1h@XNYS on 45m@XNYS": Rebar(timeframe="1h", calendar="XNYS").check_input(
+            BarsOperator(timeframe="45m", calendar="XNYS"), "out"
+        ),
+        "sliding": Rebar(timeframe="5m").check_input(BarsOperator(timeframe="1m", window="sliding", step="30s"), "out"),
+        "threshold": Rebar(timeframe="5m").check_input(ThresholdBars(kind="tick", threshold=10), "out"),
+    }
+    assert all(problems.values()), problems
+    assert "session open and close of XNYS" in str(problems["XNYS hours on 1h"])
+    assert "fixed grid" in str(problems["threshold"])
+
+
+async def test_an_input_bar_that_straddles_an_output_window_fails_the_run_with_the_reason() -> None:
+    one_minute = pl.concat(
+        [
+            x
+            for x in await arun_operator(
+                BarsOperator(timeframe="1m"), [trades(*[("X", T0 + k * M + S, 10.0, 1.0, k) for k in range(3)])]
+            )
+        ]
+    )
+    with pytest.raises(NodeError, match=r"ends after the output window .* whole multiple of the input bars'"):
+        await arun_operator(Rebar(timeframe="90s"), [one_minute])

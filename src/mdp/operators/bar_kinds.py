@@ -7,56 +7,90 @@ same however the stream was cut and whatever the delivery disorder within the bo
 
 Splitting, as NautilusTrader's volume and value aggregators do: a trade that crosses the threshold is
 split. The part that fills the bar exactly closes it, the rest opens the next bar (and may fill several
-bars). For ``dollar`` bars the part is measured in value and converted back to size at the trade's
-price (``size * value_part / value``). A split trade counts once in ``trades`` of every bar it is part
-of; its price is the open/high/low/close candidate of each. Volume, notional and value are running
-float sums per symbol, exact for whole-number sizes (and the same however the stream was cut).
+bars); a trade that brings the running amount exactly to the threshold closes the bar whole and
+nothing of it opens the next. The arithmetic is exact (:mod:`mdp.operators.decimals`): each price and
+size counts as the shortest decimal that reads back as its float, amounts are integers in units of
+``10^-d`` (``d`` the most decimal places seen), and the threshold is compared with integer running
+sums, never float ones. The size of a split part is rounded once from its exact share: the amount
+itself for volume bars, ``size * part / value`` for dollar bars. A split trade counts once in
+``trades`` of every bar it is part of; its price is an open/high/low/close candidate of each. The
+measured amount of a bar (``volume`` of volume bars, ``notional`` of dollar bars) is its exact amount
+rounded once (a full bar holds exactly the threshold); the other sums are exact sums of the parts.
 
 Labels: ``timeframe`` is ``tick_100``, ``volume_5000`` or ``dollar_1000000``; ``start`` is the event time
 of the bar's first trade and ``end`` one ns after its last, except that bars of a symbol always start
 strictly after the previous one (a bar cut from the same trade as its predecessor starts 1 ns after
-it), so ``(symbol, timeframe, start)`` stays a key in the stores. The first bar of a symbol is
-``partial`` (counting began when the operator did), and so is the unfilled last bar emitted at end of
-input. Late trades: ``drop`` or ``side_output`` (``revise`` would shift every later bar: refused).
+it), so ``(symbol, timeframe, start)`` stays a key in the stores. Quality follows the one rule of
+``docs/event-time.md``: a symbol's first bar is ``partial`` (counting began inside it, so trades
+before it that belong to it were not seen); the unfilled bar emitted at end of input is not marked
+(like a time window the input ended inside): its amount, below the threshold, shows it. Late trades:
+``drop`` or ``side_output`` (``revise`` would shift every later bar: refused).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from fractions import Fraction
+from typing import Any, ClassVar, Final, Literal
 
+import numpy as np
 import polars as pl
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mdp.errors import ConfigError
+from mdp.errors import ConfigError, MdpError
 from mdp.operators.aggregate import bar_columns, prepare
 from mdp.operators.base import NO_WATERMARK, Context, Operator
-from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.decimals import LIMIT, decimal_value, places_of, scaled, to_float
+from mdp.operators.lateness import LATE_PORT, LateRows
+from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME
 
 ThresholdKind = Literal["tick", "volume", "dollar"]
+_CARRY_SCHEMA: Final = {"symbol": pl.String, "__k": pl.Int64, "__fill": pl.Int128, "__last": pl.Int64}
+_PIECE_SCHEMA: Final = {
+    "symbol": pl.String,
+    "ts_event": pl.Int64,
+    "seq": pl.Int64,
+    "price": pl.Float64,
+    "size": pl.Float64,
+    "__amt": pl.Int128,
+    "__k": pl.Int64,
+}
+_PIECE_COLUMNS: Final = list(_PIECE_SCHEMA)
+_EMPTY_PIECES: Final = pl.DataFrame(schema=_PIECE_SCHEMA)
 
 
-class ThresholdParams(LateParams):
+class ThresholdParams(BaseModel):
     """Config of ``operator.threshold_bars``."""
 
     model_config = ConfigDict(extra="forbid")
 
+    late_policy: Literal["drop", "side_output"] = Field(
+        default="drop",
+        description="late rows: 'drop' (counted) or 'side_output' (to port 'late'); a late trade would shift "
+        "every later bar, so threshold bars are never revised",
+    )
     kind: ThresholdKind = Field(
         default="volume", description="'tick' (trades), 'volume' (size) or 'dollar' (price*size)"
     )
     threshold: float = Field(default=1000.0, gt=0, description="amount that closes a bar: trades, shares or dollars")
 
-    @field_validator("late_policy")
+    @field_validator("late_policy", mode="before")
     @classmethod
-    def _no_revise(cls, value: str) -> str:
+    def _no_revise(cls, value: object) -> object:
         if value == "revise":
             raise ValueError(
                 "threshold bars cannot be revised (a late trade would shift every later bar): "
                 "use 'drop' or 'side_output'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _whole_ticks(self) -> ThresholdParams:
+        if self.kind == "tick" and not float(self.threshold).is_integer():
+            raise ValueError(f"a tick threshold counts trades: use a whole number, not {self.threshold}")
+        return self
 
 
 class ThresholdBars(Operator):
@@ -81,13 +115,24 @@ class ThresholdBars(Operator):
         self.late = LateRows(p.late_policy)
         self.quality = BarQuality(None)
         self._held: list[pl.DataFrame] = []  # on-time rows not yet past the watermark
-        self._open = pl.DataFrame()  # pieces of each symbol's unfilled bar
-        self._carry = pl.DataFrame(schema={"symbol": pl.String, "__total": pl.Float64, "__last": pl.Int64})
+        self._open = _EMPTY_PIECES  # pieces of each symbol's open (unfilled) bar
+        # per symbol: the number of its open bar, the exact amount in it, and its newest bar's start
+        self._carry = pl.DataFrame(schema=_CARRY_SCHEMA)
+        self._threshold = decimal_value(p.threshold)
+        self._threshold_places = places_of(p.threshold)
+        self._digits = 0  # amounts count units of 10^-digits (raised when finer values come)
+        self._aside: list[pl.DataFrame] = []  # trades the watermark passed that cannot fill a bar yet
+        self._aside_amount = 0.0  # their amount, in floats (only to decide whether to wait)
+        self._fullest = 0.0  # the largest amount in a symbol's open bar, as a float
         self._arrived = 0
         self.bars_emitted = 0
 
     def port_kind(self, port: str) -> str | None:
         return "trade" if port == LATE_PORT else "bar"
+
+    def bar_grid(self) -> None:
+        """None: threshold bars have no fixed length (a bars of bars downstream refuses them)."""
+        return None
 
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, **self.late.stats()}
@@ -122,56 +167,146 @@ class ThresholdBars(Operator):
         """Cut bars from the trades the watermark has passed; with ``final`` also each unfilled bar."""
         ready: pl.DataFrame | None = None
         if self._held:
-            held = pl.concat(self._held, how="vertical")
-            passed = held.get_column("ts_event") < watermark
-            ready, rest = held.filter(passed), held.filter(~passed)
-            self._held = [rest] if rest.height else []
+            held = self._held[0] if len(self._held) == 1 else pl.concat(self._held, how="vertical")
+            passed = held.get_column("ts_event").to_numpy() < watermark
+            if passed.all():
+                ready, self._held = held, []
+            elif passed.any():
+                mask = pl.Series(passed)
+                ready, self._held = held.filter(mask), [held.filter(~mask)]
+            else:
+                self._held = [held]
+        ready = self._unless_nothing_fills(ready, final)
         pieces = self._pieces(ready) if ready is not None and ready.height else None
+        if pieces is None and not final:
+            return None  # no trade taken: no bar can have filled
         parts = [p for p in (self._open, pieces) if p is not None and p.height]
         if not parts:
             return None
-        allp = pl.concat(parts, how="vertical")
-        total = allp.group_by("symbol").agg(pl.col("__c_after").max().alias("__now"))
-        allp = allp.join(total, on="symbol")
-        filled = (pl.col("__k") + 1) * self.threshold <= pl.col("__now") + 1e-9 * self.threshold
+        allp = pl.concat(parts, how="vertical").join(
+            self._carry.select("symbol", pl.col("__k").alias("__open_k")), on="symbol", how="left"
+        )
+        filled = pl.col("__k") < pl.col("__open_k")  # bars before the symbol's open one are full
         done = allp if final else allp.filter(filled)
-        self._open = pl.DataFrame() if final else allp.filter(~filled).drop("__now")
+        self._open = _EMPTY_PIECES if final else allp.filter(~filled).drop("__open_k")
         if done.height == 0:
             return None
-        bars = self._bars(done, final)
+        bars = self._bars(done)
         self.bars_emitted += bars.height
         return bars
 
+    def _unless_nothing_fills(self, ready: pl.DataFrame | None, final: bool) -> pl.DataFrame | None:
+        """``ready`` with the rows put aside before it, or None (kept aside) while no bar can fill yet.
+
+        Cutting costs a few polars queries, and a watermark usually passes a few trades that fill
+        nothing: while the float amount of every trade put aside (with a wide margin for rounding) and
+        the fullest open bar stay below the threshold, no symbol's bar can fill, so the rows wait. The
+        decision itself is then made exactly, on all of them in event order.
+        """
+        if ready is not None and ready.height:
+            self._aside.append(ready)
+            if self.kind == "tick":
+                amount = float(ready.height)
+            else:
+                size = np.abs(ready.get_column("size").to_numpy())
+                amount = float(
+                    (size if self.kind == "volume" else size * np.abs(ready.get_column("price").to_numpy())).sum()
+                )
+            self._aside_amount += amount
+        if not self._aside:
+            return None
+        if not final and (self._aside_amount + self._fullest) * (1 + 1e-6) < float(self._threshold):
+            return None
+        rows = pl.concat(self._aside, how="vertical")
+        self._aside, self._aside_amount = [], 0.0
+        return rows
+
+    def _rescale(self, digits: int) -> None:
+        """Count the carried amounts in units of ``10^-digits`` from now on (``digits`` only grows)."""
+        if digits <= self._digits:
+            return
+        factor = pl.lit(10 ** (digits - self._digits), pl.Int128)
+        self._carry = self._carry.with_columns(pl.col("__fill") * factor)
+        if self._open.height:
+            self._open = self._open.with_columns(pl.col("__amt") * factor)
+        self._digits = digits
+
+    def _units(self, rows: pl.DataFrame) -> pl.Series:
+        """Each trade's measure as an exact Int128 count of ``10^-digits`` (``digits`` raised as needed)."""
+        if self.kind == "tick":
+            units, digits = pl.Series("units", [1] * rows.height, dtype=pl.Int128), 0
+        elif self.kind == "volume":
+            units, digits = scaled(rows.get_column("size").to_numpy())
+        else:  # dollar: price x size, exact as the product of the two decimals
+            price, dp = scaled(rows.get_column("price").to_numpy())
+            size, ds = scaled(rows.get_column("size").to_numpy())
+            _check_fits(_largest(price) * _largest(size))
+            units, digits = price * size, dp + ds
+        self._rescale(max(digits, self._threshold_places))
+        factor = 10 ** (self._digits - digits)
+        # the running totals of a batch stay below the threshold plus the batch's amounts
+        _check_fits(float(self._threshold) * 10.0**self._digits + rows.height * _largest(units) * factor)
+        if factor > 1:
+            units = units * pl.Series([factor], dtype=pl.Int128)
+        return units.alias("__m")
+
     def _pieces(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Each trade cut at the bar boundaries it crosses, with its bar number ``__k``."""
-        t = self.threshold
-        measure = {"tick": pl.lit(1.0), "volume": pl.col("size"), "dollar": pl.col("price") * pl.col("size")}[self.kind]
-        ordered = rows.sort("symbol", "ts_event", "seq").join(self._carry, on="symbol", how="left")
-        ordered = ordered.with_columns(measure.alias("__m"))
-        after = (pl.col("__m").cum_sum().over("symbol") + pl.col("__total").fill_null(0.0)).alias("__c_after")
-        ordered = ordered.with_columns(after).with_columns((pl.col("__c_after") - pl.col("__m")).alias("__c_before"))
-        first = (pl.col("__c_before") / t).floor().cast(pl.Int64)
-        last = pl.max_horizontal(first, ((pl.col("__c_after") / t).ceil() - 1).cast(pl.Int64))
-        pieces = ordered.with_columns(pl.int_ranges(first, last + 1).alias("__k")).explode("__k")
-        part = pl.min_horizontal(pl.col("__c_after"), (pl.col("__k") + 1) * t) - pl.max_horizontal(
-            pl.col("__c_before"), pl.col("__k") * t
+        """Each trade cut at the bar boundaries it crosses, with its bar number ``__k`` and exact amount
+        ``__amt``; the carry moves on to each symbol's open bar."""
+        ordered = rows.sort("symbol", "ts_event", "seq")
+        m = self._units(ordered)
+        t = pl.lit(int(self._threshold * 10**self._digits), pl.Int128)
+        ordered = ordered.with_columns(m).join(self._carry, on="symbol", how="left", maintain_order="left")
+        ordered = ordered.with_columns(pl.col("__k").fill_null(0), pl.col("__fill").fill_null(0))
+        after = (pl.col("__fill") + pl.col("__m").cum_sum().over("symbol")).alias("__after")
+        ordered = ordered.with_columns(after).with_columns((pl.col("__after") - pl.col("__m")).alias("__before"))
+        first = pl.col("__before") // t
+        last = pl.max_horizontal(first, (pl.col("__after") + t - 1) // t - 1)  # ceil(after / t) - 1
+        pieces = ordered.with_columns(
+            pl.int_ranges(first.cast(pl.Int64), last.cast(pl.Int64) + 1).alias("__j")
+        ).explode("__j")
+        j = pl.col("__j").cast(pl.Int128)
+        part = pl.min_horizontal("__after", (j + 1) * t) - pl.max_horizontal("__before", j * t)
+        pieces = pieces.with_columns(part.alias("__amt"), (pl.col("__k") + pl.col("__j")).alias("__k"))
+        pieces = self._split_sizes(pieces)
+        totals = ordered.group_by("symbol").agg(pl.col("__k").first(), pl.col("__after").last())
+        carry = totals.select(
+            "symbol",
+            (pl.col("__k") + (pl.col("__after") // t).cast(pl.Int64)).alias("__k"),
+            (pl.col("__after") % t).alias("__fill"),
         )
-        share = pl.when(pl.col("__m") > 0).then(part / pl.col("__m")).otherwise(1.0)
-        size = pl.col("size") if self.kind == "tick" else pl.col("size") * share
-        pieces = pieces.with_columns(size.alias("size")).select(
-            "symbol", "ts_event", "seq", "price", "size", "__k", "__c_after"
+        merged = self._carry.join(carry, on="symbol", how="full", coalesce=True, suffix="__new")
+        self._carry = merged.select(
+            "symbol",
+            pl.coalesce("__k__new", "__k").alias("__k"),
+            pl.coalesce("__fill__new", "__fill").alias("__fill"),
+            "__last",
         )
-        self._set(ordered.group_by("symbol").agg(pl.col("__c_after").max()), "__c_after", "__total")
-        return pieces
+        fullest = self._carry.get_column("__fill").max()
+        self._fullest = to_float(int(fullest), self._digits) if fullest is not None else 0.0  # type: ignore[arg-type]
+        return pieces.select(_PIECE_COLUMNS)
 
-    def _set(self, values: pl.DataFrame, column: str, target: str) -> None:
-        """Set ``target`` of the per-symbol carry from ``values[column]`` (new symbols are added)."""
-        merged = self._carry.join(
-            values.select("symbol", pl.col(column).alias("__new")), on="symbol", how="full", coalesce=True
-        )
-        self._carry = merged.with_columns(pl.coalesce("__new", target).alias(target)).drop("__new")
+    def _split_sizes(self, pieces: pl.DataFrame) -> pl.DataFrame:
+        """The size of each piece of a split trade, exactly rounded from its share of the trade.
 
-    def _bars(self, pieces: pl.DataFrame, final: bool) -> pl.DataFrame:
+        A piece that is the whole trade keeps its size. A piece of a volume bar is its amount; a piece
+        of a dollar bar is ``size * amount / value``; both rounded once from the exact fraction, so the
+        result is the same whatever scale the amounts were counted in.
+        """
+        split = pl.col("__amt") != pl.col("__m")
+        if self.kind == "tick" or not pieces.select(split.any()).item():
+            return pieces
+        idx = pieces.with_row_index("__i").filter(split)
+        sizes = pieces.get_column("size").to_list()
+        for i, size, amt, whole in idx.select("__i", "size", "__amt", "__m").iter_rows():  # split trades: few
+            if self.kind == "volume":
+                sizes[i] = to_float(amt, self._digits)
+            else:
+                sizes[i] = float(decimal_value(size) * Fraction(amt, whole)) if whole else 0.0
+        return pieces.with_columns(pl.Series("size", sizes, dtype=pl.Float64))
+
+    def _bars(self, pieces: pl.DataFrame) -> pl.DataFrame:
+        exact = "volume" if self.kind == "volume" else "notional" if self.kind == "dollar" else None
         bars = (
             pieces.sort("symbol", "__k", "ts_event", "seq")
             .group_by("symbol", "__k", maintain_order=True)
@@ -182,12 +317,17 @@ class ThresholdBars(Operator):
                 pl.col("price").max().alias("high"),
                 pl.col("price").min().alias("low"),
                 pl.col("price").last().alias("close"),
-                pl.col("size").sum().alias("volume"),
-                (pl.col("price") * pl.col("size")).sum().alias("notional"),
+                *limbs(pl.col("size"), "volume"),
+                *limbs(pl.col("price") * pl.col("size"), "notional"),
+                pl.col("__amt").sum().alias("__amount"),
                 pl.len().cast(pl.Int64).alias("trades"),
             )
+            .with_columns(from_limbs("volume").alias("volume"), from_limbs("notional").alias("notional"))
             .join(self._carry.select("symbol", "__last"), on="symbol", how="left")
         )
+        if exact is not None:  # the measured amount, exact: a full volume bar holds exactly the threshold
+            amounts = [to_float(a, self._digits) for a in bars.get_column("__amount").to_list()]
+            bars = bars.with_columns(pl.Series(exact, amounts, dtype=pl.Float64))
         # start_k = max(first_k, start_{k-1} + 1): cummax of (first - k), plus k, carried per symbol
         rank = pl.int_range(pl.len()).over("symbol")
         base = pl.max_horizontal(
@@ -195,20 +335,30 @@ class ThresholdBars(Operator):
         )
         bars = bars.with_columns((base + rank).alias("start"))
         bars = bars.with_columns(pl.max_horizontal("end", pl.col("start") + 1).alias("end"))
-        self._set(bars.group_by("symbol").agg(pl.col("start").max()), "start", "__last")
-        out = bars.select(bar_columns(self.label, pl.lit(0, pl.Int64), pl.lit("complete", pl.String))).cast(BAR_SCHEMA)  # type: ignore[arg-type]
-        out = self.quality.apply(out)
-        if final:  # the unfilled last bar of each symbol
-            unfilled = pieces.group_by("symbol").agg(pl.col("__k").max(), pl.col("__c_after").max())
-            partial = unfilled.filter((pl.col("__k") + 1) * self.threshold > pl.col("__c_after") + 1e-9)
-            mark = pl.col("symbol").is_in(partial.get_column("symbol").implode())
-            out = out.with_columns(
-                pl.when(mark & (pl.col("start") == pl.col("start").max().over("symbol")))
-                .then(pl.lit("partial"))
-                .otherwise(pl.col("quality"))
-                .alias("quality")
-            )
-        return out.sort("start", "symbol")
+        self._set_last(bars.group_by("symbol").agg(pl.col("start").max()))
+        out = bars.select(bar_columns(self.label, pl.lit(0, pl.Int64), pl.lit("complete", pl.String)))
+        # the quality rule: a symbol's first bar is partial (counting began inside it)
+        return self.quality.apply(out.cast(BAR_SCHEMA)).sort("start", "symbol")  # type: ignore[arg-type]
+
+    def _set_last(self, starts: pl.DataFrame) -> None:
+        """Record each symbol's newest bar start (bars of a symbol start strictly after it)."""
+        merged = self._carry.join(starts.select("symbol", pl.col("start").alias("__new")), on="symbol", how="left")
+        self._carry = merged.with_columns(pl.coalesce("__new", "__last").alias("__last")).drop("__new")
+
+
+def _largest(units: pl.Series) -> float:
+    """The largest magnitude in an integer column, as a float (0 when empty)."""
+    top = units.abs().max()
+    return float(top) if isinstance(top, int) else 0.0
+
+
+def _check_fits(magnitude: float) -> None:
+    """Refuse amounts an Int128 running sum could overflow (about 2^120 units)."""
+    if magnitude >= LIMIT:
+        raise MdpError(
+            "operator.threshold_bars: trade amounts need more decimal digits than exact sums can hold; "
+            "round prices and sizes to fewer decimal places at the source"
+        )
 
 
 __all__ = ["ThresholdBars", "ThresholdParams"]

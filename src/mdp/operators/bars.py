@@ -47,8 +47,9 @@ from mdp.operators.keyed_windows import HOLD_ROWS, WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
-from mdp.operators.quality import BarQuality
+from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.session import SessionEngine
+from mdp.operators.windows import TumblingWindows, WindowAssigner
 from mdp.records import END_OF_TIME, Gap
 from mdp.sources.watermarks import PerKeyWatermarkTracker
 
@@ -115,6 +116,14 @@ class BarsOperator(Operator):
 
     def port_kind(self, port: str) -> str | None:
         return "trade" if port == LATE_PORT else "bar"
+
+    def bar_grid(self) -> WindowAssigner | None:
+        """The windows of the bars emitted: tumbling or calendar ones, else None (sliding windows
+        overlap, session windows have no fixed length)."""
+        from mdp.calendars import CalendarWindows
+
+        grid = self.assigner
+        return grid if isinstance(grid, TumblingWindows | CalendarWindows) else None
 
     # -- the runtime contract -------------------------------------------------------------------------
 
@@ -257,6 +266,8 @@ class BarsOperator(Operator):
 
     async def _take(self, frame: pl.DataFrame, rows: pl.DataFrame, marks: int | pl.Series, ctx: Context | None) -> None:
         """Split ``rows`` judged by ``marks`` (a watermark, or one per row) into on-time and late."""
+        if rows.height == 0:  # every row of the frame was outside the calendar's sessions
+            return
         ts = rows.get_column("ts_event")
         if isinstance(marks, int) and (marks == NO_WATERMARK or ts.min() >= marks):  # type: ignore[operator]
             self.engine.add(rows)  # the common case: nothing late, no filtering at all
@@ -309,7 +320,7 @@ class BarsOperator(Operator):
             self.quality.prune(watermark)
             return None
         merged = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
-        bars = self.quality.apply(self.engine.agg.finish(merged, self.timeframe))
+        bars = self.quality.apply(self.engine.agg.finish(merged, self.timeframe), lambda: first_rows(merged))
         self.quality.prune(watermark)
         self.bars_emitted += bars.height
         return bars
@@ -360,6 +371,7 @@ class BarsOperator(Operator):
             outside = rows.height - int(mask.sum())
             if outside:
                 self.outside_session += outside
+                self.quality.excluded(rows.filter(~mask))  # seen, so not missing: see BarQuality
                 rows = rows.filter(mask)
         return rows
 

@@ -2,8 +2,9 @@
 
 =============  ==================================================================================
 ``complete``   every trade of the interval was seen while the source was connected
-``partial``    the key's first bar since the operator started, or its first bar starting at or after
-               the end of a reported gap: trades before it may be missing
+``partial``    rows of the bar may be missing: its window began at or before the key's first row the
+               operator saw (since it started, or since the end of a reported gap); rows it saw but
+               excluded (outside a calendar's sessions) count as seen
 ``filled``     no trade in the interval (``fill_empty: true``): open = high = low = close = the
                previous bar's close, volume 0, trades 0, no vwap
 ``gap``        the interval overlaps a ``Gap`` the source reported (it was disconnected)
@@ -17,7 +18,7 @@ filled one in a store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import polars as pl
@@ -43,11 +44,15 @@ class BarQuality:
         self.assigner = assigner
         self.fill_empty = fill_empty
         self.gaps: list[Gap] = []
-        self._first: dict[str, int] = {}  # key -> start of its first bar (since start or a gap)
+        # key -> event time of its first row seen (since start or a gap): bars starting at or before it
+        # are partial. Learned from the key's first bar (its first row), or an excluded row before it
+        self._first: dict[str, int] = {}
         self._firsts = pl.DataFrame(schema={"symbol": pl.String, "__first": pl.Int64})  # the same, as a frame
+        self._excluded: dict[str, int] = {}  # key -> earliest row seen but excluded (outside sessions)
         self._after_gap: dict[str, int] = {}  # key -> end of a gap its next first bar must start after
         self._after_gap_all: int | None = None
         self._last: dict[str, tuple[int, float]] = {}  # key -> (end, close) of its newest bar
+        self._opens: Callable[[], pl.DataFrame] | None = None
         self.filled = 0
 
     def on_gap(self, gap: Gap) -> None:
@@ -57,19 +62,34 @@ class BarQuality:
             self._after_gap_all = gap.end if self._after_gap_all is None else max(self._after_gap_all, gap.end)
             self._after_gap.clear()
             self._first.clear()
+            self._excluded.clear()
         else:
             self._after_gap[gap.symbol] = max(self._after_gap.get(gap.symbol, gap.end), gap.end)
             self._first.pop(gap.symbol, None)
+            self._excluded.pop(gap.symbol, None)
         self._firsts = self._firsts.filter(pl.col("symbol").is_in(list(self._first)))
+
+    def excluded(self, rows: pl.DataFrame) -> None:
+        """Note rows the operator saw but excluded (``symbol``, ``ts_event``): its keys were observed then."""
+        for symbol, ts in rows.group_by("symbol").agg(pl.col("ts_event").min()).iter_rows():  # per key
+            after = self._after_gap.get(symbol, self._after_gap_all)
+            if symbol in self._first or (after is not None and ts < after):
+                continue
+            self._excluded[symbol] = min(ts, self._excluded.get(symbol, ts))
 
     def prune(self, watermark: int) -> None:
         """Forget gaps so far behind the watermark that no bar can overlap them any more."""
         self.gaps = [g for g in self.gaps if g.end + _GAP_HORIZON > watermark]
 
-    def apply(self, bars: pl.DataFrame) -> pl.DataFrame:
-        """Return ``bars`` with their quality set, and with filled bars added when ``fill_empty``."""
+    def apply(self, bars: pl.DataFrame, opens: Callable[[], pl.DataFrame] | None = None) -> pl.DataFrame:
+        """Return ``bars`` with their quality set, and with filled bars added when ``fill_empty``.
+
+        ``opens`` gives ``(symbol, start, open_ts)`` of the bars: the event time of each one's first
+        row, asked for only when a key's first bar is among them (without it: the bar's ``start``).
+        """
         if bars.height == 0:
             return bars
+        self._opens = opens
         in_gap = self._gap_mask(bars) if self.gaps else None
         out = self._apply_small(bars, in_gap) if bars.height <= _SMALL else self._apply_large(bars, in_gap)
         if self.fill_empty:
@@ -82,7 +102,7 @@ class BarQuality:
         if in_gap is None and self._first and max(self._first.values()) < bars.get_column("start").min():  # type: ignore[operator]
             # the usual close: every key's first bar is older than these, so all of them are complete
             return bars.with_columns(pl.lit("complete", dtype=pl.String).alias("quality"))
-        quality = pl.when(pl.col("start") == pl.col("__first")).then(pl.lit("partial")).otherwise(pl.lit("complete"))
+        quality = pl.when(pl.col("start") <= pl.col("__first")).then(pl.lit("partial")).otherwise(pl.lit("complete"))
         if in_gap is not None:
             quality = pl.when(in_gap).then(pl.lit("gap")).otherwise(quality)
         return (
@@ -106,7 +126,7 @@ class BarQuality:
         if new:
             self._learn(new.items())
         quality = [
-            "gap" if gap else "partial" if first.get(symbol) == start else "complete"
+            "gap" if gap else "partial" if symbol in first and start <= first[symbol] else "complete"
             for symbol, start, gap in zip(symbols, starts, gaps, strict=True)
         ]
         column = pl.Series("quality", quality, dtype=pl.String)
@@ -137,15 +157,20 @@ class BarQuality:
 
     def _learn(self, firsts: Iterable[tuple[str, int]]) -> None:
         """Take ``(key, start of its earliest bar)`` as the first bar of keys that have none yet, unless
-        that bar started before the end of a gap the key must wait out."""
+        that bar started before the end of a gap the key must wait out; the key was first seen at the
+        bar's first row (or at an earlier excluded row)."""
         learned = False
+        opens: dict[tuple[str, int], int] | None = None
         for symbol, start in firsts:  # per key, only keys without a first bar do anything
             if symbol in self._first:
                 continue
             after = self._after_gap.get(symbol, self._after_gap_all)
             if after is not None and start < after:
                 continue  # a bar from before the gap's end: not the first one after it
-            self._first[symbol] = start
+            if opens is None:
+                opens = {} if self._opens is None else {(k, s): t for k, s, t in self._opens().iter_rows()}
+            seen = opens.get((symbol, start), start)
+            self._first[symbol] = min(seen, self._excluded.pop(symbol, seen))
             self._after_gap.pop(symbol, None)
             learned = True
         if learned:
@@ -181,6 +206,12 @@ class BarQuality:
         return any((g.symbol is None or g.symbol == symbol) and g.start < before and g.end > after for g in self.gaps)
 
 
+def first_rows(parts: pl.DataFrame) -> pl.DataFrame:
+    """``(symbol, start, open_ts)`` of partials: the event time of each window's first row (for
+    :meth:`BarQuality.apply`)."""
+    return parts.group_by("symbol", "start").agg(pl.col("open_ts").min()).drop_nulls()
+
+
 def _flat(symbol: str, timeframe: str, start: int, end: int, close: float) -> dict[str, object]:
     return {
         "symbol": symbol,
@@ -200,4 +231,4 @@ def _flat(symbol: str, timeframe: str, start: int, end: int, close: float) -> di
     }
 
 
-__all__ = ["BarQuality"]
+__all__ = ["BarQuality", "first_rows"]

@@ -7,6 +7,10 @@ maximum spread ``ask - bid`` over the window's quotes, and their count. The spre
 fixed-point limbs like bar volumes, so the mean is the same however the stream was cut. Late quotes
 follow ``late_policy`` as in ``operator.bars`` (``revise`` re-emits with ``revision + 1``).
 
+``quality`` follows the rule of ``operator.bars`` (``docs/event-time.md``): ``partial`` for a window
+that began at or before the symbol's first quote seen. With ``calendar``, quotes outside the sessions
+are counted (``outside_session``) and left out.
+
 The mean spread is per quote, not time-weighted: a time weight needs the quote in force at each
 window's start, which partial aggregation per frame does not have cheaply.
 
@@ -29,6 +33,7 @@ from mdp.operators.keyed_windows import WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
 from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.progress import WM, Progress
+from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.windows import TumblingWindows, WindowAssigner, event_order_key, in_event_order
 from mdp.records import END_OF_TIME
 
@@ -153,14 +158,22 @@ class QuoteBars(Operator):
         self.engine = WindowEngine(assigner, QuoteAggregation(), retain)
         self.label = assigner.label
         self.late = LateRows(p.late_policy, p.allowed_lateness)
+        self.quality = BarQuality(None)
+        self._inside = getattr(assigner, "inside", None)  # calendar windows: quotes outside sessions
         self._arrived = 0
         self.bars_emitted = 0
+        self.outside_session = 0
 
     def port_kind(self, port: str) -> str | None:
         return "quote" if port == LATE_PORT else None
 
     def stats(self) -> dict[str, Any]:
-        return {"bars_emitted": self.bars_emitted, **self.late.stats(), "open_windows": self.engine.open_windows}
+        return {
+            "bars_emitted": self.bars_emitted,
+            **self.late.stats(),
+            "open_windows": self.engine.open_windows,
+            "outside_session": self.outside_session,
+        }
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
         if frame.height == 0:
@@ -172,6 +185,13 @@ class QuoteBars(Operator):
         arrival = pl.int_range(base, base + frame.height, dtype=pl.Int64)
         seq = pl.col("seq").cast(pl.Int64).fill_null(arrival) if "seq" in frame.columns else arrival.alias("seq")
         rows = frame.select(*_NEEDED, seq, arrival.alias("__row"))
+        if self._inside is not None:
+            mask = self._inside(rows.get_column("ts_event"))
+            if not mask.all():  # outside the calendar's sessions: counted, and seen (the quality rule)
+                self.outside_session += int((~mask).sum())
+                ctx.count("outside_session", int((~mask).sum()))
+                self.quality.excluded(rows.filter(~mask))
+                rows = rows.filter(mask)
         wm = ctx.watermark
         late = rows.get_column("ts_event") < wm if wm > NO_WATERMARK else None
         if late is None or not late.any():
@@ -180,7 +200,10 @@ class QuoteBars(Operator):
         self.engine.add(rows.filter(~late))
         late_rows = rows.filter(late).with_columns(pl.lit(wm, pl.Int64).alias(WM))
         self.late.seen(late_rows, ctx)
-        refused = self.engine.add_late(late_rows) - base if self.params.late_policy == "revise" else late.arg_true()
+        refused = (
+            self.engine.add_late(late_rows) if self.params.late_policy == "revise" else late_rows.get_column("__row")
+        )
+        refused = refused - base
         await self.late.reject(refused, frame, ctx)
 
     async def on_watermark(self, watermark: int, ctx: Context) -> None:
@@ -207,7 +230,8 @@ class QuoteBars(Operator):
         parts = [p for p in (revised, closed) if p is not None]
         if not parts:
             return None
-        bars = self.engine.agg.finish(pl.concat(parts, how="vertical_relaxed"), self.label)
+        merged = pl.concat(parts, how="vertical_relaxed")
+        bars = self.quality.apply(self.engine.agg.finish(merged, self.label), lambda: first_rows(merged))
         self.bars_emitted += bars.height
         return bars
 

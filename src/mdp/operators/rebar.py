@@ -6,7 +6,8 @@ closes when the watermark reaches its end; upstream bars operators emit a bar be
 that closes it, so every constituent is in by then. The output: open of the first input bar, close of
 the last, high/low the extremes, volume, notional and trades summed, vwap = notional / volume.
 Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
-``filled``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
+``filled``), and ``partial`` for a window that began before the key's first input bar (the quality
+rule of ``docs/event-time.md``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
 
 An input bar is late when its output window has closed (its end at or before the watermark in
 force). ``late_policy`` applies as in ``operator.bars``: ``revise`` re-emits the output bar with
@@ -25,13 +26,14 @@ import heapq
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mdp.errors import ConfigError
+from mdp.errors import ConfigError, MdpError
 from mdp.operators.base import Context, Operator
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
-from mdp.operators.windows import TumblingWindows, WindowAssigner, parse_timeframe
+from mdp.operators.windows import TumblingWindows, WindowAssigner, format_timeframe, parse_timeframe
 from mdp.records import BAR_SCHEMA, END_OF_TIME
 
 _RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3}
@@ -85,17 +87,47 @@ class Rebar(Operator):
         self._closed: dict[int, pl.DataFrame] = {}  # output end -> input bars + emitted revision per key
         self._revision: dict[int, dict[str, int]] = {}  # output end -> symbol -> last revision emitted
         self._dirty: set[int] = set()
+        self._seen = pl.DataFrame(schema={"symbol": pl.String, "__seen": pl.Int64})  # key -> first input start
         self.bars_emitted = 0
 
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, **self.late.stats(), "open_windows": len(self._open)}
 
+    def _observe(self, frame: pl.DataFrame) -> None:
+        """Note when each new key's input began (its earliest input bar, even one outside the windows)."""
+        starts = frame.group_by("symbol").agg(pl.col("start").min().alias("__seen"))
+        new = starts.join(self._seen, on="symbol", how="anti")
+        if new.height:
+            self._seen = pl.concat([self._seen, new])
+
+    def bar_grid(self) -> WindowAssigner:
+        """The windows of the bars this operator emits (what a bars of bars downstream checks)."""
+        return self.assigner
+
+    def check_input(self, upstream: Operator, port: str) -> str | None:
+        """Why the bars of ``upstream`` cannot be aggregated into this operator's windows (None if they can,
+        or if ``upstream`` does not say what its bars are: then :meth:`on_frame` checks each bar)."""
+        grid = getattr(upstream, "bar_grid", None)
+        if port != "out" or not callable(grid):
+            return None
+        return grid_problem(grid(), self.assigner, f"operator.bars_of_bars timeframe {self.params.timeframe!r}")
+
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
         if frame.height == 0:
             return
+        self._observe(frame)
         bars = self.assigner.assign(
             frame.select(*BAR_SCHEMA).rename({"start": "in_start", "end": "in_end"}), ts_column="in_start"
         )
+        across = bars.filter(pl.col("in_end") > pl.col("end"))
+        if across.height:
+            row = across.row(0, named=True)
+            raise MdpError(
+                f"operator.bars_of_bars timeframe {self.params.timeframe!r}: input bar {row['symbol']} "
+                f"{row['timeframe']} [{row['in_start']}, {row['in_end']}) ends after the output window "
+                f"[{row['start']}, {row['end']}) that holds its start; the output timeframe must be a whole "
+                "multiple of the input bars' on the same grid"
+            )
         late = pl.col("end") <= ctx.watermark
         on_time, rows = bars.filter(~late), bars.filter(late)
         for (end, *_), part in (on_time.partition_by("end", as_dict=True) if on_time.height else {}).items():
@@ -167,6 +199,13 @@ class Rebar(Operator):
                 rank.max().alias("__rank"),
                 (rank == 0).all().alias("__filled"),
             )
+            .join(self._seen, on="symbol", how="left")
+            .with_columns(  # a window that began before the key's first input bar lacks the bars before it
+                pl.when(pl.col("start") < pl.col("__seen"))
+                .then(pl.max_horizontal("__rank", pl.lit(_RANK["partial"])))
+                .otherwise("__rank")
+                .alias("__rank")
+            )
             .with_columns(
                 pl.lit(self.label).alias("timeframe"),
                 pl.when(pl.col("volume") > 0).then(pl.col("notional") / pl.col("volume")).alias("vwap"),
@@ -198,4 +237,38 @@ class Rebar(Operator):
         )
 
 
-__all__ = ["Rebar", "RebarParams"]
+def grid_problem(inputs: WindowAssigner | None, outputs: WindowAssigner, what: str) -> str | None:
+    """Why bars on the grid ``inputs`` do not each fit in one window of ``outputs`` (None if they do).
+
+    Tumbling output: a whole multiple of the input length, on the same origin. Calendar output from
+    tumbling input: every session open and close on the input grid. Calendar input: the same calendar,
+    and a whole multiple of its length. ``inputs`` None: bars without a fixed grid (sliding, session,
+    threshold bars), which never fit reliably.
+    """
+    if inputs is None:
+        return (
+            f"{what} needs time bars on a fixed grid (tumbling or calendar windows) as input; "
+            "sliding, session and threshold bars overlap or have no fixed length"
+        )
+    from mdp.calendars import CalendarWindows
+
+    need = f"{what} must be a whole multiple of the input bars' {inputs.label}"
+    if isinstance(inputs, TumblingWindows) and isinstance(outputs, TumblingWindows):
+        if outputs.size % inputs.size or (outputs.origin - inputs.origin) % inputs.size:
+            fit = format_timeframe(-(-outputs.size // inputs.size) * inputs.size)
+            return f"{need} on the same origin (e.g. {fit}): an output bar would end inside an input bar"
+        return None
+    if isinstance(inputs, TumblingWindows) and isinstance(outputs, CalendarWindows):
+        edges = np.concatenate([outputs.calendar.opens, outputs.calendar.closes])
+        off = edges[(edges - inputs.origin) % inputs.size != 0]
+        if outputs.size % inputs.size or len(off):
+            return f"{need}, and every session open and close of {outputs.calendar.name} must fall on their grid"
+        return None
+    if isinstance(inputs, CalendarWindows) and isinstance(outputs, CalendarWindows):
+        if inputs.calendar.name != outputs.calendar.name or outputs.size % inputs.size:
+            return f"{need}, on the same calendar"
+        return None
+    return None
+
+
+__all__ = ["Rebar", "RebarParams", "grid_problem"]

@@ -189,6 +189,10 @@ class Dag:
                     f"edge {e.name!r}: {e.src!r} produces {out_kind} records but {e.dst!r} expects "
                     f"{in_kind} records; {advice}"
                 )
+            dst_op = by_name[e.dst].operator
+            check = getattr(dst_op, "check_input", None)
+            if src_op is not None and callable(check) and (problem := check(src_op, e.port)):
+                raise DagValidationError(f"edge {e.name!r}: {problem}")
         targets: dict[str, set[str]] = collections.defaultdict(set)
         for e in self.edges:
             key = e.input_name
