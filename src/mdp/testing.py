@@ -28,6 +28,7 @@ __all__ = [
     "ListSource",
     "ManualClock",
     "arun_operator",
+    "fire_timers",
     "run_graph",
     "run_operator",
 ]
@@ -83,6 +84,15 @@ class ListSink(Sink):
         """Every frame received, concatenated (an empty frame if none)."""
         frames = [x for x in self.items if isinstance(x, pl.DataFrame)]
         return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+async def fire_timers(op: Operator, ctx: Context) -> int:
+    """Fire the processing timers of ``op`` that ``ctx.clock`` has reached, as the runtime's ticker does;
+    for tests that drive an operator by hand with a ``ManualClock``. Returns how many fired."""
+    due = ctx.timers.pop_due(ctx.clock.now_ns(), "processing")
+    for ts in due:
+        await op.on_timer(ts, "processing", ctx)
+    return len(due)
 
 
 async def run_graph(dag: Dag, config: RunConfig | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> RunStats:

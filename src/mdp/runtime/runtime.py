@@ -109,6 +109,62 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
+class _Serialized(Operator):
+    """An operator's callbacks, one at a time: input messages, watermarks and timers take one lock.
+
+    At a watermark, the event timers it reaches fire first, oldest first, then ``on_watermark``.
+    """
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+        self.lock = asyncio.Lock()
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        async with self.lock:
+            await self.op.on_item(item, ctx)
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        async with self.lock:
+            if isinstance(self.op, Source):  # a source sends watermarks; it does not receive them
+                for ts in ctx.timers.pop_due(watermark, "event"):
+                    await self.op.on_timer(ts, "event", ctx)
+                await ctx.emit_watermark(watermark)
+                return
+            for ts in ctx.timers.pop_due(watermark, "event"):
+                await self.op.on_timer(ts, "event", ctx)
+            await self.op.on_watermark(watermark, ctx)
+
+    async def on_timer(self, ts: int, domain: Any, ctx: Context) -> None:
+        async with self.lock:
+            await self.op.on_timer(ts, domain, ctx)
+
+    async def fire_processing(self, ctx: Context) -> None:
+        """Fire every processing timer the clock has reached, under the lock."""
+        async with self.lock:
+            for ts in ctx.timers.pop_due(ctx.clock.now_ns(), "processing"):
+                await self.op.on_timer(ts, "processing", ctx)
+
+
+async def _tick(serial: _Serialized, ctx: Context) -> None:
+    """Sleep on the node's clock until its next processing timer, fire what is due, repeat (until cancelled)."""
+    timers, clock = ctx.timers, ctx.clock
+    changed = timers.changed()
+    while True:
+        due = timers.next_processing()
+        if due is not None and due <= clock.now_ns():
+            await serial.fire_processing(ctx)
+            continue
+        changed.clear()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(changed.wait())]
+        if due is not None:
+            waits.append(asyncio.ensure_future(clock.sleep((due - clock.now_ns()) / 1e9)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+
 class DagRuntime:
     """Execute a ``Dag``. ``stats = await DagRuntime(dag, RunConfig()).start()`` runs it to the end."""
 
@@ -281,6 +337,9 @@ class DagRuntime:
 
     async def _drive(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
         await op.open(ctx)
+        if op.wants_timers:
+            await self._drive_timed(op, ctx, inputs)
+            return
         if isinstance(op, Source):
             await op.run(ctx)
             await ctx.emit_watermark(END_OF_TIME)
@@ -289,6 +348,28 @@ class DagRuntime:
             await self._drive_one(op, ctx, next(iter(inputs.items())))
         else:
             await self._drive_many(op, ctx, inputs)
+        await op.on_close(ctx)
+
+    async def _drive_timed(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+        """Drive an operator that asks for timers: a ticker fires its processing timers beside the input
+        loop, every callback takes the node's lock, and an error in either fails the node at once."""
+        serial = _Serialized(op)
+        try:
+            async with asyncio.TaskGroup() as group:
+                ticker = group.create_task(_tick(serial, ctx), name=f"mdp-timers:{ctx.node}")
+                if isinstance(op, Source):
+                    await op.run(ctx)  # a source's timers fire between the awaits of its own loop
+                elif len(inputs) == 1:
+                    await self._drive_one(serial, ctx, next(iter(inputs.items())))
+                else:
+                    await self._drive_many(serial, ctx, inputs)
+                async with serial.lock:
+                    ticker.cancel()  # between callbacks, never in the middle of one
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        if isinstance(op, Source):
+            await serial.on_watermark(END_OF_TIME, ctx)
+            return
         await op.on_close(ctx)
 
     @staticmethod
