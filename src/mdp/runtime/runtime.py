@@ -10,6 +10,7 @@ watermark and close, and the rest of the graph drains and flushes from sources t
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,33 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
+_BUILT = "_mdp_built_state"
+
+
+def _as_built(op: Operator, node: str) -> None:
+    """Put ``op`` back in the state it was built in before a run, so a graph gives the same output and
+    statistics every time it runs (its first run records that state; its later runs start from a copy).
+
+    Raises:
+        MdpError: the operator ran before and its built state could not be copied.
+    """
+    built = op.__dict__.get(_BUILT)
+    if built is None:
+        try:
+            op.__dict__[_BUILT] = copy.deepcopy({k: v for k, v in op.__dict__.items() if k != _BUILT})
+        except Exception as exc:  # a lock, a connection: such an operator runs once per graph
+            op.__dict__[_BUILT] = exc
+        return
+    if isinstance(built, Exception):
+        raise MdpError(
+            f"node {node!r} ({type(op).__name__}) has run before and the state it was built with cannot be "
+            f"copied ({type(built).__name__}: {built}); build the graph again to run it again"
+        )
+    fresh = copy.deepcopy(built)
+    op.__dict__.clear()
+    op.__dict__.update(fresh, **{_BUILT: built})
+
+
 class _Serialized(Operator):
     """An operator's callbacks, one at a time: input messages, watermarks and timers take one lock.
 
@@ -198,6 +226,9 @@ class DagRuntime:
         """
         if self.running:
             raise MdpError("this runtime is already running; create a new DagRuntime per run")
+        for node in self.dag.nodes:
+            if node.operator is not None:
+                _as_built(node.operator, node.name)
         self._build_channels()
         self._started_at = time.perf_counter()
         self.running = True
