@@ -66,6 +66,10 @@ class TimerQueue:
             due.append(ts)
         return due
 
+    def pending(self, domain: TimeDomain) -> list[int]:
+        """The pending times of ``domain``, oldest first (a node's snapshot keeps them)."""
+        return sorted(self._processing if domain == "processing" else self._event)
+
     def changed(self) -> asyncio.Event:
         """An event set whenever a processing timer is added (the runtime's ticker waits on it)."""
         if self._changed is None:

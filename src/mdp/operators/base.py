@@ -19,6 +19,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from mdp.clock import DEFAULT_CLOCK, Clock
+from mdp.errors import MdpError
 from mdp.records import END_OF_TIME, Watermark
 from mdp.timers import TimeDomain, TimerQueue
 
@@ -182,6 +183,18 @@ class Operator:
     def stats(self) -> dict[str, Any]:
         """Operator-specific statistics for the run summary (late rows per key, bars emitted, ...)."""
         return {}
+
+    def snapshot(self) -> Any:
+        """The operator's state between two messages, for a checkpoint: plain values, lists, dicts, polars
+        frames and numpy arrays (``mdp.runtime.snapshots`` encodes it without pickle). None: stateless.
+        A stateful operator overrides this and ``restore``; a fresh operator built from the same params
+        and given the result must go on exactly as this one would."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take back what ``snapshot`` returned, on a freshly built operator, before its first message."""
+        if state is not None:
+            raise MdpError(f"{type(self).__name__} keeps no state, but a snapshot of some was given to restore")
 
 
 class Source(Operator):

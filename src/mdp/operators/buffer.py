@@ -115,3 +115,12 @@ class Buffer(Operator):
 
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The held batch (frames or plain items), its age and the batch count."""
+        return {"held": list(self._held), "rows": self._rows, "oldest_ns": self._oldest_ns, "batches": self.batches}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``snapshot`` returned."""
+        self._held, self._rows = list(state["held"]), state["rows"]
+        self._oldest_ns, self.batches = state["oldest_ns"], state["batches"]

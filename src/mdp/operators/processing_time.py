@@ -81,6 +81,14 @@ class ProcessingTimeBars(Operator):
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, "open_intervals": len(self._held)}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The partial bars of the open intervals, the arrival count and the bars emitted."""
+        return {"held": self._held, "arrived": self._arrived, "bars_emitted": self.bars_emitted}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``snapshot`` returned; its interval timers come back with the node's state."""
+        self._held, self._arrived, self.bars_emitted = state["held"], state["arrived"], state["bars_emitted"]
+
     async def _flush(self, now: int | None, ctx: Context) -> None:
         """Emit the intervals that ended by ``now`` (every one when None)."""
         due = sorted(s for s in self._held if now is None or s + self.interval <= now)
