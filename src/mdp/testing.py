@@ -30,6 +30,8 @@ __all__ = [
     "OperatorHarness",
     "outputs_equal",
     "run_with_restore",
+    "settle",
+    "until",
     "arun_operator",
     "fire_timers",
     "run_graph",
@@ -237,6 +239,22 @@ def outputs_equal(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> bool:
         if frame is not None and other_frame is not None and not frame.equals(other_frame):
             return False
     return True
+
+
+async def settle(turns: int = 20) -> None:
+    """Let the other tasks run ``turns`` event-loop turns, so each reaches the point where it waits (a
+    put on a full channel, a get on an empty one): the test kit's way to wait without a wall-clock sleep."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool], *, turns: int = 100_000) -> None:
+    """Run the event loop until ``condition()`` holds; fail after ``turns`` turns instead of hanging."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"the condition did not hold after {turns} event-loop turns")
 
 
 async def fire_timers(op: Operator, ctx: Context) -> int:
