@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp import Channel, ChannelBroken, ChannelClosed, ChannelWatermark, MdpError
+from mdp.testing import settle
 
 
 async def test_put_waits_when_full_and_never_drops() -> None:
@@ -17,7 +18,7 @@ async def test_put_waits_when_full_and_never_drops() -> None:
     await ch.put(1)
     await ch.put(2)
     blocked = asyncio.create_task(ch.put(3))
-    await asyncio.sleep(0.01)
+    await settle()
     assert not blocked.done()
     assert await ch.get() == 1
     await asyncio.wait_for(blocked, 1)
@@ -38,7 +39,7 @@ async def test_close_wakes_a_blocked_put() -> None:
     ch: Channel[int] = Channel(1)
     await ch.put(1)
     blocked = asyncio.create_task(ch.put(2))
-    await asyncio.sleep(0.01)
+    await settle()
     ch.close()
     with pytest.raises(ChannelClosed):
         await asyncio.wait_for(blocked, 1)
@@ -47,7 +48,7 @@ async def test_close_wakes_a_blocked_put() -> None:
 async def test_close_wakes_a_blocked_get() -> None:
     ch: Channel[int] = Channel(1)
     waiting = asyncio.create_task(ch.get())
-    await asyncio.sleep(0.01)
+    await settle()
     ch.close()
     with pytest.raises(ChannelClosed):
         await asyncio.wait_for(waiting, 1)
@@ -57,7 +58,7 @@ async def test_put_after_receiver_gone_raises_broken() -> None:
     ch: Channel[int] = Channel(1)
     await ch.put(1)
     blocked = asyncio.create_task(ch.put(2))
-    await asyncio.sleep(0.01)
+    await settle()
     ch.close_receiver()
     with pytest.raises(ChannelBroken):
         await asyncio.wait_for(blocked, 1)
@@ -99,7 +100,7 @@ async def test_capacity_counts_frame_rows() -> None:
     await ch.put(frame)
     assert ch.depth_rows == 60
     blocked = asyncio.create_task(ch.put(frame))  # 120 rows > 100: must wait
-    await asyncio.sleep(0.01)
+    await settle()
     assert not blocked.done()
     await ch.get()
     await asyncio.wait_for(blocked, 1)
@@ -136,7 +137,7 @@ async def test_cancelled_putter_passes_its_wakeup_on() -> None:
     await ch.put(0)
     first = asyncio.create_task(ch.put(1))
     second = asyncio.create_task(ch.put(2))
-    await asyncio.sleep(0.01)
+    await settle()
     first.cancel()
     await ch.get()
     await asyncio.wait_for(second, 1)
@@ -209,7 +210,7 @@ async def test_conflate_never_crosses_a_watermark() -> None:
     await ch.put({"symbol": "A", "bid": 1})
     await ch.put(EventWatermark(10))
     blocked = asyncio.create_task(ch.put({"symbol": "A", "bid": 2}))
-    await asyncio.sleep(0.01)
+    await settle()
     assert not blocked.done()  # the queued A is behind a watermark: wait instead
     await ch.get()
     await asyncio.wait_for(blocked, 1)

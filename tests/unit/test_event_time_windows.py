@@ -3,7 +3,6 @@ row bridges two sessions), per-key watermarks, and the processing-time bars for 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import polars as pl
@@ -17,7 +16,7 @@ from mdp.operators.processing_time import ProcessingTimeBars
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import RunConfig
-from mdp.testing import ListSink, ListSource, run_graph
+from mdp.testing import ListSink, ListSource, fire_timers, run_graph
 
 S = 1_000_000_000
 M = 60 * S
@@ -169,11 +168,12 @@ async def test_processing_time_bars_are_emitted_when_the_clock_ends_the_interval
     clock = ManualClock(10 * S + S // 4)
     ctx, op = Clocked(clock), ProcessingTimeBars(interval="1s")
     await op.open(ctx)
-    await asyncio.sleep(0)
     await op.on_frame(trades(("X", T0, 1.0, 1.0, 1), ("X", T0 - M, 3.0, 1.0, 2)), ctx)  # event time is ignored
     await clock.advance(0.5)
+    assert await fire_timers(op, ctx) == 0
     assert ctx.out == [], "the interval has not ended"
     await clock.advance(0.5)
+    assert await fire_timers(op, ctx) == 1
     assert [f.select("start", "end", "open", "close", "timeframe").row(0) for f in ctx.out] == [
         (10 * S, 11 * S, 3.0, 1.0, "pt_1s")
     ]

@@ -17,7 +17,7 @@ from mdp.operators.throttle import Throttle, ThrottleParams
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node
-from mdp.testing import ListSink, ListSource, run_graph, run_operator
+from mdp.testing import ListSink, ListSource, fire_timers, run_graph, run_operator
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -152,6 +152,7 @@ class Harness:
 
     async def advance(self, seconds: float) -> None:
         await self.clock.advance(seconds)
+        await fire_timers(self.op, self.ctx)
         await self.settle()
 
     def taken(self) -> list[int]:
@@ -179,7 +180,7 @@ async def test_processing_time_keep_last_releases_on_a_timer_not_per_row() -> No
     await h.op.on_frame(rows(["X"] * 4, [0] * 4), h.ctx)
     await h.settle()
     assert h.taken() == [0]
-    assert h.clock.sleepers == 1  # one timer sleeping until the next token, whatever the rows waiting
+    assert len(h.ctx.timers) == 1  # one timer until the next token, whatever the rows waiting
     await h.advance(0.25)
     assert h.taken() == []
     await h.advance(0.25)

@@ -24,7 +24,7 @@ from mdp import (
     Watermark,
 )
 from mdp.operators.base import Context, Source
-from mdp.testing import ListSink, ListSource, run_graph
+from mdp.testing import ListSink, ListSource, run_graph, settle, until
 
 
 async def seed_source(_in: dict[str, Channel[Any]], out: dict[str, Channel[Any]]) -> None:
@@ -110,7 +110,8 @@ async def test_a_slow_branch_does_not_stall_a_fast_one_beyond_its_capacity() -> 
     dag.add_node(Node("fast", Fast()))
     dag.add_edge("src", "fan").add_edge("fan", "slow").add_edge("fan", "fast")
     run = asyncio.create_task(run_graph(dag, RunConfig(channel_capacity=capacity)))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(fast_items) >= capacity)
+    await settle()
     # the slow branch holds one item in hand plus a full channel; the fast one got at least that far
     assert len(fast_items) >= capacity
     assert not fast_done.is_set()
@@ -184,7 +185,7 @@ async def test_stop_drains_from_sources_to_sinks() -> None:
     dag.add_edge("src", "double").add_edge("double", "sink")
     runtime = DagRuntime(dag)
     run = asyncio.create_task(runtime.start())
-    await asyncio.sleep(0.05)
+    await settle(200)
     await runtime.stop()
     stats = await asyncio.wait_for(run, 10)
     produced = stats.nodes["src"].items_out - 1  # minus the final watermark
@@ -212,7 +213,7 @@ async def test_stop_ends_a_seed_style_source() -> None:
     dag = Dag().add_node(Node("src", endless)).add_node(Node("sink", sink)).add_edge("src", "sink")
     runtime = DagRuntime(dag)
     run = asyncio.create_task(runtime.start())
-    await asyncio.sleep(0.05)
+    await settle(200)
     await runtime.stop()
     stats = await asyncio.wait_for(run, 10)
     assert got == list(range(len(got)))
@@ -235,7 +236,8 @@ async def test_runtime_passes_edge_watermark_callbacks() -> None:
         on_low=lambda edge: crossings.append(("low", edge)),
     )
     run = asyncio.create_task(run_graph(dag, config))
-    await asyncio.sleep(0.05)
+    await until(lambda: bool(crossings))
+    await settle()
     assert crossings == [("high", "src->gate")]
     release.set()
     await asyncio.wait_for(run, 10)

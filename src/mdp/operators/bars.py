@@ -191,6 +191,29 @@ class BarsOperator(Operator):
             "outside_session": self.outside_session,
         }
 
+    #: what the operator was built with (the rest of its attributes, and its parts', are its state)
+    CONFIG: ClassVar[frozenset[str]] = frozenset(
+        {"params", "late_policy", "rule", "assigner", "windows", "timeframe", "_batching"}
+    )
+    _PARTS: ClassVar[tuple[str, ...]] = ("engine", "late", "quality", "keys", "_pending")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Open and retained windows, pending and late rows, quality and per-key progress, counters."""
+        own = {
+            k: v
+            for k, v in vars(self).items()
+            if k not in self.CONFIG and k not in self._PARTS and not k.startswith("_mdp_")
+        }
+        parts = {name: None if getattr(self, name) is None else getattr(self, name).snapshot() for name in self._PARTS}
+        return {"own": own, "parts": parts}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``snapshot`` returned (on an operator built from the same params)."""
+        vars(self).update(state["own"])
+        for name, part in state["parts"].items():
+            if part is not None:
+                getattr(self, name).restore(part)
+
     @property
     def late_rows(self) -> int:
         return self.late.late_rows

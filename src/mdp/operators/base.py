@@ -19,7 +19,9 @@ import polars as pl
 from pydantic import BaseModel
 
 from mdp.clock import DEFAULT_CLOCK, Clock
+from mdp.errors import MdpError
 from mdp.records import END_OF_TIME, Watermark
+from mdp.timers import TimeDomain, TimerQueue
 
 if TYPE_CHECKING:
     from mdp.runtime.channel import Channel
@@ -47,6 +49,7 @@ class Context:
         "node",
         "pressure",
         "queued_rows",
+        "timers",
         "watermark",
         "watermark_out",
     )
@@ -73,6 +76,8 @@ class Context:
         #: how many frame rows wait on this node's input right now (set by the runtime): an operator that
         #: is behind may batch work it would otherwise do per message (see ``BarsOperator.on_watermark``)
         self.queued_rows: Callable[[], int] = _nothing_queued
+        #: the timers this node asked for (fired by the runtime through ``Operator.on_timer``)
+        self.timers = TimerQueue()
         self._stop_requested = False
 
     @property
@@ -105,6 +110,11 @@ class Context:
         for channels in self._ports.values():
             for ch in channels:
                 await ch.put(wm)
+
+    def notify_at(self, ts: int, domain: TimeDomain = "processing") -> None:
+        """Have the runtime call ``on_timer(ts, domain, ctx)`` once the clock (``processing``: the clock's
+        ``now_ns``) or the watermark (``event``) reaches ``ts``; asking twice for one time is one call."""
+        self.timers.add(ts, domain)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name``."""
@@ -148,12 +158,23 @@ class Operator:
         """Event time reached ``watermark`` on every input (default: forward it)."""
         await ctx.emit_watermark(watermark)
 
+    async def on_timer(self, ts: int, domain: TimeDomain, ctx: Context) -> None:
+        """A timer asked for with ``ctx.notify_at(ts, domain)`` is due. Called by the runtime inside the
+        node's task, never while another callback of this operator runs; an error fails the node at once.
+        Event timers due at a watermark are fired before ``on_watermark``."""
+
     async def on_close(self, ctx: Context) -> None:
         """Every input is closed and drained: flush what is held. Outputs close after this returns."""
 
     async def teardown(self, ctx: Context) -> None:
         """Release resources (connections, files). Called once when the node ends, however it ends:
         after ``on_close`` on success, and also when the node failed or was cancelled. Must not emit."""
+
+    @property
+    def wants_timers(self) -> bool:
+        """Whether the runtime must run a timer ticker for this operator (default: if it overrides
+        ``on_timer``); an operator whose params need no timer says False and keeps the plain path."""
+        return type(self).on_timer is not Operator.on_timer
 
     def port_kind(self, port: str) -> str | None:
         """Record kind on output ``port`` (default: ``output_kind`` on every port)."""
@@ -166,6 +187,18 @@ class Operator:
     def stats(self) -> dict[str, Any]:
         """Operator-specific statistics for the run summary (late rows per key, bars emitted, ...)."""
         return {}
+
+    def snapshot(self) -> Any:
+        """The operator's state between two messages, for a checkpoint: plain values, lists, dicts, polars
+        frames and numpy arrays (``mdp.runtime.snapshots`` encodes it without pickle). None: stateless.
+        A stateful operator overrides this and ``restore``; a fresh operator built from the same params
+        and given the result must go on exactly as this one would."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take back what ``snapshot`` returned, on a freshly built operator, before its first message."""
+        if state is not None:
+            raise MdpError(f"{type(self).__name__} keeps no state, but a snapshot of some was given to restore")
 
 
 class Source(Operator):
@@ -187,4 +220,4 @@ class Sink(Operator):
     outputs: Sequence[str] = ()
 
 
-__all__ = ["END_OF_TIME", "NO_WATERMARK", "Context", "Operator", "Sink", "Source"]
+__all__ = ["END_OF_TIME", "NO_WATERMARK", "Context", "Operator", "Sink", "Source", "TimeDomain"]

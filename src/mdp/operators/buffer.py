@@ -1,7 +1,8 @@
 """``Buffer``: micro-batching by count, rows or age, flushing the rest at a watermark and at close.
 
 Items are emitted as lists; frames are concatenated into one frame per batch. The age check runs on
-the operator's clock, so tests drive it with a ``ManualClock``.
+the operator's clock through a runtime timer (``ctx.notify_at``), so tests drive it with a ``ManualClock``
+and an error while flushing fails the node at once.
 
 Example::
 
@@ -12,8 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any, Self
 
 import polars as pl
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mdp.durations import DurationNs, format_duration, seconds_or_duration
 from mdp.errors import MdpError
 from mdp.operators.base import Context, Operator
+from mdp.timers import TimeDomain
 
 _DataFrame = pl.DataFrame
 
@@ -59,9 +59,6 @@ class Buffer(Operator):
         self._held: list[Any] = []
         self._rows = 0
         self._oldest_ns = 0
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_error: BaseException | None = None
-        self._nonempty = asyncio.Event()
         self.batches = 0
 
     Params = BufferParams
@@ -73,15 +70,11 @@ class Buffer(Operator):
         age = format_duration(params.max_age) if params.max_age is not None else None
         return cls(params.max_items, params.max_rows, age)
 
-    async def open(self, ctx: Context) -> None:
-        if self.max_age_ns is not None:
-            self._timer = asyncio.create_task(self._age_loop(ctx), name=f"mdp-buffer-age:{ctx.node}")
-
     async def on_item(self, item: Any, ctx: Context) -> None:
-        self._check_timer()
         if not self._held:
-            self._oldest_ns = ctx.clock.monotonic_ns()
-            self._nonempty.set()
+            self._oldest_ns = ctx.clock.now_ns()
+            if self.max_age_ns is not None:
+                ctx.notify_at(self._oldest_ns + self.max_age_ns)
         self._held.append(item)
         if type(item) is _DataFrame:
             self._rows += item.height
@@ -92,43 +85,42 @@ class Buffer(Operator):
         await self._flush(ctx)
         await ctx.emit_watermark(watermark)
 
+    @property
+    def wants_timers(self) -> bool:
+        return self.max_age_ns is not None
+
+    async def on_timer(self, ts: int, domain: TimeDomain, ctx: Context) -> None:
+        """The oldest held message may have reached ``max_age``: flush (a timer left from a batch that
+        was flushed by count since finds a younger batch, and asks again for that one's age)."""
+        if not self._held or self.max_age_ns is None:
+            return
+        due = self._oldest_ns + self.max_age_ns
+        if due <= ctx.clock.now_ns():
+            await self._flush(ctx)
+        else:
+            ctx.notify_at(due)
+
     async def on_close(self, ctx: Context) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-        self._check_timer()
         await self._flush(ctx)
 
     async def _flush(self, ctx: Context) -> None:
         if not self._held:
             return
         batch, self._held, self._rows = self._held, [], 0
-        self._nonempty.clear()
         self.batches += 1
         if all(type(x) is _DataFrame for x in batch):
             await ctx.emit(pl.concat(batch, how="vertical_relaxed"))
         else:
             await ctx.emit(batch)
 
-    async def _age_loop(self, ctx: Context) -> None:
-        assert self.max_age_ns is not None
-        try:
-            while True:
-                await self._nonempty.wait()
-                due = self._oldest_ns + self.max_age_ns - ctx.clock.monotonic_ns()
-                if due > 0:
-                    await ctx.clock.sleep(due / 1e9)
-                    continue  # re-check: the batch may have been flushed by count meanwhile
-                await self._flush(ctx)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # surfaced on the next message, so the node fails with it
-            self._timer_error = exc
-
-    def _check_timer(self) -> None:
-        if self._timer_error is not None:
-            raise self._timer_error
-
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The held batch (frames or plain items), its age and the batch count."""
+        return {"held": list(self._held), "rows": self._rows, "oldest_ns": self._oldest_ns, "batches": self.batches}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``snapshot`` returned."""
+        self._held, self._rows = list(state["held"]), state["rows"]
+        self._oldest_ns, self.batches = state["oldest_ns"], state["batches"]

@@ -18,12 +18,13 @@ makes revisions the same however the stream was cut.
 from __future__ import annotations
 
 import heapq
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 import polars as pl
 
 from mdp.operators.progress import WM, Progress
 from mdp.operators.windows import WindowAssigner
+from mdp.runtime.snapshots import FieldState
 
 #: merge a window's partials into one once this many have piled up (long windows, small frames)
 _COMPACT_AT: Final = 32
@@ -49,7 +50,7 @@ class Aggregation(Protocol):
         ...
 
 
-class WindowEngine:
+class WindowEngine(FieldState):
     """Open and recently closed windows of every key, for one operator.
 
     Args:
@@ -58,6 +59,8 @@ class WindowEngine:
         retain: ns to keep a closed window for revisions (``allowed_lateness``), or None (``drop`` and
             ``side_output``: a closed window is forgotten at once).
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"assigner", "agg", "retain", "label"})
 
     def __init__(self, assigner: WindowAssigner, aggregation: Aggregation, retain: int | None = None) -> None:
         self.assigner = assigner

@@ -18,13 +18,14 @@ the counters and routes rejected rows.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mdp.durations import DurationNs
 from mdp.operators.base import Context
+from mdp.runtime.snapshots import FieldState
 
 LatePolicy = Literal["drop", "side_output", "revise"]
 #: the output port late rows are sent on
@@ -57,13 +58,15 @@ class LateParams(BaseModel):
         return self
 
 
-class LateRows:
+class LateRows(FieldState):
     """Counts late rows and sends the ones no window takes to the ``late`` port (or counts them dropped).
 
     Args:
         policy: the operator's late policy.
         allowed_lateness: ns a closed window keeps taking rows under ``revise``.
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"policy", "allowed_lateness"})
 
     def __init__(self, policy: LatePolicy, allowed_lateness: int = 0) -> None:
         self.policy: LatePolicy = policy

@@ -10,23 +10,26 @@ of their windows, enough rows wait, or someone asks for the operator's state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import ClassVar, Final
 
 import numpy as np
 import polars as pl
 
 from mdp.operators.aggregate import NEEDED, all_finite
+from mdp.runtime.snapshots import FieldState
 
 #: pending rows are prepared once this many wait (or earlier, when a watermark could close their windows)
 PENDING_ROWS: Final = 8_192
 
 
-class PendingRows:
+class PendingRows(FieldState):
     """On-time rows waiting to be prepared, with the earliest window end among them.
 
     Args:
         first_end: the end of the earliest window an event time falls in (tumbling and sliding windows).
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"first_end"})
 
     def __init__(self, first_end: Callable[[int], int]) -> None:
         self.first_end = first_end

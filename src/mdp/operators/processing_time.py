@@ -6,7 +6,8 @@ and each interval's bars are emitted when the clock passes its end, whether or n
 a dashboard gets one snapshot per second per symbol however bursty the feed. The result depends on
 when rows arrived, so it is not reproducible and never replaces event-time bars (``operator.bars``):
 ``start``/``end`` are processing-time ns and ``timeframe`` is prefixed ``pt_``. Watermarks pass
-through unchanged. Tests drive it with a ``ManualClock``.
+through unchanged. Interval ends are runtime timers (``ctx.notify_at``); tests drive them with a
+``ManualClock``.
 
 Example::
 
@@ -15,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any, ClassVar
 
 import polars as pl
@@ -26,6 +25,7 @@ from mdp.durations import DurationNs, format_duration
 from mdp.errors import ConfigError
 from mdp.operators.aggregate import TradeAggregation, prepare
 from mdp.operators.base import Context, Operator
+from mdp.timers import TimeDomain
 
 
 class ProcessingTimeParams(BaseModel):
@@ -58,11 +58,7 @@ class ProcessingTimeBars(Operator):
         self._agg = TradeAggregation()
         self._held: dict[int, list[pl.DataFrame]] = {}  # interval start -> partials
         self._arrived = 0
-        self._ticker: asyncio.Task[None] | None = None
         self.bars_emitted = 0
-
-    async def open(self, ctx: Context) -> None:
-        self._ticker = asyncio.create_task(self._tick(ctx), name=f"mdp-ticker:{ctx.node}")
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
         if frame.height == 0:
@@ -71,32 +67,27 @@ class ProcessingTimeBars(Operator):
         self._arrived += frame.height
         start = ctx.clock.now_ns() // self.interval * self.interval
         rows = rows.with_columns(pl.lit(start).alias("start"), pl.lit(start + self.interval).alias("end"))
+        if start not in self._held:
+            ctx.notify_at(start + self.interval)
         self._held.setdefault(start, []).append(self._agg.partials(rows))
 
-    async def on_close(self, ctx: Context) -> None:
-        await self._stop()
-        await self._flush(None, ctx)
+    async def on_timer(self, ts: int, domain: TimeDomain, ctx: Context) -> None:
+        """An interval ended on the clock: emit its bars (and any earlier ones still held)."""
+        await self._flush(ts, ctx)
 
-    async def teardown(self, ctx: Context) -> None:
-        await self._stop()
+    async def on_close(self, ctx: Context) -> None:
+        await self._flush(None, ctx)
 
     def stats(self) -> dict[str, Any]:
         return {"bars_emitted": self.bars_emitted, "open_intervals": len(self._held)}
 
-    async def _stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+    def snapshot(self) -> dict[str, Any]:
+        """The partial bars of the open intervals, the arrival count and the bars emitted."""
+        return {"held": self._held, "arrived": self._arrived, "bars_emitted": self.bars_emitted}
 
-    async def _tick(self, ctx: Context) -> None:
-        """Wake at every interval end on the clock and emit the intervals it ended."""
-        while True:
-            now = ctx.clock.now_ns()
-            next_end = now // self.interval * self.interval + self.interval
-            await ctx.clock.sleep((next_end - now) / 1e9)
-            await self._flush(ctx.clock.now_ns(), ctx)
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``snapshot`` returned; its interval timers come back with the node's state."""
+        self._held, self._arrived, self.bars_emitted = state["held"], state["arrived"], state["bars_emitted"]
 
     async def _flush(self, now: int | None, ctx: Context) -> None:
         """Emit the intervals that ended by ``now`` (every one when None)."""

@@ -19,12 +19,13 @@ filled one in a store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import ClassVar, Final
 
 import polars as pl
 
 from mdp.operators.windows import WindowAssigner
 from mdp.records import BAR_SCHEMA, Gap
+from mdp.runtime.snapshots import FieldState
 
 #: a gap this far behind the watermark can no longer touch a bar (longer than any window)
 _GAP_HORIZON: Final = 7 * 86_400 * 1_000_000_000
@@ -32,13 +33,15 @@ _GAP_HORIZON: Final = 7 * 86_400 * 1_000_000_000
 _SMALL: Final = 4_096
 
 
-class BarQuality:
+class BarQuality(FieldState):
     """Sets ``quality`` on bars as they leave an operator, and fills empty intervals when asked.
 
     Args:
         assigner: the operator's windows (filling needs back-to-back windows).
         fill_empty: emit ``filled`` bars for empty intervals between a key's bars.
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"assigner", "fill_empty"})
 
     def __init__(self, assigner: WindowAssigner | None, fill_empty: bool = False) -> None:
         self.assigner = assigner
@@ -89,9 +92,12 @@ class BarQuality:
         """
         if bars.height == 0:
             return bars
-        self._opens = opens
-        in_gap = self._gap_mask(bars) if self.gaps else None
-        out = self._apply_small(bars, in_gap) if bars.height <= _SMALL else self._apply_large(bars, in_gap)
+        self._opens = opens  # for this call only: a snapshot between calls holds None
+        try:
+            in_gap = self._gap_mask(bars) if self.gaps else None
+            out = self._apply_small(bars, in_gap) if bars.height <= _SMALL else self._apply_large(bars, in_gap)
+        finally:
+            self._opens = None
         if self.fill_empty:
             out = self._fill(out)
         return out

@@ -16,18 +16,19 @@ has a new key ``(symbol, timeframe, start)`` and the superseded one stays in a s
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final
 
 import polars as pl
 
 from mdp.durations import format_duration
 from mdp.operators.keyed_windows import Aggregation
 from mdp.operators.progress import WM, Progress
+from mdp.runtime.snapshots import FieldState
 
 _STATE_EXTRA: Final = ("revision", "changed")
 
 
-class SessionEngine:
+class SessionEngine(FieldState):
     """Session windows of every key for one operator (same calls as ``WindowEngine``).
 
     Args:
@@ -35,6 +36,8 @@ class SessionEngine:
         aggregation: how rows are summarised.
         retain: ns to keep an emitted session for revisions, or None to forget it at once.
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"gap", "agg", "retain", "label"})
 
     def __init__(self, gap: int, aggregation: Aggregation, retain: int | None = None) -> None:
         if gap < 1:

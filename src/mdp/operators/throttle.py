@@ -8,8 +8,9 @@ its own token (``delay``: nothing dropped, the queue grows under sustained overl
 
 ``time: event`` (default) runs on ``ts_event``: rows are taken in ``(ts_event, seq)`` order once the
 watermark passes them, so a replay gives the same output however it was cut into frames.
-``time: processing`` runs on the operator's clock, for protecting a live consumer; one timer sleeps
-until the next token, never once per row. The watermark sent on is held back to the oldest waiting row.
+``time: processing`` runs on the operator's clock, for protecting a live consumer; one runtime timer
+(``ctx.notify_at``) waits for the next token, never one per row. The watermark sent on is held back to
+the oldest waiting row.
 Decisions are vectorised for all keys in lockstep: a run of rows that all find a token is settled by one
 cumulative maximum, a run that finds none is skipped by one ``searchsorted`` (docs/operators.md).
 
@@ -26,8 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mdp.errors import ConfigError
 from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.records import END_OF_TIME
+from mdp.timers import TimeDomain
 
 _KID, _ORD, _AT, _T = "__mdp_key", "__mdp_order", "__mdp_at", "__mdp_ts"
 _NONE, _OLD = -2, -1  # per key: no waiting row / the waiting row from before this batch
@@ -154,18 +154,13 @@ class Throttle(Operator):
         self._buffer: list[pl.DataFrame] = []  # event time: rows the watermark has not passed yet
         self._held: pl.DataFrame | None = None  # waiting rows: keep_last one per key, delay a queue with _AT
         self._arrivals = 0
-        self._lock = asyncio.Lock()
-        self._changed = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_error: BaseException | None = None
 
-    async def open(self, ctx: Context) -> None:
-        if self.time == "processing" and self.policy != "drop":
-            self._timer = asyncio.create_task(self._release_loop(ctx), name=f"mdp-throttle:{ctx.node}")
+    @property
+    def wants_timers(self) -> bool:
+        """Only a processing-time throttle that holds rows back waits for its clock."""
+        return self.time == "processing" and self.policy != "drop"
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
-        if self._timer_error is not None:
-            raise self._timer_error
         if frame.height == 0:
             return
         tagged = self._tag(frame)
@@ -174,12 +169,23 @@ class Throttle(Operator):
                 ctx.count("late", late)
             self._buffer.append(tagged)
             return
-        async with self._lock:
-            now = ctx.clock.now_ns()
-            if self._held is not None and self._held.height:
-                await self._step(self._empty(), now, ctx)  # tokens that came since the last frame go first
-            await self._step(tagged, now, ctx)
-            self._changed.set()
+        now = ctx.clock.now_ns()
+        if self._held is not None and self._held.height:
+            await self._step(self._empty(), now, ctx)  # tokens that came since the last frame go first
+        await self._step(tagged, now, ctx)
+        self._ask_for_next_token(ctx)
+
+    async def on_timer(self, ts: int, domain: TimeDomain, ctx: Context) -> None:
+        """Processing time: a waiting row's token may have come; release what is due, wait for the next."""
+        due = self._next_due()
+        if due is not None and due <= ctx.clock.now_ns():
+            await self._step(self._empty(), ctx.clock.now_ns(), ctx)
+            await self._forward(ctx)
+        self._ask_for_next_token(ctx)
+
+    def _ask_for_next_token(self, ctx: Context) -> None:
+        if self.wants_timers and (due := self._next_due()) is not None:
+            ctx.notify_at(due)
 
     async def on_watermark(self, watermark: int, ctx: Context) -> None:
         if self.time == "event" and self._buffer:
@@ -192,12 +198,6 @@ class Throttle(Operator):
         await self._forward(ctx)
 
     async def on_close(self, ctx: Context) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-        if self._timer_error is not None:
-            raise self._timer_error
         while self.time == "processing" and (due := self._next_due()) is not None:
             wait = due - ctx.clock.now_ns()
             if wait > 0:
@@ -305,31 +305,6 @@ class Throttle(Operator):
         waiting = self._held is not None and self._held.height > 0
         oldest = int(self._held.select(pl.col("ts_event").min()).item()) if waiting else END_OF_TIME  # type: ignore[union-attr]
         await ctx.emit_watermark(min(ctx.watermark, oldest))
-
-    async def _release_loop(self, ctx: Context) -> None:
-        """Processing time: sleep until the next token, release what is due, repeat."""
-        try:
-            while True:
-                due = self._next_due()
-                wait = None if due is None else due - ctx.clock.now_ns()
-                if wait is not None and wait <= 0:
-                    async with self._lock:
-                        await self._step(self._empty(), ctx.clock.now_ns(), ctx)
-                        await self._forward(ctx)
-                    continue
-                self._changed.clear()
-                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
-                if wait is not None:
-                    waits.append(asyncio.ensure_future(ctx.clock.sleep(wait / 1e9)))
-                try:
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # surfaced on the next message, so the node fails with it
-            self._timer_error = exc
 
     def stats(self) -> dict[str, Any]:
         names = ("passed", "dropped", "conflated", "delayed")

@@ -10,6 +10,7 @@ watermark and close, and the rest of the graph drains and flushes from sources t
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,89 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
+_BUILT = "_mdp_built_state"
+
+
+def _as_built(op: Operator, node: str) -> None:
+    """Put ``op`` back in the state it was built in before a run, so a graph gives the same output and
+    statistics every time it runs (its first run records that state; its later runs start from a copy).
+
+    Raises:
+        MdpError: the operator ran before and its built state could not be copied.
+    """
+    built = op.__dict__.get(_BUILT)
+    if built is None:
+        try:
+            op.__dict__[_BUILT] = copy.deepcopy({k: v for k, v in op.__dict__.items() if k != _BUILT})
+        except Exception as exc:  # a lock, a connection: such an operator runs once per graph
+            op.__dict__[_BUILT] = exc
+        return
+    if isinstance(built, Exception):
+        raise MdpError(
+            f"node {node!r} ({type(op).__name__}) has run before and the state it was built with cannot be "
+            f"copied ({type(built).__name__}: {built}); build the graph again to run it again"
+        )
+    fresh = copy.deepcopy(built)
+    op.__dict__.clear()
+    op.__dict__.update(fresh, **{_BUILT: built})
+
+
+class _Serialized(Operator):
+    """An operator's callbacks, one at a time: input messages, watermarks and timers take one lock.
+
+    At a watermark, the event timers it reaches fire first, oldest first, then ``on_watermark``.
+    """
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+        self.lock = asyncio.Lock()
+
+    async def on_item(self, item: Any, ctx: Context) -> None:
+        async with self.lock:
+            await self.op.on_item(item, ctx)
+
+    async def on_watermark(self, watermark: int, ctx: Context) -> None:
+        async with self.lock:
+            if isinstance(self.op, Source):  # a source sends watermarks; it does not receive them
+                for ts in ctx.timers.pop_due(watermark, "event"):
+                    await self.op.on_timer(ts, "event", ctx)
+                await ctx.emit_watermark(watermark)
+                return
+            for ts in ctx.timers.pop_due(watermark, "event"):
+                await self.op.on_timer(ts, "event", ctx)
+            await self.op.on_watermark(watermark, ctx)
+
+    async def on_timer(self, ts: int, domain: Any, ctx: Context) -> None:
+        async with self.lock:
+            await self.op.on_timer(ts, domain, ctx)
+
+    async def fire_processing(self, ctx: Context) -> None:
+        """Fire every processing timer the clock has reached, under the lock."""
+        async with self.lock:
+            for ts in ctx.timers.pop_due(ctx.clock.now_ns(), "processing"):
+                await self.op.on_timer(ts, "processing", ctx)
+
+
+async def _tick(serial: _Serialized, ctx: Context) -> None:
+    """Sleep on the node's clock until its next processing timer, fire what is due, repeat (until cancelled)."""
+    timers, clock = ctx.timers, ctx.clock
+    changed = timers.changed()
+    while True:
+        due = timers.next_processing()
+        if due is not None and due <= clock.now_ns():
+            await serial.fire_processing(ctx)
+            continue
+        changed.clear()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(changed.wait())]
+        if due is not None:
+            waits.append(asyncio.ensure_future(clock.sleep((due - clock.now_ns()) / 1e9)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+
 class DagRuntime:
     """Execute a ``Dag``. ``stats = await DagRuntime(dag, RunConfig()).start()`` runs it to the end."""
 
@@ -142,6 +226,9 @@ class DagRuntime:
         """
         if self.running:
             raise MdpError("this runtime is already running; create a new DagRuntime per run")
+        for node in self.dag.nodes:
+            if node.operator is not None:
+                _as_built(node.operator, node.name)
         self._build_channels()
         self._started_at = time.perf_counter()
         self.running = True
@@ -281,6 +368,9 @@ class DagRuntime:
 
     async def _drive(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
         await op.open(ctx)
+        if op.wants_timers:
+            await self._drive_timed(op, ctx, inputs)
+            return
         if isinstance(op, Source):
             await op.run(ctx)
             await ctx.emit_watermark(END_OF_TIME)
@@ -289,6 +379,28 @@ class DagRuntime:
             await self._drive_one(op, ctx, next(iter(inputs.items())))
         else:
             await self._drive_many(op, ctx, inputs)
+        await op.on_close(ctx)
+
+    async def _drive_timed(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+        """Drive an operator that asks for timers: a ticker fires its processing timers beside the input
+        loop, every callback takes the node's lock, and an error in either fails the node at once."""
+        serial = _Serialized(op)
+        try:
+            async with asyncio.TaskGroup() as group:
+                ticker = group.create_task(_tick(serial, ctx), name=f"mdp-timers:{ctx.node}")
+                if isinstance(op, Source):
+                    await op.run(ctx)  # a source's timers fire between the awaits of its own loop
+                elif len(inputs) == 1:
+                    await self._drive_one(serial, ctx, next(iter(inputs.items())))
+                else:
+                    await self._drive_many(serial, ctx, inputs)
+                async with serial.lock:
+                    ticker.cancel()  # between callbacks, never in the middle of one
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        if isinstance(op, Source):
+            await serial.on_watermark(END_OF_TIME, ctx)
+            return
         await op.on_close(ctx)
 
     @staticmethod

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
 
 from mdp.operators.base import NO_WATERMARK, Context
+from mdp.runtime.snapshots import FieldState
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +36,14 @@ class Piece:
     watermark_before: int
 
 
-class WatermarkTracker:
+class WatermarkTracker(FieldState):
     """Tracks the largest event time seen and turns it into watermarks.
 
     Args:
         max_out_of_orderness: how far behind the newest row a row may arrive and still be on time, ns.
     """
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"bound", "key", "activity"})
 
     def __init__(self, max_out_of_orderness: int) -> None:
         self.bound = max_out_of_orderness

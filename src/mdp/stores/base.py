@@ -22,6 +22,7 @@ decide without knowing the driver.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -202,6 +203,14 @@ class Store(ABC):
         self._opened = False
         # one write or read at a time: the sink calls from worker threads, drivers are not thread-safe
         self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A copy with its own lock (a graph that runs again starts from a copy of the store it was built with)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        clone.__dict__.update(copy.deepcopy(state, memo), _lock=threading.Lock())
+        return clone
 
     @classmethod
     def check_table(cls, name: str) -> str:
