@@ -14,20 +14,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import MdpError
+from mdp.operators.bar_kinds import ThresholdBars
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import Operator
 from mdp.operators.basic import Filter, Map
 from mdp.operators.buffer import Buffer
 from mdp.operators.dedupe import Dedupe
 from mdp.operators.join import AsofJoin, WindowJoin
+from mdp.operators.nbbo import Consolidate
 from mdp.operators.processing_time import ProcessingTimeBars
+from mdp.operators.quote_bars import QuoteBars
+from mdp.operators.rebar import Rebar
 from mdp.operators.resample import QuoteResample
 from mdp.operators.router import Router
 from mdp.operators.sequence import SequenceCheck
 from mdp.operators.throttle import Throttle
 from mdp.records import Watermark, conform
 from mdp.runtime.snapshots import SnapshotError, decode_state, encode_state
-from mdp.testing import outputs_equal, run_with_restore
+from mdp.testing import outputs_equal, run_operator, run_with_restore
 
 MS = 1_000_000
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -253,3 +257,59 @@ async def test_bars(messages: list[Any], cut: int, shape: dict[str, Any], late: 
     if shape.get("fill_empty") and late["late_policy"] == "revise":
         late = {"late_policy": "drop"}
     await check_round_trip(lambda: BarsOperator(**shape, **late), messages, cut)
+
+
+@SETTINGS
+@given(trade_stream(unit=10 * MS), cuts, st.sampled_from([("tick", 3), ("volume", 4.5), ("dollar", 450.0)]))
+async def test_threshold_bars(messages: list[Any], cut: int, kind_threshold: tuple[str, float]) -> None:
+    kind, threshold = kind_threshold
+    await check_round_trip(lambda: ThresholdBars(kind=kind, threshold=threshold), messages, cut)  # type: ignore[arg-type]
+
+
+@st.composite
+def bar_stream(draw: st.DrawFn) -> list[Any]:
+    """1-second bars of a trade stream, cut into frames, with the watermarks that closed them."""
+    trades = draw(trade_stream(unit=10 * MS))
+    sent = run_operator(BarsOperator("1s"), trades)
+    out: list[Any] = []
+    for item in sent:
+        if isinstance(item, pl.DataFrame) and item.height > 1 and draw(st.booleans()):
+            k = draw(st.integers(1, item.height - 1))
+            out += [item.slice(0, k), item.slice(k)]
+        else:
+            out.append(item)
+        if isinstance(item, pl.DataFrame) and item.height and draw(st.booleans()):
+            out.append(Watermark(int(item["end"].max())))  # type: ignore[arg-type]
+    return _monotone(out)
+
+
+@SETTINGS
+@given(bar_stream(), cuts, st.sampled_from([{}, {"late_policy": "revise", "allowed_lateness": "2s"}]))
+async def test_bars_of_bars(messages: list[Any], cut: int, late: dict[str, Any]) -> None:
+    await check_round_trip(lambda: Rebar("5s", **late), messages, cut)
+
+
+@SETTINGS
+@given(trade_stream("quote", unit=10 * MS), cuts, st.sampled_from(LATE_POLICIES))
+async def test_quote_bars(messages: list[Any], cut: int, late: dict[str, Any]) -> None:
+    await check_round_trip(lambda: QuoteBars("1s", **late), messages, cut)
+
+
+@SETTINGS
+@given(trade_stream("quote"), cuts, st.sampled_from([None, "50ms"]))
+async def test_nbbo(messages: list[Any], cut: int, stale: str | None) -> None:
+    venues = pl.Series(["X", "Y", "Z"])
+
+    def one_sided(m: Any) -> Any:  # each quote from one of three venues, one side of it
+        if not isinstance(m, pl.DataFrame):
+            return m
+        side = pl.col("seq") % 2 == 0
+        return m.with_columns(
+            venue=pl.col("seq").mod(3).replace_strict([0, 1, 2], venues.to_list()),
+            bid=pl.when(side).then(pl.col("bid")),
+            bid_size=pl.when(side).then(pl.col("bid_size")),
+            ask=pl.when(~side).then(pl.col("ask")),
+            ask_size=pl.when(~side).then(pl.col("ask_size")),
+        )
+
+    await check_round_trip(lambda: Consolidate(stale_after=stale), [one_sided(m) for m in messages], cut)

@@ -45,6 +45,7 @@ from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME
+from mdp.runtime.snapshots import FieldState
 
 ThresholdKind = Literal["tick", "volume", "dollar"]
 _CARRY_SCHEMA: Final = {"symbol": pl.String, "__k": pl.Int64, "__fill": pl.Int128, "__last": pl.Int64}
@@ -93,7 +94,7 @@ class ThresholdParams(BaseModel):
         return self
 
 
-class ThresholdBars(Operator):
+class ThresholdBars(FieldState, Operator):
     """Tick, volume or dollar bars per symbol. Keyword arguments: the fields of :class:`ThresholdParams`."""
 
     Params: ClassVar[type[ThresholdParams]] = ThresholdParams  # type: ignore[misc]
@@ -101,6 +102,11 @@ class ThresholdBars(Operator):
     input_kind: ClassVar[str | None] = "trade"
     output_kind: ClassVar[str | None] = "bar"
     outputs: Sequence[str] = ("out", LATE_PORT)
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset(
+        {"params", "kind", "threshold", "label", "_threshold", "_threshold_places"}
+    )
+    PARTS: ClassVar[tuple[str, ...]] = ("late", "quality")
 
     def __init__(self, kind: ThresholdKind = "volume", threshold: float = 1000.0, **params: Any) -> None:
         try:

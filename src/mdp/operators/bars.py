@@ -51,6 +51,7 @@ from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.session import SessionEngine
 from mdp.operators.windows import TumblingWindows, WindowAssigner
 from mdp.records import END_OF_TIME, Gap
+from mdp.runtime.snapshots import FieldState
 from mdp.sources.watermarks import PerKeyWatermarkTracker
 
 #: trades waiting on the input that make the operator batch its closes (see ``on_watermark``): far more
@@ -60,7 +61,7 @@ BEHIND_ROWS: Final = 8_192
 CLOSE_BATCH_ROWS: Final = 262_144
 
 
-class BarsOperator(Operator):
+class BarsOperator(FieldState, Operator):
     """Aggregate trade frames into event-time OHLCV bars, emitted when the watermark closes them.
 
     Keyword arguments are the fields of :class:`BarsParams` (durations as ``"30s"`` or int ns).
@@ -195,24 +196,7 @@ class BarsOperator(Operator):
     CONFIG: ClassVar[frozenset[str]] = frozenset(
         {"params", "late_policy", "rule", "assigner", "windows", "timeframe", "_batching"}
     )
-    _PARTS: ClassVar[tuple[str, ...]] = ("engine", "late", "quality", "keys", "_pending")
-
-    def snapshot(self) -> dict[str, Any]:
-        """Open and retained windows, pending and late rows, quality and per-key progress, counters."""
-        own = {
-            k: v
-            for k, v in vars(self).items()
-            if k not in self.CONFIG and k not in self._PARTS and not k.startswith("_mdp_")
-        }
-        parts = {name: None if getattr(self, name) is None else getattr(self, name).snapshot() for name in self._PARTS}
-        return {"own": own, "parts": parts}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Take back what ``snapshot`` returned (on an operator built from the same params)."""
-        vars(self).update(state["own"])
-        for name, part in state["parts"].items():
-            if part is not None:
-                getattr(self, name).restore(part)
+    PARTS: ClassVar[tuple[str, ...]] = ("engine", "late", "quality", "keys", "_pending")
 
     @property
     def late_rows(self) -> int:

@@ -36,6 +36,7 @@ from mdp.operators.progress import WM, Progress
 from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.windows import TumblingWindows, WindowAssigner, event_order_key, in_event_order
 from mdp.records import END_OF_TIME
+from mdp.runtime.snapshots import FieldState
 
 _SIDES: Final = ("bid", "ask", "mid")
 _NEEDED: Final = ("symbol", "ts_event", "bid", "ask")
@@ -132,7 +133,7 @@ class QuoteAggregation:
         ).sort("start", "symbol", "revision")
 
 
-class QuoteBars(Operator):
+class QuoteBars(FieldState, Operator):
     """Quote bars per symbol and window. Keyword arguments: the fields of :class:`QuoteBarsParams`."""
 
     Params: ClassVar[type[QuoteBarsParams]] = QuoteBarsParams  # type: ignore[misc]
@@ -140,6 +141,9 @@ class QuoteBars(Operator):
     input_kind: ClassVar[str | None] = "quote"
     output_kind: ClassVar[str | None] = "quote_bar"
     outputs: Sequence[str] = ("out", LATE_PORT)
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"params", "label", "_inside"})
+    PARTS: ClassVar[tuple[str, ...]] = ("engine", "late", "quality")
 
     def __init__(self, timeframe: str = "1m", **params: Any) -> None:
         try:

@@ -35,6 +35,7 @@ from mdp.operators.base import Context, Operator
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
 from mdp.operators.windows import TumblingWindows, WindowAssigner, format_timeframe, parse_timeframe
 from mdp.records import BAR_SCHEMA, END_OF_TIME
+from mdp.runtime.snapshots import FieldState
 
 _RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3}
 _BY_RANK = {v: k for k, v in _RANK.items()}
@@ -58,7 +59,7 @@ class RebarParams(LateParams):
         return value
 
 
-class Rebar(Operator):
+class Rebar(FieldState, Operator):
     """Aggregate bar frames into longer bars on aligned boundaries. Keyword arguments: :class:`RebarParams`."""
 
     Params: ClassVar[type[BaseModel] | None] = RebarParams
@@ -66,6 +67,9 @@ class Rebar(Operator):
     input_kind: ClassVar[str | None] = "bar"
     output_kind: ClassVar[str | None] = "bar"
     outputs: Sequence[str] = ("out", LATE_PORT)
+
+    CONFIG: ClassVar[frozenset[str]] = frozenset({"params", "assigner", "label"})
+    PARTS: ClassVar[tuple[str, ...]] = ("late",)
 
     def __init__(self, timeframe: str = "5m", **params: Any) -> None:
         try:

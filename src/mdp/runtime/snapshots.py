@@ -50,16 +50,30 @@ def decode_state(data: bytes) -> Any:
 
 
 class FieldState:
-    """Mixin for a stateful part: its state is every attribute but the ones named in ``CONFIG`` (what it
-    was built with), so a field added later is in the snapshot without anyone remembering to add it."""
+    """Mixin for a stateful object: its state is every attribute but the ones named in ``CONFIG`` (what it
+    was built with), so a field added later is in the snapshot without anyone remembering to add it.
+    Attributes named in ``PARTS`` are objects with state of their own (``snapshot``/``restore``), or None.
+    List it before ``Operator`` in the bases, so its ``snapshot`` is the one used."""
 
     CONFIG: ClassVar[frozenset[str]] = frozenset()
+    PARTS: ClassVar[tuple[str, ...]] = ()
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in self.CONFIG and not k.startswith("_mdp_")}
+        skip = self.CONFIG.union(self.PARTS)
+        own = {k: v for k, v in vars(self).items() if k not in skip and not k.startswith("_mdp_")}
+        if not self.PARTS:
+            return own
+        parts = {name: None if (part := getattr(self, name)) is None else part.snapshot() for name in self.PARTS}
+        return {"own": own, "parts": parts}
 
     def restore(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
+        if not self.PARTS:
+            vars(self).update(state)
+            return
+        vars(self).update(state["own"])
+        for name, part in state["parts"].items():
+            if part is not None:
+                getattr(self, name).restore(part)
 
 
 def snapshot_node(op: Operator, ctx: Context, input_marks: dict[str, int] | None = None) -> bytes:
