@@ -121,7 +121,8 @@ def judge(
                 f"the event times in {column} are implausible in every unit (s, ms, us, ns): check that "
                 "params.columns maps ts_event to the event-time column, or lower min_event_time"
             )
-    reasons = ", ".join(f"{reason} {n:,}" for reason, n in counts.most_common(3))
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:3]
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in top)
     if max_bad_share is None or share <= max_bad_share:
         if unit_hint:
             log.warning("%s: %d of %d rows had implausible event times; %s", where, timing, rows_read, unit_hint)
