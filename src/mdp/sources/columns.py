@@ -389,6 +389,11 @@ def scale_to_ns(values: pl.Series, unit: TsUnit, column: str, where: str) -> tup
         ints, overflow = _scale_ints(text.str.to_integer(strict=False), factor)
         decimals, decimal_overflow = _decimal_to_ns(text, factor)
         floats, float_overflow = _float_to_ns(text.cast(pl.Float64, strict=False), factor)  # e.g. 1.7e9
+        if float_overflow is not None:  # a value read as an integer or a decimal is not read as a float
+            float_overflow = float_overflow & ints.is_null() & decimals.is_null()
+            if overflow is not None or decimal_overflow is not None:
+                earlier = [m for m in (overflow, decimal_overflow) if m is not None]
+                float_overflow = float_overflow & ~pl.select(pl.any_horizontal(earlier)).to_series()
         masks = [m for m in (overflow, decimal_overflow, float_overflow) if m is not None]
         any_over = pl.select(pl.any_horizontal(masks)).to_series() if masks else None
         return ints.fill_null(decimals).fill_null(floats), any_over
@@ -460,8 +465,7 @@ def _float_to_ns(values: pl.Series, factor: int) -> tuple[pl.Series, pl.Series |
     """Whole and fractional parts apart, so whole units stay exact beyond float precision; NaN and
     infinities are unreadable, values beyond int64 ns overflow."""
     clean = values.fill_nan(None)
-    limit = float(_INT64_MAX // factor)
-    over = (clean.abs() >= limit).fill_null(False)
+    over = (clean.abs() >= 2.0**63 / factor).fill_null(False)
     overflow = None
     if over.any():
         overflow = over & clean.is_finite().fill_null(False)

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 #: compressed bytes read from the file at a time
 CHUNK_BYTES: Final[int] = 1 << 20
-#: compressed bytes given to zlib at a time: the text of at most this much is lost before a corrupt spot
-_INFLATE_BYTES: Final[int] = 1 << 16
+#: compressed bytes given to zlib at a time (fallback only): the text of at most this much is lost before
+#: a corrupt spot
+_INFLATE_BYTES: Final[int] = 1 << 12
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 #: zlib's window bits for a gzip header and trailer
 _GZIP_WBITS: Final = 31
