@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.clock import ManualClock
-from mdp.errors import ConfigError, DagValidationError, NodeError, SourceError
+from mdp.errors import ConfigError, DagValidationError, InputError, NodeError, SourceError
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import NO_WATERMARK, Context, Sink
 from mdp.records import END_OF_TIME, QUOTE_SCHEMA, TRADE_SCHEMA
@@ -589,3 +589,25 @@ def test_plain_blocks_parse_as_the_general_path_does(
     plain = plan._plain_select(raw, first_row) is not None
     as_they_are = ts_type == pl.Int64 and unit == "ns" and px_type != pl.String  # any number casts to Float64
     assert plain == (as_they_are and not nulls)
+
+
+#: 2024-08-09T00:00:00Z in ns: a plausible event time
+T_2024 = 1_723_161_600_000_000_000
+
+
+async def test_a_parquet_file_corrupt_part_way_fails_after_the_rows_before_went_through(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    n = 40_000
+    data = pl.DataFrame({"t": [T_2024 + i for i in range(n)], "symbol": "A", "price": 1.5, "size": 1.0})
+    data.write_parquet(path := tmp_path / "t.parquet", row_group_size=10_000, compression="zstd")
+    damaged = bytearray(path.read_bytes())
+    at = pq.ParquetFile(path).metadata.row_group(3).column(2).data_page_offset
+    damaged[at + 10 : at + 200] = b"\x55" * 190
+    path.write_bytes(bytes(damaged))
+    sink = ListSink()
+    with pytest.raises(NodeError) as info:
+        await replay(ReplaySource(path=path, columns={"ts_event": "t"}, frame_rows=10_000), sink)
+    assert isinstance(info.value.cause, InputError)
+    assert str(info.value.cause).startswith("'" + str(path) + "' cannot be read on after row 30,000: ")
+    assert sink.frame["ts_event"].to_list() == [T_2024 + i for i in range(30_000)]

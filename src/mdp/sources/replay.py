@@ -270,13 +270,15 @@ class ReplaySource(Source):
         stream = self._stream
         if stream is not None and stream.broken is not None:
             b = stream.broken
+            cut_line = f", and the {b.dropped:,} bytes of the cut line after them dropped" if b.dropped else ""
             return InputError(
                 f"{str(self.path)!r} breaks off at byte {b.file_offset:,} of {b.file_size:,}: {b.reason}; "
-                f"{done}, the {b.dropped:,} bytes of the cut line after it were dropped; {after}"
+                f"{done}{cut_line}; {after}"
             )
         if self._parquet_break is not None:
             return InputError(
-                f"{str(self.path)!r} cannot be read on after row {rows:,}: {self._parquet_break}; {done}; {after}"
+                f"{str(self.path)!r} cannot be read on after row {rows:,}: {self._parquet_break}; the {rows:,} rows "
+                f"before it were read and went through (a batch that held the damage is lost whole); {after}"
             )
         return None
 
