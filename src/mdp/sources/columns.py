@@ -215,9 +215,12 @@ class ColumnPlan:
                 f"cannot read {self.where} as {self.kind} records: {exc}. check that params.columns maps "
                 "each canonical column to a file column of the right kind"
             ) from exc
-        for name, column in numbers:
-            unread = selected.select(pl.col(name).is_null() & pl.col(_HAS + name)).to_series()
-            found.append(("bad_number", column, unread))
+        if numbers:  # one pass tells which numeric columns hold text that is not a number
+            unread = [(pl.col(name).is_null() & pl.col(_HAS + name)).alias(name) for name, _ in numbers]
+            masks = selected.select(unread)
+            for (name, column), any_bad in zip(numbers, masks.select(pl.all().any()).row(0), strict=True):
+                if any_bad:
+                    found.append(("bad_number", column, masks.get_column(name)))
         found = [(reason, column, mask) for reason, column, mask in found if mask.any()]
         if not found:
             return Parsed(frame, None)
