@@ -21,9 +21,13 @@ def _time_ns(value: object) -> int:
     """An event time from a config: ISO-8601 text, a YAML date or datetime, or int ns UTC."""
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime.combine(value, time())  # YAML reads 1990-01-01 as a date
+    expected = "expected a time such as '1990-01-01' or '2024-08-09T00:00:00Z' (ISO-8601; UTC without an offset)"
     if isinstance(value, str | int | datetime) and not isinstance(value, bool):
-        return parse_time(value)
-    raise ConfigError(f"expected a time such as '1990-01-01' or '2024-08-09T00:00:00Z', got {value!r}")
+        try:
+            return parse_time(value)
+        except ConfigError as exc:  # a ValueError, so that pydantic's message names the key
+            raise ValueError(expected) from exc
+    raise ValueError(expected)
 
 
 #: an event time in a config, as int ns UTC
