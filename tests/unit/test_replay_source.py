@@ -611,3 +611,18 @@ async def test_a_parquet_file_corrupt_part_way_fails_after_the_rows_before_went_
     assert isinstance(info.value.cause, InputError)
     assert str(info.value.cause).startswith("'" + str(path) + "' cannot be read on after row 30,000: ")
     assert sink.frame["ts_event"].to_list() == [T_2024 + i for i in range(30_000)]
+
+
+def test_min_event_time_reads_yaml_dates_and_iso_text_and_names_its_key_when_bad() -> None:
+    import datetime as dt
+
+    from pydantic import ValidationError
+
+    base = {"path": "t.csv"}
+    assert ReplayParams.model_validate(base).min_event_time == 631_152_000_000_000_000  # 1990-01-01
+    assert ReplayParams.model_validate({**base, "min_event_time": dt.date(2024, 8, 9)}).min_event_time == T_2024
+    assert ReplayParams.model_validate({**base, "min_event_time": "2024-08-09T00:00:00Z"}).min_event_time == T_2024
+    assert ReplayParams.model_validate({**base, "min_event_time": None}).min_event_time is None
+    with pytest.raises(ValidationError) as info:
+        ReplayParams.model_validate({**base, "min_event_time": "yesterday"})
+    assert info.value.errors()[0]["loc"] == ("min_event_time",)
