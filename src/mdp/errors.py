@@ -9,6 +9,7 @@
     ├── NodeError                a node raised; carries the node's name, chained to the cause
     ├── ConfigError              a config file, key or value is wrong; names the key path
     ├── SourceError              a source cannot read its input (missing file, bad column)
+    │   └── InputError           the input broke or is mostly bad; raised after the rows before drained
     └── StoreError               a store cannot write or read
         ├── TransientStoreError  worth retrying (connection refused, server restarting)
         └── PermanentStoreError  retrying will not help (bad credentials, schema mismatch)
@@ -51,6 +52,15 @@ class ConfigError(MdpError):
 
 class SourceError(MdpError):
     """A source cannot produce data (missing file, unknown column, unparsable timestamp)."""
+
+
+class InputError(SourceError):
+    """A source's input is bad beyond single rows: its tail is cut off or corrupt, or too many rows are bad.
+
+    A source raises it from ``run`` *after* it sent every row it could read; the runtime then lets the
+    graph drain as at the end of input (so the bars those rows closed are written) and fails the job
+    with this error once every node has finished.
+    """
 
 
 class StoreError(MdpError):

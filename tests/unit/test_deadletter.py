@@ -31,6 +31,7 @@ def letters(n: int, first_row: int = 0) -> pl.DataFrame:
             "kind": "trade",
             "row": [None if i == first_row + 1 else i for i in rows],
             "reason": ["nan_price"] * n,
+            "column": "price",
             "ts_detected": T0,
             "symbol": [None if i == first_row + 1 else "A" for i in rows],
             "ts_event": [T0 + i for i in rows],

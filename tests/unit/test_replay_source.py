@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.clock import ManualClock
-from mdp.errors import ConfigError, DagValidationError, NodeError, SourceError
+from mdp.errors import ConfigError, DagValidationError, InputError, NodeError, SourceError
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import NO_WATERMARK, Context, Sink
 from mdp.records import END_OF_TIME, QUOTE_SCHEMA, TRADE_SCHEMA
@@ -148,7 +148,7 @@ async def test_a_template_with_literal_text_and_one_column(tmp_path: Path) -> No
 async def test_prices_written_as_decimal_text_are_read_as_float64(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("ts,symbol,price,size\n1,A,50,1\n2,A,48.8,2.5\n3,A,7,3\n")
-    out = (await replay(ReplaySource(path=path, columns={"ts_event": "ts"}))).frame
+    out = (await replay(ReplaySource(path=path, columns={"ts_event": "ts"}, min_event_time=None))).frame
     assert out["price"].to_list() == [50.0, 48.8, 7.0]
     assert out["size"].to_list() == [1.0, 2.5, 3.0]
     assert out["price"].dtype == pl.Float64
@@ -272,7 +272,9 @@ async def test_paced_replay_sends_rows_only_when_their_time_comes(tmp_path: Path
     sink = RecordingSink()
     task = asyncio.create_task(
         replay(
-            ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="ms", speed=2.0), sink, RunConfig(clock=clock)
+            ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="ms", speed=2.0, min_event_time=None),
+            sink,
+            RunConfig(clock=clock),
         )
     )
     rows = lambda: sum(f.height for f in sink.frames)  # noqa: E731
@@ -298,7 +300,8 @@ async def test_a_paced_replay_stops_promptly_in_a_long_gap(tmp_path: Path) -> No
     path.write_text("t,symbol,price,size\n0,A,1,1\n3600,A,2,1\n")
     clock = ManualClock()
     dag = Dag()
-    dag.add_node(Node("replay", ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="s", speed=1.0)))
+    source = ReplaySource(path=path, columns={"ts_event": "t"}, ts_unit="s", speed=1.0, min_event_time=None)
+    dag.add_node(Node("replay", source))
     dag.add_node(Node("sink", sink := ListSink())).add_edge("replay", "sink")
     runtime = DagRuntime(dag, RunConfig(clock=clock))
     task = asyncio.create_task(runtime.start())
@@ -412,7 +415,9 @@ async def test_a_timestamp_can_be_joined_from_date_and_time_columns(tmp_path: Pa
 async def test_text_in_a_numeric_column_is_a_bad_number_that_keeps_its_text(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("t,symbol,last,size\n1,NA,1.5,1\n2,NULL,n/a,1\n")
-    sink, dead = await replay_with_deadletters(ReplaySource(path=path, columns={"ts_event": "t", "price": "last"}))
+    mapping = {"ts_event": "t", "price": "last"}
+    source = ReplaySource(path=path, columns=mapping, min_event_time=None, max_bad_share=None)
+    sink, dead = await replay_with_deadletters(source)
     assert sink.frame["price"].to_list() == [1.5]
     assert dead.frame.select("row", "reason").rows() == [(1, "bad_number")]
     assert json.loads(dead.frame["raw"][0]) == {"t": "2", "symbol": "NULL", "last": "n/a", "size": "1"}
@@ -421,7 +426,7 @@ async def test_text_in_a_numeric_column_is_a_bad_number_that_keeps_its_text(tmp_
 async def test_only_an_empty_field_is_missing_so_tickers_like_na_survive(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("t,symbol,price,size,venue\n1,NA,1.5,1,\n2,NULL,2,1,x\n3,A,nan,1,x\n")
-    sink, dead = await replay_with_deadletters(ReplaySource(path=path, columns={"ts_event": "t"}))
+    sink, dead = await replay_with_deadletters(ReplaySource(path=path, columns={"ts_event": "t"}, min_event_time=None))
     assert sink.frame["symbol"].to_list() == ["NA", "NULL"]
     assert sink.frame["venue"].to_list() == [None, "x"]
     assert dead.frame["reason"].to_list() == ["nan_price"]
@@ -584,3 +589,40 @@ def test_plain_blocks_parse_as_the_general_path_does(
     plain = plan._plain_select(raw, first_row) is not None
     as_they_are = ts_type == pl.Int64 and unit == "ns" and px_type != pl.String  # any number casts to Float64
     assert plain == (as_they_are and not nulls)
+
+
+#: 2024-08-09T00:00:00Z in ns: a plausible event time
+T_2024 = 1_723_161_600_000_000_000
+
+
+async def test_a_parquet_file_corrupt_part_way_fails_after_the_rows_before_went_through(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    n = 40_000
+    data = pl.DataFrame({"t": [T_2024 + i for i in range(n)], "symbol": "A", "price": 1.5, "size": 1.0})
+    data.write_parquet(path := tmp_path / "t.parquet", row_group_size=10_000, compression="zstd")
+    damaged = bytearray(path.read_bytes())
+    at = pq.ParquetFile(path).metadata.row_group(3).column(2).data_page_offset
+    damaged[at + 10 : at + 200] = b"\x55" * 190
+    path.write_bytes(bytes(damaged))
+    sink = ListSink()
+    with pytest.raises(NodeError) as info:
+        await replay(ReplaySource(path=path, columns={"ts_event": "t"}, frame_rows=10_000), sink)
+    assert isinstance(info.value.cause, InputError)
+    assert str(info.value.cause).startswith("'" + str(path) + "' cannot be read on after row 30,000: ")
+    assert sink.frame["ts_event"].to_list() == [T_2024 + i for i in range(30_000)]
+
+
+def test_min_event_time_reads_yaml_dates_and_iso_text_and_names_its_key_when_bad() -> None:
+    import datetime as dt
+
+    from pydantic import ValidationError
+
+    base = {"path": "t.csv"}
+    assert ReplayParams.model_validate(base).min_event_time == 631_152_000_000_000_000  # 1990-01-01
+    assert ReplayParams.model_validate({**base, "min_event_time": dt.date(2024, 8, 9)}).min_event_time == T_2024
+    assert ReplayParams.model_validate({**base, "min_event_time": "2024-08-09T00:00:00Z"}).min_event_time == T_2024
+    assert ReplayParams.model_validate({**base, "min_event_time": None}).min_event_time is None
+    with pytest.raises(ValidationError) as info:
+        ReplayParams.model_validate({**base, "min_event_time": "yesterday"})
+    assert info.value.errors()[0]["loc"] == ("min_event_time",)

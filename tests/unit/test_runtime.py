@@ -356,3 +356,25 @@ async def test_a_failing_multi_input_node_reports_its_own_error() -> None:
     dag.add_edge("a", "join").add_edge("b", "join")
     with pytest.raises(NodeError, match="node 'join' failed: ValueError: join exploded"):
         await run_graph(dag, timeout=10)
+
+
+async def test_a_source_whose_input_breaks_lets_the_graph_drain_then_fails_the_run() -> None:
+    from mdp.errors import InputError
+
+    class Broken(Source):
+        async def run(self, ctx: Context) -> None:
+            await ctx.emit(pl.DataFrame({"x": [1, 2]}))
+            raise InputError("the file breaks off at byte 9")
+
+    sink = ListSink()
+    dag = Dag().add_node(Node("src", Broken())).add_node(Node("sink", sink)).add_edge("src", "sink")
+    runtime = DagRuntime(dag)
+    with pytest.raises(NodeError) as info:
+        await runtime.start()
+    assert info.value.node == "src"
+    assert isinstance(info.value.cause, InputError)
+    assert sink.frame["x"].to_list() == [1, 2]  # what came before the break went all the way through
+    assert sink.closed  # and the sink flushed at the end of input
+    stats = runtime.statistics()
+    assert (stats.nodes["src"].state, stats.nodes["sink"].state) == ("failed", "completed")
+    assert (stats.tasks_failed, stats.tasks_completed) == (1, 1)

@@ -102,6 +102,8 @@ def bad_file(tmp_path: Path) -> Path:
 
 
 def replay(path: Path, **kwargs: object) -> ReplaySource:
+    """A source over the bad file, most of whose rows are bad by design: max_bad_share off."""
+    kwargs.setdefault("max_bad_share", None)
     return ReplaySource(path=path, columns={"ts_event": "t_ms"}, ts_unit="ms", **kwargs)  # type: ignore[arg-type]
 
 
@@ -357,7 +359,7 @@ async def test_bad_values_in_typed_parquet_columns_become_dead_letters(tmp_path:
         {"t": [T0, T0 + 1, T0 + 2], "symbol": ["A", None, "A"], "price": [1.0, 2.0, float("nan")], "size": 1.0}
     )
     data.write_parquet(path := tmp_path / "t.parquet")
-    sink, dead, _ = await run_source(ReplaySource(path=path, columns={"ts_event": "t"}))
+    sink, dead, _ = await run_source(ReplaySource(path=path, columns={"ts_event": "t"}, max_bad_share=None))
     assert sink.frame["ts_event"].to_list() == [T0]
     assert dead.frame.select("row", "reason").rows() == [(1, "missing_symbol"), (2, "nan_price")]
     assert json.loads(dead.frame["raw"][1]) == {"t": str(T0 + 2), "symbol": "A", "price": "NaN", "size": "1.0"}

@@ -3,7 +3,9 @@
 Each edge gets its own bounded channel. The first node that raises cancels the others and is re-raised
 as :class:`~mdp.errors.NodeError` naming it (never swallowed, never a hang). When a node ends, its
 outputs are closed (so downstream drains and ends) and its inputs are marked broken (so upstream puts
-fail fast instead of waiting forever). ``stop()`` is graceful: sources stop producing, send the final
+fail fast instead of waiting forever). A source that raises :class:`~mdp.errors.InputError` (a broken file
+tail, too many bad rows) ends like a source at the end of its input: the graph drains and flushes, and
+then the run fails with that error. ``stop()`` is graceful: sources stop producing, send the final
 watermark and close, and the rest of the graph drains and flushes from sources to sinks.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mdp.clock import DEFAULT_CLOCK, Clock
-from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, MdpError, NodeError
+from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, InputError, MdpError, NodeError
 from mdp.operators.base import NO_WATERMARK, Context, Operator, Source
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel, ChannelStatistics
@@ -213,6 +215,8 @@ class DagRuntime:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._first_error: NodeError | None = None
+        #: sources whose input broke (InputError): the run fails with it once the graph has drained
+        self._input_errors: dict[str, InputError] = {}
         self._started_at = 0.0
         self.running = False
 
@@ -246,6 +250,13 @@ class DagRuntime:
         finally:
             self.running = False
             self._collect()
+        for name, exc in self._input_errors.items():  # the graph drained: now the broken input fails the run
+            stats = self._stats.nodes[name]
+            stats.state = "failed"
+            stats.error = f"{type(exc).__name__}: {exc}"
+            self._stats.tasks_completed -= 1
+            self._stats.tasks_failed += 1
+            raise NodeError(name, exc) from exc
         return self._stats
 
     async def stop(self) -> None:
@@ -372,7 +383,10 @@ class DagRuntime:
             await self._drive_timed(op, ctx, inputs)
             return
         if isinstance(op, Source):
-            await op.run(ctx)
+            try:
+                await op.run(ctx)
+            except InputError as exc:  # the rows before it were sent: end as at the end of input, fail later
+                self._input_errors[ctx.node] = exc
             await ctx.emit_watermark(END_OF_TIME)
             return
         if len(inputs) == 1:

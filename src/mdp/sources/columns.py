@@ -38,6 +38,9 @@ _RECORD_CLASSES: Final[dict[RecordKind, type[Any]]] = {"trade": Trade, "quote": 
 _ISO_RETRIES: Final[int] = 3
 #: prefix of scratch columns: the file had a value for this canonical column
 _HAS: Final = "__mdp_has_"
+#: what the CSV reader puts where bytes were not UTF-8 (:mod:`mdp.sources.textfile`)
+_REPLACEMENT: Final = "\ufffd"
+_INT64_MAX: Final = 2**63 - 1
 
 
 def required_columns(kind: RecordKind) -> frozenset[str]:
@@ -160,36 +163,47 @@ class ColumnPlan:
 
         return {col: pa.string() for col in self.needed}
 
-    def parse(self, raw: pl.DataFrame, first_row: int, *, check_units: bool = False) -> Parsed:
+    def parse(
+        self, raw: pl.DataFrame, first_row: int, *, check_units: bool = False, check_text: bool = False
+    ) -> Parsed:
         """Return ``raw`` (file columns) as a canonical frame, and what could not be read in each row.
 
-        A value that cannot be read becomes null and its row gets the reason ``bad_timestamp`` or
-        ``bad_number`` in ``problems``; :mod:`mdp.sources.validation` turns those rows into dead letters.
+        A value that cannot be read becomes null and its row gets a reason in ``problems`` and the file
+        column at fault in ``columns`` (the first in this order): ``undecodable`` (text holding U+FFFD,
+        which stands for bytes that were not UTF-8), ``bad_timestamp`` (not a time in its unit),
+        ``implausible_ts_event`` (a ts_event too large for int64 ns in its unit, i.e. after 2262: usually
+        a wrong ``ts_unit``), ``bad_number``. :mod:`mdp.sources.validation` turns those rows into dead
+        letters.
 
         Args:
             first_row: the row index of ``raw``'s first row in the file (``seq`` when it is not mapped).
             check_units: raise when not one timestamp of a time column can be read: in the first block
                 that is a wrong ``ts_unit`` or mapping, not bad data.
+            check_text: look for U+FFFD in the text columns (the reader replaced bytes that were not UTF-8).
 
         Raises:
             SourceError: as ``check_units`` says, or a value does not fit its canonical type.
         """
-        plain = self._plain_select(raw, first_row)
+        undecodable = self._undecodable(raw) if check_text else []
+        plain = None if undecodable else self._plain_select(raw, first_row)
         if plain is not None:
             return Parsed(conform(pl.DataFrame(plain), self.kind), None)
         exprs: list[pl.Expr] = []
-        numbers: list[str] = []
-        bad_ts: pl.Series | None = None
+        numbers: list[tuple[str, str]] = []  # (canonical, file column or template)
+        found: list[tuple[str, str, pl.Series]] = [("undecodable", col, mask) for col, mask in undecodable]
         for name, spec in self.specs.items():
             expr = _source_expr(spec, raw.height, first_row)
             if expr is None:
                 continue
             if name in TIME_COLUMNS and spec.how != "row_index":
-                ts, bad = self._time_column(raw, name, expr, check_units)
-                bad_ts = bad if bad_ts is None else bad_ts | bad
-                expr = pl.lit(ts)
+                times = self._time_column(raw, name, expr, check_units)
+                found.append(("bad_timestamp", times.column, times.unread))
+                if times.overflow is not None:
+                    reason = "implausible_ts_event" if name == "ts_event" else "bad_timestamp"
+                    found.append((reason, times.column, times.overflow))
+                expr = pl.lit(times.ns)
             elif spec.how != "row_index" and self.schema[name] != pl.String:
-                numbers.append(name)
+                numbers.append((name, spec.column or spec.template))
                 exprs.append(expr.is_not_null().alias(_HAS + name))  # to tell "no value" from "not a number"
                 expr = expr.cast(self.schema[name], strict=False)
             exprs.append(expr.alias(name))
@@ -201,14 +215,28 @@ class ColumnPlan:
                 f"cannot read {self.where} as {self.kind} records: {exc}. check that params.columns maps "
                 "each canonical column to a file column of the right kind"
             ) from exc
-        unread = [pl.col(name).is_null() & pl.col(_HAS + name) for name in numbers] or [pl.repeat(False, raw.height)]
-        bad_number = selected.select(pl.any_horizontal(unread)).to_series()
-        bad_ts = pl.repeat(False, raw.height, eager=True) if bad_ts is None else bad_ts
-        if not (bad_ts.any() or bad_number.any()):
+        if numbers:  # one pass tells which numeric columns hold text that is not a number
+            unread = [(pl.col(name).is_null() & pl.col(_HAS + name)).alias(name) for name, _ in numbers]
+            masks = selected.select(unread)
+            for (name, column), any_bad in zip(numbers, masks.select(pl.all().any()).row(0), strict=True):
+                if any_bad:
+                    found.append(("bad_number", column, masks.get_column(name)))
+        found = [(reason, column, mask) for reason, column, mask in found if mask.any()]
+        if not found:
             return Parsed(frame, None)
-        first_true = pl.when(pl.lit(bad_ts)).then(pl.lit("bad_timestamp")).when(pl.lit(bad_number))
-        problems = pl.select(first_true.then(pl.lit("bad_number")).alias("problem")).to_series()
-        return Parsed(frame, problems)
+        problems = pl.select(_first(found, 0).alias("problem")).to_series()
+        columns = pl.select(_first(found, 1).alias("column")).to_series()
+        return Parsed(frame, problems, columns)
+
+    def _undecodable(self, raw: pl.DataFrame) -> list[tuple[str, pl.Series]]:
+        """``(file column, rows holding U+FFFD)`` for each text column of ``raw`` that has one."""
+        result = []
+        for col, dtype in raw.schema.items():
+            if dtype == pl.String:
+                mask = raw.get_column(col).str.contains(_REPLACEMENT, literal=True).fill_null(False)
+                if mask.any():
+                    result.append((col, mask))
+        return result
 
     def _plain_select(self, raw: pl.DataFrame, first_row: int) -> list[pl.Series] | None:
         """The canonical columns of ``raw``, renamed but not cast (:func:`conform` casts them), when nothing
@@ -240,36 +268,57 @@ class ColumnPlan:
             columns.append(column.alias(name))
         return columns
 
-    def _time_column(
-        self, raw: pl.DataFrame, name: str, values: pl.Expr, check_units: bool
-    ) -> tuple[pl.Series, pl.Series]:
+    def _time_column(self, raw: pl.DataFrame, name: str, values: pl.Expr, check_units: bool) -> _Times:
         """Timestamps of one canonical time column as int ns, and which rows could not be read."""
         source = raw.select(values).to_series()
         unit = self.ts_units.get(name, "ns")
-        ts = to_ns(source, unit, source.name, self.where)
+        ts, overflow = scale_to_ns(source, unit, source.name, self.where)
         unread = ts.is_null() & source.is_not_null()
         if name == "ts_event" and self.fallback is not None:
             # only an *empty* field falls back: a value that is there but unreadable stays bad
             fallback_expr = _source_expr(self.fallback, raw.height, 0)
             assert fallback_expr is not None
             other = raw.select(fallback_expr).to_series()
-            other_ts = to_ns(other, self.ts_fallback_unit, other.name, self.where)
+            other_ts, other_overflow = scale_to_ns(other, self.ts_fallback_unit, other.name, self.where)
             empty = source.is_null()
             ts = ts.zip_with(~empty, other_ts)
             unread = unread | (empty & other_ts.is_null() & other.is_not_null())
+            if other_overflow is not None:
+                overflow = (empty & other_overflow) if overflow is None else overflow | (empty & other_overflow)
         required = name == "ts_event"
         bad = ts.is_null() if required else unread
+        if overflow is not None:
+            unread = unread & ~overflow
+            bad = bad & ~overflow
         if check_units and bad.len() and (bad.all() if required else unread.sum() == source.is_not_null().sum() > 0):
             raise _ts_error(source, ts, unit, self.where, required=required, fallback=self.fallback is not None)
-        return ts, bad
+        return _Times(ts, bad, overflow, source.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Times:
+    """One time column read: ns (null where unreadable), rows that could not be read (for ts_event: also
+    empty ones), rows whose value overflows int64 ns in its unit (None: none), and the file column."""
+
+    ns: pl.Series
+    unread: pl.Series
+    overflow: pl.Series | None
+    column: str
+
+
+def _first(found: list[tuple[str, str, pl.Series]], field: Literal[0, 1]) -> pl.Expr:
+    """Per row, the reason (``field`` 0) or the column (1) of the first entry whose mask is true."""
+    return pl.coalesce([pl.when(pl.lit(mask)).then(pl.lit(what[field], pl.String)) for *what, mask in found])
 
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A canonical frame and, per row, what could not be read (null: all was read; None: no row failed)."""
+    """A canonical frame and, per row, what could not be read (null: all was read; None: no row failed)
+    and the file column it was in."""
 
     frame: pl.DataFrame
     problems: pl.Series | None
+    columns: pl.Series | None = None
 
 
 def _spec(source: str) -> ColumnSpec:
@@ -309,38 +358,73 @@ def _template_exprs(literal: str, column: str | None) -> list[pl.Expr]:
 
 
 def to_ns(values: pl.Series, unit: TsUnit, column: str, where: str) -> pl.Series:
-    """Convert a timestamp column to Int64 ns UTC; values that cannot be read become null.
+    """Convert a timestamp column to Int64 ns UTC; values that cannot be read, or overflow int64 ns
+    (:func:`scale_to_ns`), become null."""
+    return scale_to_ns(values, unit, column, where)[0]
+
+
+def scale_to_ns(values: pl.Series, unit: TsUnit, column: str, where: str) -> tuple[pl.Series, pl.Series | None]:
+    """Convert a timestamp column to Int64 ns UTC, and tell which values overflow int64 ns in ``unit``.
 
     Integers and decimals are read in ``unit``; text is parsed as numbers in ``unit``, or as ISO-8601
-    when ``unit`` is ``"iso"`` (no offset means UTC); a datetime column is used as it is.
+    when ``unit`` is ``"iso"`` (no offset means UTC); a datetime column is used as it is. A value that
+    cannot be read becomes null; one whose scaled value would not fit in int64 (after 2262, e.g. a
+    nanosecond time read as milliseconds) becomes null too, never a wrapped time, and is true in the
+    second result (None when no value overflows).
     """
     dtype = values.dtype
     if dtype == pl.Datetime or dtype == pl.Date:
-        return values.cast(pl.Datetime("ns")).dt.epoch("ns") if dtype == pl.Date else values.dt.epoch("ns")
+        ns = values.cast(pl.Datetime("ns")).dt.epoch("ns") if dtype == pl.Date else values.dt.epoch("ns")
+        return ns, None
     if unit == "iso":
         if dtype != pl.String:
             raise SourceError(
                 f"column {column!r} of {where} holds {dtype} values, not ISO-8601 text; set ts_unit to the "
                 f"unit of its numbers ('ns', 'us', 'ms' or 's'). first value: {_sample(values)!r}"
             )
-        return _iso_to_ns(values)
+        return _iso_to_ns(values), None
     factor = UNIT_NS[unit]
     if dtype == pl.String:
         ints = values.str.to_integer(strict=False)
         if ints.null_count() == values.null_count():
-            return ints * factor  # the common case: whole numbers; the slower readers run only when needed
+            return _scale_ints(ints, factor)  # the common case: whole numbers; the slower readers run only when needed
         text = values.str.strip_chars()
-        ints = text.str.to_integer(strict=False) * factor
-        as_float = text.cast(pl.Float64, strict=False)  # last resort: exponents such as 1.7e9
-        return ints.fill_null(_decimal_to_ns(text, factor)).fill_null(_float_to_ns(as_float, factor))
+        ints, overflow = _scale_ints(text.str.to_integer(strict=False), factor)
+        decimals, decimal_overflow = _decimal_to_ns(text, factor)
+        floats, float_overflow = _float_to_ns(text.cast(pl.Float64, strict=False), factor)  # e.g. 1.7e9
+        if float_overflow is not None:  # a value read as an integer or a decimal is not read as a float
+            float_overflow = float_overflow & ints.is_null() & decimals.is_null()
+            if overflow is not None or decimal_overflow is not None:
+                earlier = [m for m in (overflow, decimal_overflow) if m is not None]
+                float_overflow = float_overflow & ~pl.select(pl.any_horizontal(earlier)).to_series()
+        masks = [m for m in (overflow, decimal_overflow, float_overflow) if m is not None]
+        any_over = pl.select(pl.any_horizontal(masks)).to_series() if masks else None
+        return ints.fill_null(decimals).fill_null(floats), any_over
     if dtype.is_integer():
-        return values.cast(pl.Int64) * factor
+        if dtype == pl.UInt64:
+            too_big = values > _INT64_MAX
+            if too_big.any():
+                ints, over = _scale_ints(_null_where(values, too_big).cast(pl.Int64), factor)
+                return ints, too_big if over is None else too_big | over
+        return _scale_ints(values.cast(pl.Int64), factor)
     if dtype.is_float():
         return _float_to_ns(values, factor)
     raise SourceError(
         f"column {column!r} of {where} holds {dtype} values, which are not timestamps; map a column of "
         "integers, decimals, ISO-8601 text or datetimes to it"
     )
+
+
+def _scale_ints(ints: pl.Series, factor: int) -> tuple[pl.Series, pl.Series | None]:
+    """``ints * factor``, null where that overflows int64 (and which rows did); two reductions when none does."""
+    if factor == 1 or ints.len() == 0:
+        return ints, None
+    limit = _INT64_MAX // factor
+    high, low = ints.max(), ints.min()
+    if (high is None or int(high) <= limit) and (low is None or int(low) >= -limit):  # type: ignore[arg-type]
+        return ints * factor, None
+    over = ((ints > limit) | (ints < -limit)).fill_null(False)
+    return _null_where(ints, over) * factor, over
 
 
 def _iso_to_ns(text: pl.Series) -> pl.Series:
@@ -361,21 +445,37 @@ def _parse_iso(text: pl.Series) -> pl.Series:
     return text.str.to_datetime(time_unit="ns", time_zone="UTC", strict=False).dt.epoch("ns")
 
 
-def _decimal_to_ns(text: pl.Series, factor: int) -> pl.Series:
+def _null_where(values: pl.Series, mask: pl.Series) -> pl.Series:
+    """``values`` with nulls where ``mask`` is true."""
+    return values.zip_with(~mask, values.clear(values.len()))
+
+
+def _decimal_to_ns(text: pl.Series, factor: int) -> tuple[pl.Series, pl.Series | None]:
     """Exact ns from decimal text such as ``"1723161600.000001"`` (a float would be off by ~200 ns)."""
     digits = len(str(factor)) - 1
     parts = text.str.extract_groups(r"^([+-]?)(\d+)\.(\d*)$").struct.unnest()
     sign, whole, frac = (parts.get_column(c) for c in parts.columns)
     frac_units = frac.str.slice(0, digits).str.pad_end(digits, "0").str.to_integer(strict=False) if digits else 0
-    magnitude = whole.str.to_integer(strict=False) * factor + frac_units
-    return magnitude * (1 - 2 * (sign == "-").cast(pl.Int64))
+    scaled, overflow = _scale_ints(whole.str.to_integer(strict=False), factor)
+    magnitude = scaled + frac_units
+    if overflow is None and magnitude.len() and (magnitude.min() or 0) < 0:  # type: ignore[operator]
+        overflow = (magnitude < 0).fill_null(False)  # the fraction carried it past int64
+        magnitude = _null_where(magnitude, overflow)
+    return magnitude * (1 - 2 * (sign == "-").cast(pl.Int64)), overflow
 
 
-def _float_to_ns(values: pl.Series, factor: int) -> pl.Series:
-    """Whole and fractional parts apart, so whole units stay exact beyond float precision."""
+def _float_to_ns(values: pl.Series, factor: int) -> tuple[pl.Series, pl.Series | None]:
+    """Whole and fractional parts apart, so whole units stay exact beyond float precision; NaN and
+    infinities are unreadable, values beyond int64 ns overflow."""
     clean = values.fill_nan(None)
+    over = (clean.abs() >= 2.0**63 / factor).fill_null(False)
+    overflow = None
+    if over.any():
+        overflow = over & clean.is_finite().fill_null(False)
+        clean = _null_where(clean, over)
     whole = clean.floor()
-    return (whole.cast(pl.Int64) * factor + ((clean - whole) * factor).round().cast(pl.Int64)).rename(values.name)
+    ns = whole.cast(pl.Int64) * factor + ((clean - whole) * factor).round().cast(pl.Int64)
+    return ns.rename(values.name), overflow
 
 
 def _sample(values: pl.Series) -> Any:

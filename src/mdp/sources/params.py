@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import date, datetime, time
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from mdp.durations import DurationNs
+from mdp.durations import DurationNs, parse_time
+from mdp.errors import ConfigError
 from mdp.sources.validation import DEFAULT_MAX_FUTURE, OnBadRecord
+
+#: the earliest plausible event time by default, as written in a config
+DEFAULT_MIN_EVENT_TIME_TEXT: Final = "1990-01-01T00:00:00Z"
+#: the share of bad rows above which a source fails its job by default (see ``max_bad_share``)
+DEFAULT_MAX_BAD_SHARE: Final = 0.5
+
+
+def _time_ns(value: object) -> int:
+    """An event time from a config: ISO-8601 text, a YAML date or datetime, or int ns UTC."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())  # YAML reads 1990-01-01 as a date
+    expected = "expected a time such as '1990-01-01' or '2024-08-09T00:00:00Z' (ISO-8601; UTC without an offset)"
+    if isinstance(value, str | int | datetime) and not isinstance(value, bool):
+        try:
+            return parse_time(value)
+        except ConfigError as exc:  # a ValueError, so that pydantic's message names the key
+            raise ValueError(expected) from exc
+    raise ValueError(expected)
+
+
+#: an event time in a config, as int ns UTC
+EventTimeNs = Annotated[int, BeforeValidator(_time_ns)]
 
 
 class SourceFlowParams(BaseModel):
@@ -23,7 +47,22 @@ class SourceFlowParams(BaseModel):
     )
     max_future: DurationNs | None = Field(
         default=DEFAULT_MAX_FUTURE,
-        description="a row whose ts_event is further ahead of the clock than this is bad: '1d'; None: no limit",
+        description="a row whose ts_event is further ahead of the clock than this is bad "
+        "(future_timestamp): '1d'; None: no limit",
+    )
+    min_event_time: EventTimeNs | None = Field(
+        default=DEFAULT_MIN_EVENT_TIME_TEXT,
+        validate_default=True,
+        description="a row whose ts_event is earlier is bad (implausible_ts_event; usually a wrong ts_unit): "
+        "'1990-01-01' or ISO-8601; None: no limit",
+    )
+    max_bad_share: float | None = Field(
+        default=DEFAULT_MAX_BAD_SHARE,
+        ge=0,
+        le=1,
+        description="fail the job (after the good rows went through) when more than this share of the rows "
+        "read were bad: so many usually means a wrong setting (ts_unit, columns), not bad data; "
+        "None: never fail for bad rows",
     )
     watermark: Literal["global", "per_key"] = Field(
         default="global",

@@ -1,11 +1,15 @@
 """``ReplaySource`` (``source.replay``): replay trades or quotes from a CSV, gzip CSV or Parquet file.
 
 The file is streamed, never loaded whole: Parquet through polars' streaming engine, CSV (plain or
-gzip) through pyarrow's streaming CSV reader as text, reading only the columns the mapping needs.
+gzip) through pyarrow's streaming CSV reader as text, reading only the columns the mapping needs, from a
+:class:`~mdp.sources.textfile.TextStream` (a byte that is not UTF-8 spoils one row, which is
+dead-lettered as ``undecodable``; a gzip file cut off or corrupt mid-way gives its rows up to the break,
+and then the source fails naming the file and the position, after those rows went through).
 Each batch becomes a canonical frame with vectorised column work (:mod:`mdp.sources.columns`), is
 screened for bad rows (:mod:`mdp.sources.validation`: they go to the ``deadletter`` port and never
 move the watermark), is re-cut into frames of ``frame_rows`` and sent through
-``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time.
+``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time. At the end, more
+than ``max_bad_share`` bad rows fail the job (:mod:`mdp.sources.verdict`).
 
 Example (quotes whose spot rows have no exchange time, so the receive time stands in)::
 
@@ -25,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -34,19 +37,20 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
-from mdp.errors import ConfigError, SourceError
+from mdp.errors import ConfigError, InputError, SourceError
 from mdp.operators.base import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
-from mdp.sources.params import SourceFlowParams
+from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
+from mdp.sources.textfile import TextStream
 from mdp.sources.validation import DEADLETTER_PORT, DEFAULT_MAX_FUTURE, BadRows, OnBadRecord, RecordScreen, SourceKind
+from mdp.sources.verdict import TimeSample, judge
 
 FileFormat = Literal["auto", "csv", "parquet"]
 #: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input
 CSV_BLOCK_BYTES: Final[int] = 4 << 20
-_CSV_COLUMN_NO = re.compile(r"CSV column #(\d+)")
 
 
 class ReplayParams(SourceFlowParams):
@@ -96,6 +100,9 @@ class ReplaySource(Source):
         SourceError: the file is missing or unreadable, a mapped column is not in it, not one
             timestamp of the first block can be read (a wrong ``ts_unit``), or a row is bad and
             ``on_bad_record`` is ``error``; the message says what to change.
+        InputError: after the rows before it went through: a gzip file cut off or corrupt (naming
+            the file, the byte and the line), a corrupt Parquet row group, or more than
+            ``max_bad_share`` of the rows were bad (suggesting a ``ts_unit`` when that explains them).
     """
 
     Params: ClassVar[type[BaseModel] | None] = ReplayParams
@@ -118,6 +125,8 @@ class ReplaySource(Source):
         frame_rows: int = 65_536,
         on_bad_record: OnBadRecord = "deadletter",
         max_future: int | str | None = DEFAULT_MAX_FUTURE,
+        min_event_time: int | str | None = DEFAULT_MIN_EVENT_TIME_TEXT,
+        max_bad_share: float | None = DEFAULT_MAX_BAD_SHARE,
         adaptive_rate: bool = True,
         watermark: Literal["global", "per_key"] = "global",
         idle_timeout: int | str | None = None,
@@ -139,6 +148,8 @@ class ReplaySource(Source):
                     "frame_rows": frame_rows,
                     "on_bad_record": on_bad_record,
                     "max_future": max_future,
+                    "min_event_time": min_event_time,
+                    "max_bad_share": max_bad_share,
                     "adaptive_rate": adaptive_rate,
                     "watermark": watermark,
                     "idle_timeout": idle_timeout,
@@ -155,6 +166,9 @@ class ReplaySource(Source):
         self._plan: ColumnPlan | None = None
         self._screen: RecordScreen | None = None
         self._limiter: AdaptiveRate | None = None
+        #: the text stream of the CSV being read (its break, if any, ends the run with an error)
+        self._stream: TextStream | None = None
+        self._parquet_break: str | None = None
 
     def port_kind(self, port: str) -> str | None:
         return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
@@ -196,35 +210,85 @@ class ReplaySource(Source):
     def screen(self, ctx: Context) -> RecordScreen:
         """The bad-record handling of one run, on the runtime's clock."""
         p = self.params
+        plan = self._plan
+        names = {} if plan is None else {n: s.column or s.template for n, s in plan.specs.items() if s.how != "null"}
         return RecordScreen(
             p.kind,
             policy=p.on_bad_record,
             max_future=p.max_future,
+            min_event_time=p.min_event_time,
             clock=ctx.clock,
             source=ctx.node,
             where=str(self.path),
             one_sided=p.one_sided_quotes,
+            names=names,
         )
 
     async def run(self, ctx: Context) -> None:
-        plan = self._plan or self.plan()
+        plan = self._plan = self._plan or self.plan()
         screen = self._screen = self.screen(ctx)
         self.rows_emitted = 0
         self.offset = 0
         tracker = make_tracker(self.params.watermark, self.params.max_out_of_orderness)
         pacer = make_pacer(ctx.clock, self.params.speed, tracker, self.params.idle_timeout)
         limiter = self._limiter = rate_limiter(ctx, self.params.adaptive_rate)
-        async with contextlib.aclosing(in_thread(self.frames(plan, screen))) as frames:
-            async for frame in frames:
-                if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
-                    await screen.deliver(frame, ctx)
-                    continue
-                if ctx.stopping:
-                    return
-                sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
-                self.rows_emitted += sent
-                if sent < frame.height:
-                    return
+        ts_spec = plan.specs["ts_event"]
+        sample = TimeSample(ts_spec.column if ts_spec.how == "column" else None)
+        self._parquet_break = None
+        try:
+            async with contextlib.aclosing(in_thread(self.frames(plan, screen))) as frames:
+                async for frame in frames:
+                    if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
+                        sample.add(frame.frame)
+                        await screen.deliver(frame, ctx)
+                        continue
+                    if ctx.stopping:
+                        return
+                    sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
+                    self.rows_emitted += sent
+                    if sent < frame.height:
+                        return
+        finally:
+            screen.warn_unrouted(ctx.node)
+        broken = self._broken_tail(screen)
+        if broken is not None:
+            raise broken
+        now = ctx.clock.now_ns()
+        p = self.params
+        judge(
+            node=ctx.node,
+            where=f"source {ctx.node!r} ({self.path})",
+            rows_read=self.offset + screen.counts["malformed_line"],
+            counts=screen.counts,
+            max_bad_share=p.max_bad_share,
+            ts_unit=p.ts_unit,
+            sample=sample,
+            plausible=(p.min_event_time or 0, now + (p.max_future if p.max_future is not None else 86_400 * 10**9)),
+        )
+
+    def _broken_tail(self, screen: RecordScreen) -> InputError | None:
+        """The error for a file that broke off after some rows (None: it was read to its end)."""
+        rows = self.offset
+        lines = rows + screen.counts["malformed_line"] + 1  # + the header
+        done = f"the {rows:,} rows before it (through line {lines:,}) were read and went through"
+        after = (
+            "re-fetch or repair the file and run the job again: stores upsert bars by key, so the complete "
+            "bars of the last minutes before the break replace the ones written now"
+        )
+        stream = self._stream
+        if stream is not None and stream.broken is not None:
+            b = stream.broken
+            cut_line = f", and the {b.dropped:,} bytes of the cut line after them dropped" if b.dropped else ""
+            return InputError(
+                f"{str(self.path)!r} breaks off at byte {b.file_offset:,} of {b.file_size:,}: {b.reason}; "
+                f"{done}{cut_line}; {after}"
+            )
+        if self._parquet_break is not None:
+            return InputError(
+                f"{str(self.path)!r} cannot be read on after row {rows:,}: {self._parquet_break}; the {rows:,} rows "
+                f"before it were read and went through (a batch that held the damage is lost whole); {after}"
+            )
+        return None
 
     def frames(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
         """Good rows as canonical frames of at most ``frame_rows`` rows, in file order, and the dead
@@ -234,15 +298,20 @@ class ReplaySource(Source):
     def _screened(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
         fmt = resolve_format(self.path, self.params.format)
         malformed: list[tuple[int | None, str]] = []
+        stream = None
         if fmt == "parquet":
-            batches = _parquet_frames(self.path, plan.needed, self.params.frame_rows)
+            batches = self._parquet_frames(plan.needed)
         else:
-            batches = _csv_frames(self.path, plan, malformed)
+            stream = self._stream = _open_text(self.path)
+            batches = _csv_frames(self.path, plan, malformed, stream)
         first = True
         for raw in batches:
-            parsed = plan.parse(raw, self.offset, check_units=first and raw.height > 0)
+            text_replaced = stream is not None and stream.replaced > 0
+            parsed = plan.parse(raw, self.offset, check_units=first and raw.height > 0, check_text=text_replaced)
             first = first and raw.height == 0
-            good, bad = screen.screen(parsed.frame, raw=raw, first_row=self.offset, problems=parsed.problems)
+            good, bad = screen.screen(
+                parsed.frame, raw=raw, first_row=self.offset, problems=parsed.problems, columns=parsed.columns
+            )
             self.offset += raw.height
             if bad is not None:
                 yield bad
@@ -252,6 +321,26 @@ class ReplaySource(Source):
             yield good
         if malformed:
             yield screen.malformed(malformed)
+
+    def _parquet_frames(self, columns: list[str]) -> Iterator[pl.DataFrame]:
+        """Parquet batches; a file that fails after some batches ends them and sets ``_parquet_break``."""
+        sent = False
+        try:
+            for frame in _parquet_frames(self.path, columns, self.params.frame_rows):
+                sent = sent or frame.height > 0
+                yield frame
+        except SourceError as exc:
+            if not sent:
+                raise
+            cause = exc.__cause__
+            self._parquet_break = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+
+
+def _open_text(path: Path) -> TextStream:
+    try:
+        return TextStream(path)
+    except OSError as exc:
+        raise SourceError(f"cannot read {str(path)!r}: {exc}; check the file and its permissions") from exc
 
 
 def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
@@ -271,17 +360,15 @@ def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
 
 def _csv_header(path: Path) -> list[str]:
     """The column names on the first line (gzip is detected from the suffix)."""
-    import pyarrow as pa  # the CSV reader's library, loaded only for CSV input
-
     try:
-        with pa.input_stream(str(path), compression="detect") as stream:
+        with TextStream(path, chunk_bytes=1 << 16) as stream:
             head = b""
             while b"\n" not in head:
                 chunk = stream.read(1 << 16)
                 if not chunk:
                     break
                 head += chunk
-    except (OSError, pa.ArrowException) as exc:
+    except OSError as exc:
         raise SourceError(f"cannot read {str(path)!r} as CSV: {exc}; check that it is a CSV or gzip CSV file") from exc
     line = head.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
     if not line:
@@ -289,8 +376,11 @@ def _csv_header(path: Path) -> list[str]:
     return next(csv.reader(io.StringIO(line)))
 
 
-def _csv_frames(path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, str]]) -> Iterator[pl.DataFrame]:
-    """Stream frames of the columns ``plan`` needs from a CSV or gzip CSV file (pyarrow's streaming reader).
+def _csv_frames(
+    path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, str]], stream: TextStream
+) -> Iterator[pl.DataFrame]:
+    """Stream frames of the columns ``plan`` needs from the text of a CSV or gzip CSV file (pyarrow's
+    streaming reader over ``stream``, which ends early, cleanly, where a gzip file breaks off).
 
     A line that does not split into the header's columns is skipped and appended to ``malformed`` as
     ``(line number, text)``; the reader runs on one thread so it knows the line numbers.
@@ -312,26 +402,19 @@ def _csv_frames(path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, 
         strings_can_be_null=True,
     )
     try:
-        with pa.input_stream(str(path), compression="detect") as stream:
+        with stream:
             reader = pa_csv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
             for batch in reader:
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
                 yield frame
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise _csv_error(path, plan, exc) from exc
 
 
 def _csv_error(path: Path, plan: ColumnPlan, exc: Exception) -> SourceError:
-    """Translate a pyarrow CSV error (every column is read as text, so it is about the text itself)."""
-    text = str(exc)
-    match = _CSV_COLUMN_NO.search(text)
-    if match is not None and int(match.group(1)) < len(plan.needed):
-        column = plan.needed[int(match.group(1))]
-        return SourceError(
-            f"cannot read column {column!r} of {str(path)!r} as text: {text}; the file must be UTF-8 CSV"
-        )
-    return SourceError(f"cannot read {str(path)!r} as CSV: {text}; fix the file or params.format")
+    """Translate a pyarrow CSV error (the text is valid UTF-8 by then, so it is about the CSV itself)."""
+    return SourceError(f"cannot read {str(path)!r} as CSV: {exc}; fix the file or params.format")
 
 
 def _parquet_columns(path: Path) -> list[str]:

@@ -37,7 +37,7 @@ from mdp.records import conform
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
-from mdp.sources.params import SourceFlowParams
+from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
 from mdp.sources.validation import (
     DEADLETTER_PORT,
     DEFAULT_MAX_FUTURE,
@@ -47,6 +47,7 @@ from mdp.sources.validation import (
     SourceKind,
     screen_frames,
 )
+from mdp.sources.verdict import judge
 
 #: rows generated per internal block; fixed, so the trades do not depend on the frame size
 BLOCK_ROWS: Final[int] = 65_536
@@ -134,6 +135,8 @@ class SyntheticSource(Source):
         bad_fraction: float = 0.0,
         on_bad_record: OnBadRecord = "deadletter",
         max_future: int | str | None = DEFAULT_MAX_FUTURE,
+        min_event_time: int | str | None = DEFAULT_MIN_EVENT_TIME_TEXT,
+        max_bad_share: float | None = DEFAULT_MAX_BAD_SHARE,
         adaptive_rate: bool = True,
         watermark: Literal["global", "per_key"] = "global",
         idle_timeout: int | str | None = None,
@@ -158,6 +161,8 @@ class SyntheticSource(Source):
                     "bad_fraction": bad_fraction,
                     "on_bad_record": on_bad_record,
                     "max_future": max_future,
+                    "min_event_time": min_event_time,
+                    "max_bad_share": max_bad_share,
                     "adaptive_rate": adaptive_rate,
                     "watermark": watermark,
                     "idle_timeout": idle_timeout,
@@ -194,7 +199,13 @@ class SyntheticSource(Source):
     async def run(self, ctx: Context) -> None:
         p = self.params
         screen = self._screen = RecordScreen(
-            p.kind, policy=p.on_bad_record, max_future=p.max_future, clock=ctx.clock, source=ctx.node, where=ctx.node
+            p.kind,
+            policy=p.on_bad_record,
+            max_future=p.max_future,
+            min_event_time=p.min_event_time,
+            clock=ctx.clock,
+            source=ctx.node,
+            where=ctx.node,
         )
         self.rows_emitted = 0
         self.offset = 0
@@ -202,17 +213,27 @@ class SyntheticSource(Source):
         pacer = make_pacer(ctx.clock, p.speed, tracker, p.idle_timeout)
         limiter = self._limiter = rate_limiter(ctx, p.adaptive_rate)
         screened = cut_frames(screen_frames(self._delivered(), screen), p.frame_rows)
-        async with contextlib.aclosing(in_thread(screened)) as frames:
-            async for frame in frames:
-                if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
-                    await screen.deliver(frame, ctx)
-                    continue
-                if ctx.stopping:
-                    return
-                sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
-                self.rows_emitted += sent
-                if sent < frame.height:
-                    return
+        try:
+            async with contextlib.aclosing(in_thread(screened)) as frames:
+                async for frame in frames:
+                    if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
+                        await screen.deliver(frame, ctx)
+                        continue
+                    if ctx.stopping:
+                        return
+                    sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
+                    self.rows_emitted += sent
+                    if sent < frame.height:
+                        return
+        finally:
+            screen.warn_unrouted(ctx.node)
+        judge(
+            node=ctx.node,
+            where=f"source {ctx.node!r}",
+            rows_read=self.offset,
+            counts=screen.counts,
+            max_bad_share=p.max_bad_share,
+        )
 
     def frames(self) -> Iterator[pl.DataFrame]:
         """Every generated row (spoiled ones too), in delivery order, in frames of at most ``frame_rows``
