@@ -403,7 +403,10 @@ class DagRuntime:
             async with asyncio.TaskGroup() as group:
                 ticker = group.create_task(_tick(serial, ctx), name=f"mdp-timers:{ctx.node}")
                 if isinstance(op, Source):
-                    await op.run(ctx)  # a source's timers fire between the awaits of its own loop
+                    try:
+                        await op.run(ctx)  # a source's timers fire between the awaits of its own loop
+                    except InputError as exc:  # as in _drive: end as at the end of input, fail later
+                        self._input_errors[ctx.node] = exc
                 elif len(inputs) == 1:
                     await self._drive_one(serial, ctx, next(iter(inputs.items())))
                 else:
