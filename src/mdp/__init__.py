@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         map_async,
         tumbling_window,
     )
+    from mdp.read import read_bars
     from mdp.records import END_OF_TIME, Bar, Quote, Trade, Watermark, from_frame, to_frame
     from mdp.runtime import (
         Channel,
@@ -94,6 +95,7 @@ _EXPORTS = {
     "filter_async": "mdp.operators",
     "map_async": "mdp.operators",
     "tumbling_window": "mdp.operators",
+    "read_bars": "mdp.read",
     "END_OF_TIME": "mdp.records",
     "Bar": "mdp.records",
     "Quote": "mdp.records",
@@ -176,6 +178,7 @@ __all__ = [
     "from_frame",
     "load_config",
     "map_async",
+    "read_bars",
     "to_frame",
     "tumbling_window",
 ]

@@ -10,7 +10,13 @@ says how old. Each job has its own ``CollectorRegistry``, so one process (a test
     port = metrics.serve(9464)   # 0 picks a free port
     metrics.detach()             # runtime_up drops to 0; close() also stops the endpoint
 
-Series carry ``job`` and ``node`` or ``edge`` (``"src->dst"``); :func:`exposed_names` lists them all.
+Series carry ``mdp_job`` (the mdp job's name) and ``node`` or ``edge`` (``"src->dst"``); the label is not
+called ``job`` because Prometheus gives every scraped series its own ``job`` label (the scrape job), and
+would rename ours to ``exported_job``. The seed's ``runtime_up`` and ``runtime_jobs_running`` (label
+``mode``) are kept beside ``mdp_up`` and ``mdp_jobs_running``; ``mdp_build_info`` carries the mdp and
+Python versions, and a ``JobMetrics`` with its own registry also exports the process (``process_*``),
+platform (``python_info``) and garbage collector (``python_gc_*``) series of ``prometheus_client``.
+:func:`exposed_names` lists the mdp and seed series.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, start_http_server
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
@@ -44,8 +51,10 @@ DEFAULT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 LATE_COUNTERS: Final[tuple[str, ...]] = ("late_rows", "late", "late_left", "late_right")
 #: what a store sink calls after each write: ``listener(seconds, rows_written)``
 WriteListener = Callable[[float, int], None]
-_NODE: Final = ("job", "node")
-_EDGE: Final = ("job", "edge")
+#: the label naming the mdp job (``job`` is Prometheus's own: the scrape job)
+JOB_LABEL: Final = "mdp_job"
+_NODE: Final = (JOB_LABEL, "node")
+_EDGE: Final = (JOB_LABEL, "edge")
 #: (name, type, NodeStats attribute, help) of the per-node series read straight from the statistics
 _NODE_SERIES: Final = (
     ("mdp_node_items_in", "counter", "items_in", "messages a node took from its input channels"),
@@ -137,7 +146,8 @@ class _Snapshot:
 class RuntimeCollector:
     """A Prometheus collector that reads one job's runtime at scrape time.
 
-    ``job`` labels every mdp series, ``mode`` the seed series; ``snapshot_timeout`` is how long a scrape
+    ``job`` is the ``mdp_job`` label of every mdp series, ``mode`` labels the seed series and ``mdp_up``;
+    ``snapshot_timeout`` is how long a scrape
     waits for a busy event loop before it reports the last snapshot.
     """
 
@@ -239,16 +249,26 @@ class RuntimeCollector:
         up.add_metric([self.mode], 0 if self._target is None else 1)
         jobs = GaugeMetricFamily("runtime_jobs_running", "jobs running in this runtime", labels=("mode",))
         jobs.add_metric([self.mode], 1 if snap is not None and snap.running else 0)
-        age = GaugeMetricFamily("mdp_statistics_age_seconds", "age of the statistics in this scrape", labels=("job",))
+        mdp_up = GaugeMetricFamily("mdp_up", "1 while a job's runtime is attached", labels=(JOB_LABEL, "mode"))
+        mdp_up.add_metric([self.job, self.mode], 0 if self._target is None else 1)
+        running = GaugeMetricFamily("mdp_jobs_running", "1 while the job runs", labels=(JOB_LABEL, "mode"))
+        running.add_metric([self.job, self.mode], 1 if snap is not None and snap.running else 0)
+        build = GaugeMetricFamily("mdp_build_info", "mdp and Python versions (always 1)", labels=("version", "python"))
+        build.add_metric([_version(), platform.python_version()], 1)
+        age = GaugeMetricFamily(
+            "mdp_statistics_age_seconds", "age of the statistics in this scrape", labels=(JOB_LABEL,)
+        )
         if snap is not None:
             age.add_metric([self.job], max(0.0, time.monotonic() - snap.taken))
         snap = snap if snap is not None and attached else _Snapshot(0.0)
-        series = [up, jobs, age, *self._nodes(snap), *self._channels(snap.stats)]
+        series = [up, jobs, mdp_up, running, build, age, *self._nodes(snap), *self._channels(snap.stats)]
         return [*series, self.observer.family(self.job, fill=attached), *self._stores(snap)]
 
     def _nodes(self, snap: _Snapshot) -> list[Metric]:
         plain = [(_family(kind, name, doc, _NODE), attr) for name, kind, attr, doc in _NODE_SERIES]
-        errors = CounterMetricFamily("mdp_node_errors", "1 once the node failed", labels=_NODE)
+        errors = CounterMetricFamily(
+            "mdp_node_errors", "errors a node met: failed store writes it retried, plus 1 if it failed", labels=_NODE
+        )
         late = CounterMetricFamily("mdp_node_late_rows", "rows behind the watermark", labels=(*_NODE, "policy"))
         dead = CounterMetricFamily("mdp_node_dead_letter_rows", "bad records set aside", labels=_NODE)
         counters = CounterMetricFamily("mdp_node_counter", "every operator counter", labels=(*_NODE, "counter"))
@@ -258,7 +278,7 @@ class RuntimeCollector:
             key = [self.job, name]
             for family, attr in plain:
                 family.add_metric(key, getattr(s, attr))
-            errors.add_metric(key, 1 if s.state == "failed" else 0)
+            errors.add_metric(key, _int(s.extra.get("retries")) + (1 if s.state == "failed" else 0))
             if name in snap.policies:
                 n = sum(s.counters.get(c, 0) for c in LATE_COUNTERS) or _int(s.extra.get("late_rows"))
                 late.add_metric([*key, snap.policies[name]], n)
@@ -295,13 +315,29 @@ def _family(kind: str, name: str, doc: str, labels: tuple[str, ...]) -> CounterM
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _version() -> str:
+    from mdp import __version__
+
+    return __version__
 
 
 def exposed_names() -> frozenset[str]:
     """Every sample name a scrape can contain: what a dashboard may query."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return frozenset(f.name + s for f in RuntimeCollector("job", "dag").describe() for s in suffixes[f.type])
+    own = {f.name + s for f in RuntimeCollector("job", "dag").describe() for s in suffixes[f.type]}
+    standard = add_standard_collectors(CollectorRegistry())
+    return frozenset(own | {s.name for family in standard.collect() for s in family.samples})
+
+
+def add_standard_collectors(registry: CollectorRegistry) -> CollectorRegistry:
+    """Add ``prometheus_client``'s process, platform and garbage collector series to ``registry``."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 @dataclass
@@ -326,7 +362,9 @@ def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.
 
 class JobMetrics(RuntimeCollector):
     """The metrics of one job: a collector with its own registry (unless given one; one job per
-    registry) and its HTTP endpoint. ``buckets`` bound the store write latency histogram, seconds."""
+    registry) and its HTTP endpoint. ``buckets`` bound the store write latency histogram, seconds.
+    A registry of its own also holds ``prometheus_client``'s process, platform and GC collectors (a
+    given one is left as it is: the default ``REGISTRY`` has them already)."""
 
     def __init__(
         self,
@@ -338,7 +376,8 @@ class JobMetrics(RuntimeCollector):
         snapshot_timeout: float = 2.0,
     ) -> None:
         super().__init__(job, mode, StoreLatencyObserver(buckets), snapshot_timeout=snapshot_timeout)
-        self.registry = registry if registry is not None else CollectorRegistry()
+        # a registry of its own gets the process, platform and GC series too
+        self.registry = registry if registry is not None else add_standard_collectors(CollectorRegistry())
         self.registry.register(self)
         self.server: MetricsServer | None = None
 
@@ -358,10 +397,12 @@ class JobMetrics(RuntimeCollector):
 
 
 __all__ = [
+    "JOB_LABEL",
     "JobMetrics",
     "MetricsServer",
     "RuntimeCollector",
     "StoreLatencyObserver",
+    "add_standard_collectors",
     "exposed_names",
     "start_metrics_server",
 ]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+import mdp
 
 JOB = """\
 job: live-bars
@@ -84,3 +90,58 @@ def test_metrics_are_scraped_during_a_paced_run(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_a_scrape_shows_what_a_prometheus_user_expects(tmp_path: Path) -> None:
+    """mdp_-prefixed series beside the seed's runtime_*, build info, process and Python series, errors as a
+    counter, and the job's name in ``mdp_job``: no series carries a ``job`` label of its own."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (tmp_path / "job.yaml").write_text(JOB.format(start=start))
+    port = free_port()
+    env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mdp", "run", "--config", "job.yaml", "--metrics-port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        text, deadline = "", time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.1)  # not serving yet
+                continue
+            if value(text, "mdp_node_rows_in_total", mdp_job="live-bars", node="bars"):
+                break
+            time.sleep(0.2)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        build = families["mdp_build_info"].samples[0]
+        assert build.labels == {"version": mdp.__version__, "python": platform.python_version()}
+        assert build.value == 1
+        assert value(text, "mdp_up", mdp_job="live-bars", mode="dag") == 1
+        assert value(text, "mdp_jobs_running", mdp_job="live-bars", mode="dag") == 1
+        assert value(text, "runtime_up", mode="dag") == 1  # the seed's names still work
+        assert value(text, "runtime_jobs_running", mode="dag") == 1
+        assert families["mdp_node_errors"].type == "counter"
+        assert value(text, "mdp_node_errors_total", mdp_job="live-bars", node="store") == 0
+        assert (value(text, "process_resident_memory_bytes") or 0) > 10_000_000
+        assert (value(text, "process_cpu_seconds_total") or 0) > 0
+        assert "python_gc_collections_total" in families["python_gc_collections"].samples[0].name
+        assert families["python_info"].samples[0].labels["implementation"] == "CPython"
+        labelled = {s.name for f in families.values() for s in f.samples if "job" in s.labels}
+        assert not labelled, f"series with a job label, which Prometheus renames to exported_job: {labelled}"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err

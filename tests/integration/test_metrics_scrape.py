@@ -34,7 +34,7 @@ def scrape(port: int) -> Samples:
 
 
 def get(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset({"job": JOB, **labels}.items())))
+    return samples.get((name, frozenset({"mdp_job": JOB, **labels}.items())))
 
 
 def need(samples: Samples, name: str, **labels: str) -> float:

@@ -2,13 +2,18 @@
 
 - ``docs/configuration.md``, ``components.md`` and ``cli.md`` equal what ``python -m mdp.docgen`` writes;
 - every ``mdp ...`` command line in the docs parses against the real CLI;
-- ``docs/quickstart.md`` and ``docs/troubleshooting.md`` are replayed in a scratch folder, command by
-  command in page order (``cd``, here-documents and ``# file: NAME`` YAML blocks included), and each
-  command's output is compared with the page (after masking timings, rates and the folder's path);
-  a block preceded by ``<!-- not replayed: why -->`` is only parsed;
-- every job YAML block validates through ``load_config``/``build_dag`` (``# fragment`` marks the others);
-- every Python block of ``migration.md`` and ``concepts.md`` compiles, and those followed by a ``text``
-  block run in a subprocess and print exactly that text.
+- ``README.md``, ``docs/quickstart.md``, ``docs/troubleshooting.md`` and ``docs/stores.md`` are replayed
+  in a scratch folder, command by command in page order (``cd``, here-documents and ``# file: NAME``
+  YAML blocks included), and each command's output is compared with the page (after masking timings,
+  rates and the folder's path); the README's main job runs on the trades ``examples/make_trades.py`` writes;
+- every YAML block of every page validates: a job through ``load_config``/``build_dag``, a list of
+  nodes node by node against each component's params (``# fragment`` marks the other pieces);
+- every Python block of every page runs in a subprocess, and one followed by a ``text`` block prints
+  exactly that text;
+- every block of every page is one of those, or is marked, just before its fence, with
+  ``<!-- not replayed: why -->`` (it would install, run for minutes or show pids) or
+  ``<!-- illustrative: why -->`` (a diagram, a tree, a message quoted from elsewhere); the set is listed
+  in ``test_the_blocks_no_test_runs_are_few_and_say_why``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import typer
 import yaml
@@ -37,7 +43,12 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 #: the folder the troubleshooting page's output was produced in (its path shows in messages)
 DOC_FOLDER = "/tmp/my-bars"
-NOT_REPLAYED = re.compile(r"<!--\s*not replayed\b")
+NOT_REPLAYED = re.compile(r"<!--\s*(not replayed|illustrative)\b")
+MARKER_WITH_REASON = re.compile(r"<!--\s*(not replayed|illustrative):\s*\S.*-->")
+#: every page whose blocks these tests read
+ALL_PAGES = [*sorted(p.name for p in DOCS.glob("*.md")), "README.md"]
+#: pages whose console blocks are replayed command by command
+REPLAYED_PAGES = ("quickstart.md", "troubleshooting.md", "stores.md", "README.md")
 REDIRECTS = {">", ">>", "2>&1", "&", "|", "&&", ";"}
 TIMEOUT = 90
 
@@ -57,7 +68,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"docs/{self.page} line {self.line}"
+        return f"{page_path(self.page).relative_to(REPO)} line {self.line}"
 
     @property
     def file_name(self) -> str | None:
@@ -70,10 +81,15 @@ class Block:
         return self.text.lstrip().startswith("# fragment")
 
 
+def page_path(page: str) -> Path:
+    """``README.md`` at the repository's root, any other page under ``docs/``."""
+    return REPO / page if page == "README.md" else DOCS / page
+
+
 def blocks(page: str) -> list[Block]:
-    """The fenced blocks of ``docs/<page>`` in order; a ``<!-- not replayed -->`` line just before a fence
-    marks its block as parse-only."""
-    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    """The fenced blocks of ``page`` in order; a ``<!-- not replayed: why -->`` or ``<!-- illustrative:
+    why -->`` line just before a fence marks its block as not run."""
+    lines = page_path(page).read_text(encoding="utf-8").splitlines()
     out: list[Block] = []
     i = 0
     while i < len(lines):
@@ -114,6 +130,12 @@ def commands(block: Block) -> list[Command]:
         cmd = [lines[i][2:]]
         heredoc = re.search(r"<<-?\s*'?(\w+)'?", cmd[0])
         i += 1
+        while cmd[-1].endswith("\\") and i < len(lines):  # a command continued on the next line
+            cmd[-1] = cmd[-1][:-1].rstrip()
+            cmd.append(lines[i].strip())
+            i += 1
+        if len(cmd) > 1 and not heredoc:
+            cmd = [" ".join(cmd)]
         if heredoc:
             while i < len(lines):
                 cmd.append(lines[i])
@@ -222,7 +244,7 @@ def test_the_cli_page_documents_every_command_and_option() -> None:
 
 
 def all_mdp_commands() -> Iterator[tuple[str, list[str]]]:
-    for page in sorted(p.name for p in DOCS.glob("*.md")):
+    for page in ALL_PAGES:
         for block in blocks(page):
             if block.lang not in ("console", "bash", "sh", "shell"):
                 continue
@@ -344,19 +366,69 @@ def test_the_troubleshooting_messages_are_the_ones_mdp_prints(tmp_path: Path) ->
     replay("troubleshooting.md", rp)
 
 
-def job_blocks() -> Iterator[Block]:
-    for page in ("quickstart.md", "troubleshooting.md", "migration.md", "concepts.md"):
+@pytest.mark.timeout(300)
+def test_the_readme_runs_as_written(tmp_path: Path) -> None:
+    """The main job included: make its trades, run it, read the bars back, run it from Python."""
+    rp = Replay(tmp_path)
+    replay("README.md", rp)
+    assert (rp.repo / "bars.sqlite").exists()
+
+
+@pytest.mark.timeout(300)
+def test_the_stores_page_runs_as_written(tmp_path: Path, postgres_dsn: str) -> None:
+    """Its snippets query stores written by mdp: bars_1m in SQLite, DuckDB and PostgreSQL, trades in Parquet."""
+    from mdp.records import Bar, to_frame
+    from mdp.stores import ParquetStore, SqliteStore, open_store
+    from mdp.stores.samples import sample_trades
+
+    rp = Replay(tmp_path)
+    rp.env["MDP_POSTGRES_DSN"] = postgres_dsn
+    minute, t0 = 60_000_000_000, 1_699_999_200_000_000_000  # 2023-11-14T22:00:00Z
+    bars = to_frame(
+        [
+            Bar(sym, "1m", t0 + i * minute, t0 + (i + 1) * minute, 1.0, 2.0, 0.5, 1.5, 10.0, 15.0, 1.5, 3)
+            for sym in ("AAA", "S1")
+            for i in range(120)
+        ]
+    )
+    shift = 1_723_161_600_000_000_000 - t0  # the PostgreSQL snippet reads from 2024-08-09
+    late = bars.with_columns(pl.col("start") + shift, pl.col("end") + shift)
+    tables = {"bar": "bars_1m"}
+    for store, frame in (
+        (SqliteStore(rp.repo / "bars.sqlite", tables=tables), bars),
+        (open_store("duckdb", path=str(rp.repo / "bars.duckdb"), tables=tables), bars),
+        (open_store("postgres", dsn=postgres_dsn, tables=tables), late),
+    ):
+        with store:
+            store.write("bar", frame)
+    with ParquetStore(rp.repo / "capture", tables={"trade": "kind=trade"}) as capture:
+        capture.write("trade", sample_trades(500))
+    replay("stores.md", rp)
+    assert (rp.repo / "s1.parquet").exists()
+
+
+def yaml_blocks() -> Iterator[Block]:
+    for page in ALL_PAGES:
         for block in blocks(page):
-            if block.lang == "yaml":
+            if block.lang == "yaml" and block.replay:
                 yield block
 
 
-@pytest.mark.parametrize("block", list(job_blocks()), ids=lambda b: b.where)
+@pytest.mark.parametrize("block", list(yaml_blocks()), ids=lambda b: b.where)
 def test_every_yaml_block_loads_and_every_job_builds(
     block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     doc = yaml.safe_load(block.text)
     if block.fragment:
+        return
+    if isinstance(doc, list):  # nodes as a job lists them: each one's params validate against its component
+        registry = builtin_registry()
+        for node in doc:
+            assert isinstance(node, dict), f"{block.where}: {node!r} is not a node"
+            assert {"id", "type"} <= set(node), f"{block.where}: {node!r} lacks id or type"
+            model = registry.get(node["type"]).params_model
+            if model is not None:
+                model.model_validate(node.get("params") or {})
         return
     assert isinstance(doc, dict), f"{block.where}: not a mapping; mark it '# fragment' if it is one"
     path = tmp_path / (block.file_name or "job.yaml")
@@ -371,14 +443,16 @@ def test_every_yaml_block_loads_and_every_job_builds(
         preflight(dag)
 
 
-# -- Python in migration.md and concepts.md ------------------------------------------------------------------
+# -- Python in the pages that are not replayed -----------------------------------------------------------------
 
 
 def python_blocks() -> Iterator[tuple[Block, Block | None]]:
-    for page in ("migration.md", "concepts.md"):
+    for page in ALL_PAGES:
+        if page in REPLAYED_PAGES:
+            continue  # run by the replay, in page order
         page_blocks = blocks(page)
         for i, block in enumerate(page_blocks):
-            if block.lang == "python":
+            if block.lang == "python" and block.replay:
                 after = page_blocks[i + 1] if i + 1 < len(page_blocks) else None
                 yield block, after if after is not None and after.lang == "text" else None
 
@@ -388,10 +462,58 @@ def test_every_python_block_compiles(block: Block, output: Block | None) -> None
     compile(block.text, block.where, "exec")
 
 
+# -- every block is run, or marked with the reason it is not ---------------------------------------------------
+
+
+def unrun_blocks(page: str) -> list[str]:
+    """The blocks of ``page`` that no test runs or checks and that carry no marker."""
+    out: list[str] = []
+    page_blocks = blocks(page)
+    for i, block in enumerate(page_blocks):
+        before = page_blocks[i - 1] if i else None
+        if not block.replay or block.lang in ("yaml", "python"):
+            continue
+        if block.lang == "console" and page in REPLAYED_PAGES:
+            continue
+        if block.lang == "text" and page in docgen.pages(REPO):
+            continue  # generated help text, checked by test_generated_pages_match_the_code
+        if block.lang == "text" and before is not None and before.lang == "python" and before.replay:
+            continue  # what the Python block before it prints
+        out.append(f"{block.where}: a {block.lang or 'plain'} block")
+    return out
+
+
+@pytest.mark.parametrize("page", ALL_PAGES)
+def test_every_block_is_run_or_marked_with_why_not(page: str) -> None:
+    unrun = unrun_blocks(page)
+    assert not unrun, (
+        f"no test runs {unrun}: make it a yaml, python or (on a replayed page) console block, or mark it "
+        "with <!-- not replayed: why --> or <!-- illustrative: why --> just before its fence"
+    )
+    lines = page_path(page).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if NOT_REPLAYED.search(line):
+            assert MARKER_WITH_REASON.search(line), f"{page} line {number}: say why, as <!-- not replayed: why -->"
+            assert lines[number : number + 1][0:1] != [], f"{page} line {number}: a marker at the end of the page"
+            assert lines[number].startswith("```"), f"{page} line {number}: a marker not just before a fence"
+
+
+def test_the_blocks_no_test_runs_are_few_and_say_why() -> None:
+    marked = {
+        f"{page}:{block.line}": block.lang for page in ALL_PAGES for block in blocks(page) if not block.replay
+    }
+    # quickstart: make demo (installs), the live job (pids, times, background) x3; troubleshooting and
+    # stores: messages quoted from a failing server or a slow machine; performance: the benchmark commands;
+    # README: make demo/test, the diagram and the source tree
+    assert len(marked) <= 13, f"{len(marked)} blocks are not run: {sorted(marked)}"
+
+
 @pytest.mark.parametrize(
-    ("block", "output"), [(b, o) for b, o in python_blocks() if o is not None], ids=lambda b: b.where
+    ("block", "output"), [(b, o) for b, o in python_blocks() if not b.fragment], ids=lambda b: b.where if b else ""
 )
-def test_the_examples_print_what_the_page_shows(block: Block, output: Block, tmp_path: Path) -> None:
+def test_every_python_block_runs_and_prints_what_the_page_shows(
+    block: Block, output: Block | None, tmp_path: Path
+) -> None:
     (tmp_path / "examples").symlink_to(REPO / "examples")  # examples read job files from the repository
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDP_")}
     proc = subprocess.run(
@@ -403,7 +525,8 @@ def test_the_examples_print_what_the_page_shows(block: Block, output: Block, tmp
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0, f"{block.where} failed:\n{proc.stderr}"
-    assert normalize(proc.stdout) == normalize(output.text), f"{block.where} printed:\n{proc.stdout}"
+    if output is not None:
+        assert normalize(proc.stdout) == normalize(output.text), f"{block.where} printed:\n{proc.stdout}"
 
 
 def test_every_seed_style_example_in_the_migration_guide_runs() -> None:

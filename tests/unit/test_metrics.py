@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 import re
 import threading
 import urllib.request
@@ -15,8 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import mdp
 from mdp.clock import ManualClock
-from mdp.metrics import DEFAULT_BUCKETS, JobMetrics, RuntimeCollector, exposed_names
+from mdp.errors import TransientStoreError
+from mdp.metrics import DEFAULT_BUCKETS, JOB_LABEL, JobMetrics, RuntimeCollector, exposed_names
 from mdp.operators.bars import BarsOperator
 from mdp.operators.base import Context
 from mdp.operators.basic import Map
@@ -100,18 +103,18 @@ async def test_a_scrape_during_a_run_reports_rows_channels_and_watermark_lag(met
         await run
     assert value(live, "runtime_up", mode="dag") == 1
     assert value(live, "runtime_jobs_running", mode="dag") == 1
-    assert value(live, "mdp_node_rows_in_total", job="unit", node="double") >= 8
-    assert value(live, "mdp_node_rows_in_total", job="unit", node="sink") >= 8
-    assert value(live, "mdp_node_errors_total", job="unit", node="double") == 0
+    assert value(live, "mdp_node_rows_in_total", mdp_job="unit", node="double") >= 8
+    assert value(live, "mdp_node_rows_in_total", mdp_job="unit", node="sink") >= 8
+    assert value(live, "mdp_node_errors_total", mdp_job="unit", node="double") == 0
     for edge in ("trades->double", "double->sink"):
-        assert value(live, "mdp_channel_capacity_messages", job="unit", edge=edge) == 4
-        assert 0 <= value(live, "mdp_channel_depth_messages", job="unit", edge=edge) <= 4
-        assert value(live, "mdp_channel_depth_rows", job="unit", edge=edge) <= value(
-            live, "mdp_channel_capacity_rows", job="unit", edge=edge
+        assert value(live, "mdp_channel_capacity_messages", mdp_job="unit", edge=edge) == 4
+        assert 0 <= value(live, "mdp_channel_depth_messages", mdp_job="unit", edge=edge) <= 4
+        assert value(live, "mdp_channel_depth_rows", mdp_job="unit", edge=edge) <= value(
+            live, "mdp_channel_capacity_rows", mdp_job="unit", edge=edge
         )
     for node in ("trades", "double", "sink"):
-        assert value(live, "mdp_node_watermark_lag_seconds", job="unit", node=node) == 5.0
-        assert value(live, "mdp_node_watermark_seconds", job="unit", node=node) == T / 1e9
+        assert value(live, "mdp_node_watermark_lag_seconds", mdp_job="unit", node=node) == 5.0
+        assert value(live, "mdp_node_watermark_seconds", mdp_job="unit", node=node) == T / 1e9
     assert {name for name, _ in live} <= exposed_names()
 
 
@@ -127,7 +130,7 @@ async def test_runtime_up_drops_to_zero_after_detach_and_node_series_go(metrics:
     detached = parse(await asyncio.to_thread(http_scrape, port))
     assert value(finished, "runtime_up", mode="dag") == 1
     assert value(finished, "runtime_jobs_running", mode="dag") == 0
-    assert value(finished, "mdp_node_rows_in_total", job="unit", node="sink") == 4
+    assert value(finished, "mdp_node_rows_in_total", mdp_job="unit", node="sink") == 4
     assert not series(finished, "mdp_node_watermark_lag_seconds")  # only the final watermark was left
     assert value(detached, "runtime_up", mode="dag") == 0
     assert value(detached, "runtime_jobs_running", mode="dag") == 0
@@ -147,12 +150,14 @@ async def test_late_rows_are_counted_by_policy_and_dead_letters_by_source(metric
     samples = parse(generate_latest(metrics.registry).decode())  # on the loop's own thread: read directly
     late = stats.nodes["bars"].counters["late_rows"]
     assert late > 0
-    assert value(samples, "mdp_node_late_rows_total", job="unit", node="bars", policy="drop") == late
+    assert value(samples, "mdp_node_late_rows_total", mdp_job="unit", node="bars", policy="drop") == late
     assert feed.stats()["bad_records"] > 0
-    assert value(samples, "mdp_node_dead_letter_rows_total", job="unit", node="trades") == feed.stats()["bad_records"]
-    assert value(samples, "mdp_node_counter_total", job="unit", node="bars", counter="bars_emitted") > 0
+    assert (
+        value(samples, "mdp_node_dead_letter_rows_total", mdp_job="unit", node="trades") == feed.stats()["bad_records"]
+    )
+    assert value(samples, "mdp_node_counter_total", mdp_job="unit", node="bars", counter="bars_emitted") > 0
     assert not series(samples, "mdp_node_late_rows_total").keys() - {
-        frozenset({"job": "unit", "node": "bars", "policy": "drop"}.items())
+        frozenset({"mdp_job": "unit", "node": "bars", "policy": "drop"}.items())
     }
 
 
@@ -166,11 +171,13 @@ async def test_store_writes_fill_the_latency_histogram_from_the_sinks_counters(
     await rt.start()
     samples = parse(generate_latest(metrics.registry).decode())
     assert sink.batches == 3
-    assert value(samples, "mdp_store_write_seconds_count", job="unit", node="store") == 3
-    assert value(samples, "mdp_store_write_seconds_bucket", job="unit", node="store", le="+Inf") == 3
-    assert value(samples, "mdp_store_write_seconds_sum", job="unit", node="store") == pytest.approx(sink.write_seconds)
-    assert value(samples, "mdp_store_rows_written_total", job="unit", node="store", kind="bar") == 12
-    assert value(samples, "mdp_store_rows_held", job="unit", node="store") == 0
+    assert value(samples, "mdp_store_write_seconds_count", mdp_job="unit", node="store") == 3
+    assert value(samples, "mdp_store_write_seconds_bucket", mdp_job="unit", node="store", le="+Inf") == 3
+    assert value(samples, "mdp_store_write_seconds_sum", mdp_job="unit", node="store") == pytest.approx(
+        sink.write_seconds
+    )
+    assert value(samples, "mdp_store_rows_written_total", mdp_job="unit", node="store", kind="bar") == 12
+    assert value(samples, "mdp_store_rows_held", mdp_job="unit", node="store") == 0
 
 
 async def test_a_sink_with_write_listeners_feeds_every_write_into_its_bucket(
@@ -188,14 +195,14 @@ async def test_a_sink_with_write_listeners_feeds_every_write_into_its_bucket(
     samples = parse(generate_latest(metrics.registry).decode())
     for bound in DEFAULT_BUCKETS:
         expected = sum(1 for s in latencies if s <= bound)
-        assert value(samples, "mdp_store_write_seconds_bucket", job="unit", node="store", le=str(bound)) == expected
-    assert value(samples, "mdp_store_write_seconds_sum", job="unit", node="store") == pytest.approx(sum(latencies))
-    assert value(samples, "mdp_store_write_seconds_count", job="unit", node="store") == 3
+        assert value(samples, "mdp_store_write_seconds_bucket", mdp_job="unit", node="store", le=str(bound)) == expected
+    assert value(samples, "mdp_store_write_seconds_sum", mdp_job="unit", node="store") == pytest.approx(sum(latencies))
+    assert value(samples, "mdp_store_write_seconds_count", mdp_job="unit", node="store") == 3
     metrics.detach()
     assert len(sink.write_listeners) == 1  # only ours is left
     metrics.attach(rt)  # attached again, the writes the listener saw are not counted twice
     again = parse(generate_latest(metrics.registry).decode())
-    assert value(again, "mdp_store_write_seconds_count", job="unit", node="store") == 3
+    assert value(again, "mdp_store_write_seconds_count", mdp_job="unit", node="store") == 3
 
 
 async def test_a_busy_event_loop_gets_the_last_snapshot_and_its_age() -> None:
@@ -221,9 +228,9 @@ async def test_a_busy_event_loop_gets_the_last_snapshot_and_its_age() -> None:
     finally:
         metrics.close()
     stale = parse(result[0])
-    assert value(stale, "mdp_node_items_in_total", job="unit", node="b") == 3  # 2 items, the final watermark
-    assert value(stale, "mdp_statistics_age_seconds", job="unit") > value(
-        fresh, "mdp_statistics_age_seconds", job="unit"
+    assert value(stale, "mdp_node_items_in_total", mdp_job="unit", node="b") == 3  # 2 items, the final watermark
+    assert value(stale, "mdp_statistics_age_seconds", mdp_job="unit") > value(
+        fresh, "mdp_statistics_age_seconds", mdp_job="unit"
     )
 
 
@@ -237,7 +244,7 @@ async def test_a_unified_runtime_is_reported_once_its_job_has_started() -> None:
     after = parse(generate_latest(metrics.registry).decode())
     assert value(before, "runtime_up", mode="dag") == 1
     assert not series(before, "mdp_node_rows_in_total")
-    assert value(after, "mdp_node_rows_in_total", job="unified", node="b") == 6
+    assert value(after, "mdp_node_rows_in_total", mdp_job="unified", node="b") == 6
 
 
 def test_each_job_has_its_own_registry_and_a_second_collector_for_it_is_refused() -> None:
@@ -255,12 +262,15 @@ def test_the_dashboard_queries_only_metrics_that_are_exposed() -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
     assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
-    assert variables["job"]["type"] == "query"
+    assert variables["mdp_job"]["type"] == "query"
     panels = [p for p in board["panels"] if p["type"] != "row"]
     exprs = [t["expr"] for p in panels for t in p["targets"]]
     assert all(p["datasource"]["uid"] == "${DS_PROMETHEUS}" for p in panels)
-    assert all('job=~"$job"' in e for e in exprs if "mdp_" in e)
-    used = {m for e in exprs for m in re.findall(r"\b(?:mdp_[a-z_]+|runtime_up|runtime_jobs_running)\b", e)}
+    assert all('mdp_job=~"$mdp_job"' in e for e in exprs if "mdp_" in e)
+    names = (
+        m for e in exprs for m in re.findall(r"\b(?:mdp_[a-z_]+|process_[a-z_]+|runtime_up|runtime_jobs_running)\b", e)
+    )
+    used = set(names) - {JOB_LABEL}  # the label, not a series
     assert used <= exposed_names(), used - exposed_names()
     wanted = {
         "mdp_node_rows_in_total",
@@ -274,3 +284,52 @@ def test_the_dashboard_queries_only_metrics_that_are_exposed() -> None:
         "mdp_store_write_seconds_bucket",
     }
     assert wanted <= used, wanted - used
+
+
+async def test_node_errors_count_every_failed_write_the_sink_retried(metrics: JobMetrics, tmp_path: Path) -> None:
+    sink = SqliteSink(path=str(tmp_path / "bars.sqlite"), table="bars", batch_rows=4, retry_base_delay="1ms")
+    write = sink.store.write
+    failures = iter([TransientStoreError("database is locked"), TransientStoreError("disk I/O error")])
+
+    def flaky(kind: str, frame: pl.DataFrame) -> int:
+        if (error := next(failures, None)) is not None:
+            raise error
+        return write(kind, frame)
+
+    sink.store.write = flaky  # type: ignore[method-assign]
+    source = ListSource([sample_bars(4, origin=i * 10**12) for i in range(3)], kind="bar")
+    rt = DagRuntime(Dag().add_node(Node("bars", source)).add_node(Node("store", sink)).add_edge("bars", "store"))
+    metrics.attach(rt)
+    await rt.start()
+    text = generate_latest(metrics.registry).decode()
+    samples = parse(text)
+    assert sink.rows_written == 12
+    assert value(samples, "mdp_node_errors_total", mdp_job="unit", node="store") == 2
+    assert value(samples, "mdp_node_errors_total", mdp_job="unit", node="bars") == 0
+    assert "# TYPE mdp_node_errors_total counter" in text
+
+
+def test_a_job_registry_has_build_info_and_the_process_python_and_gc_series() -> None:
+    metrics = JobMetrics(job="unit")
+    try:
+        samples = parse(generate_latest(metrics.registry).decode())
+    finally:
+        metrics.close()
+    assert value(samples, "mdp_build_info", version=mdp.__version__, python=platform.python_version()) == 1
+    assert value(samples, "mdp_up", mdp_job="unit", mode="dag") == 0
+    assert value(samples, "runtime_up", mode="dag") == 0  # the seed's name, kept
+    names = {name for name, _ in samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"} <= names
+    assert "python_gc_collections_total" in names
+    assert not any(dict(labels).get("job") for _, labels in samples), "no series may carry Prometheus's own job label"
+
+
+def test_a_given_registry_is_left_without_the_process_collectors() -> None:
+    registry = CollectorRegistry()
+    metrics = JobMetrics(job="unit", registry=registry)
+    try:
+        names = {name for name, _ in parse(generate_latest(registry).decode())}
+    finally:
+        metrics.close()
+    assert "process_cpu_seconds_total" not in names
+    assert "mdp_build_info" in names

@@ -6,6 +6,16 @@ dashboard can read bars while a job writes them, and a reader never sees half a 
 one ``executemany`` upsert in one ``BEGIN IMMEDIATE`` transaction (one fsync of the log per batch).
 Timestamps are INTEGER ns UTC (SQLite integers are 64-bit, so any ``int`` ns fits).
 
+Closing does not lock readers out. SQLite's last connection to close a WAL database takes the exclusive
+lock to checkpoint and delete the log, and a reader starting then got ``database is locked`` (at once
+with no busy timeout). So a writing store keeps a second, read-only connection open (``_keeper``): at
+close it copies the log into the database file (``wal_checkpoint(PASSIVE)``, which never blocks a
+reader), closes its writing connection while the keeper still holds the file (so that close skips the
+locking clean-up), then the keeper, which cannot take a write lock. The ``-wal`` and ``-shm`` files stay
+beside the database. SQLite still locks new readers out for a moment when it creates the file and when
+the first connection opens a file no other process has open (it rebuilds the log's index); a reader
+with a busy timeout (``sqlite3.connect``'s default is 5 s) waits through those moments.
+
 Example::
 
     >>> import polars as pl
@@ -45,7 +55,7 @@ class SqliteStore(Store):
     Args:
         path: the database file (created with its folder if missing), or ``":memory:"``.
         tables: table name per kind (see :class:`~mdp.stores.base.Store`).
-        read_only: open the file read-only (it must exist); never blocks or is blocked by a writer.
+        read_only: open the file read-only (it must exist); it never blocks a writer and reads while one writes.
         busy_timeout: seconds a statement waits for another writer's lock before failing (transient).
     """
 
@@ -63,6 +73,7 @@ class SqliteStore(Store):
         self.path = str(path)
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        self._keeper: sqlite3.Connection | None = None
 
     @property
     def location(self) -> str:
@@ -96,10 +107,11 @@ class SqliteStore(Store):
                 for kind, table in self.tables.items():
                     conn.execute(sql.create_table(table, kind, _TYPES))
                     sql.check_columns(table, kind, self._columns(conn, table))
+            keeper = None if self.read_only or memory else self._connect_keeper()
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._keeper = conn, keeper
 
     def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
         conn = self._connection()
@@ -127,9 +139,17 @@ class SqliteStore(Store):
         return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
 
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, keeper = self._conn, self._keeper
+        self._conn = self._keeper = None
+        try:
+            if conn is not None and keeper is not None:
+                # every committed row into the database file (readers go on reading meanwhile)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            if conn is not None:
+                conn.close()  # the keeper holds the file: no exclusive lock, no clean-up
+            if keeper is not None:
+                keeper.close()  # read-only: it cannot take the lock either
 
     def _translate(self, exc: Exception, step: str) -> StoreError | None:
         if not isinstance(exc, sqlite3.Error):
@@ -147,6 +167,18 @@ class SqliteStore(Store):
         if self._conn is None:
             raise PermanentStoreError(f"the sqlite store at {self.path} is closed")
         return self._conn
+
+    def _connect_keeper(self) -> sqlite3.Connection:
+        """A read-only connection that holds the file's shared lock while the store is open (see above)."""
+        keeper = sqlite3.connect(
+            f"file:{Path(self.path).resolve()}?mode=ro", uri=True, check_same_thread=False, timeout=self.busy_timeout
+        )
+        try:
+            keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a read takes the shared lock
+        except BaseException:
+            keeper.close()
+            raise
+        return keeper
 
     @staticmethod
     def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
