@@ -197,9 +197,11 @@ def node_types(config: JobConfig, dag: Dag) -> dict[str, str]:
 
 
 def validate_dag(dag: Dag, *, where: str) -> Dag:
-    """Run ``Dag.validate()``, re-raising its error as a ``ConfigError`` under the section name."""
+    """Run ``Dag.validate()`` and ``Dag.check_outputs_used()`` (a job file's output may not go nowhere),
+    re-raising an error as a ``ConfigError`` under the section name."""
     try:
         dag.validate()
+        dag.check_outputs_used()
     except DagValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return dag
