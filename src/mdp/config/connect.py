@@ -4,9 +4,11 @@ The plain ``mdp validate`` checks what needs no server: components, params, edge
 component's ``preflight``) that input files exist and hold the mapped columns. ``--connect`` also opens
 every store a node holds, the way the run would reach it, without writing anything:
 
-* PostgreSQL: a read-only session with the node's DSN (host, port, credentials, database);
-* SQLite and DuckDB: an existing file is opened read-only (it must be a database of that kind, and a
-  DuckDB file held by a running job is reported); for a file not yet made, its folder must be writable;
+* PostgreSQL: a read-only session with the node's DSN (host, port, credentials, database), and one
+  query of each of its tables that exists;
+* SQLite and DuckDB: an existing file is opened read-only and each of the job's tables queried once (it
+  must be a database of that kind; a DuckDB file held by a running job is
+  reported); for a file not yet made, its folder must be writable;
 * Parquet: the folder, or the nearest existing parent of it, must be a writable folder.
 
 Each failure names the node and the reason; all of them are reported, not only the first.
@@ -20,6 +22,9 @@ from pathlib import Path
 from mdp.errors import MdpError
 from mdp.runtime.graph import Dag
 from mdp.stores.base import Store
+
+#: a symbol no market uses: the probe read touches the store's key index and returns nothing
+_PROBE_SYMBOL = "\x00mdp-connect-probe"
 
 
 def connect_problems(dag: Dag, specs: dict[str, tuple[str, str]] | None = None) -> list[str]:
@@ -60,8 +65,9 @@ def check_store(store: Store) -> None:
         if Path(path).is_dir():
             raise MdpError(f"{path!r} is a folder, not a database file")
     clone = type(store)(**{**store.spec(), "read_only": True})
-    clone.open()
-    clone.close()
+    with clone:
+        for kind in clone.tables:  # one query per table; the key's leading symbol matches no row
+            clone.read(kind, symbol=_PROBE_SYMBOL)
 
 
 def _check_writable_folder(folder: Path, *, make: bool) -> None:
