@@ -1,8 +1,12 @@
 """The ``mdp`` command: arguments → config → runtime, and nothing more.
 
-Exit codes: 0 the job ran (or was stopped and flushed), 1 the job failed (a node raised), 2 a usage or
-config error (unknown key, unknown component, missing file, bad column, bad edge). Errors are one
-paragraph on stderr naming the key or node; ``--debug`` adds the traceback.
+Exit codes: 0 the job ran (or was stopped and flushed), 1 the job failed (a node raised) or
+``validate --connect`` could not reach a store, 2 a usage or config error (unknown key, unknown
+component, missing file, bad column, bad edge, an output that goes nowhere, a value out of range).
+Errors are one paragraph on stderr naming the key or node; ``--debug`` adds the traceback.
+
+``mdp --version`` prints the version; ``-h`` is short for ``--help``; ``mdp`` alone prints the help
+and exits 0.
 
 Relative paths, both ``--config`` and the paths inside a job's params, are relative to the current
 directory (not to the config file's folder), as with most command-line tools.

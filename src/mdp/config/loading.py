@@ -17,6 +17,11 @@ starting with ``[`` or ``{`` is parsed as a YAML/JSON list or mapping, and ``nul
 ``${VAR}`` (or ``${VAR:-default}``) in any string value is replaced from the environment; ``$${`` is a
 literal ``${``. Relative paths inside params stay relative to the current directory, as with most CLIs.
 
+A job file is read with bounds, so a mistaken or hostile file is refused in milliseconds with a message
+naming it: at most 1 MiB, UTF-8 text, at most 100,000 values once YAML aliases (``*name``) are expanded
+(an alias bomb is refused before anything expands it), at most 64 levels of nesting, no alias that
+contains itself, integers that fit in 64 bits and finite floats (an error here names the key path).
+
 We do the layering by hand rather than with pydantic-settings because list positions and node ids as
 path segments, and one error format naming the key path, matter more here than its generic sources.
 """
@@ -42,6 +47,7 @@ from mdp.errors import ConfigError
 ENV_PREFIX = "MDP_"
 _TOP_LEVEL = frozenset(JobConfig.model_fields)
 _INTERPOLATION = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Loc = Sequence[str | int]
@@ -59,7 +65,12 @@ def format_path(loc: Loc) -> str:
     """``("dag", "nodes", 1, "params")`` → ``"dag.nodes[1].params"``."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part) is None:  # a key with spaces or dots is quoted: a[' '], not "a. "
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 

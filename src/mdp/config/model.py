@@ -14,6 +14,15 @@ A job file names the job, picks a mode and holds the section of that mode::
 
 A node's ``params`` stay a plain mapping here: the builder validates them against the ``Params`` model of
 the component the node's ``type`` names, so the error can name both the key path and the component.
+
+Every node's main output (its ``out`` port; every port of a router) must reach an edge: an output that
+goes nowhere would throw its records away without a word, so ``mdp validate`` and ``mdp run`` refuse
+it, naming the node. To drop a stream on purpose, end it in a ``sink.discard`` node (it counts what it
+drops). Side ports (``late``, ``deadletter``, ``gaps``) may stay unconnected: their rows are counted.
+
+Every duration (``max_out_of_orderness``, ``allowed_lateness``, ``gap``, timeouts, ...) is at most
+``3650d`` (ten years), and the error names the key. The job name given with ``--job`` follows the same
+rule as the ``job`` key.
 """
 
 from __future__ import annotations
