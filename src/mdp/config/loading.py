@@ -19,8 +19,8 @@ literal ``${``. Relative paths inside params stay relative to the current direct
 
 A job file is read with bounds, so a mistaken or hostile file is refused in milliseconds with a message
 naming it: at most 1 MiB, UTF-8 text, at most 100,000 values once YAML aliases (``*name``) are expanded
-(an alias bomb is refused before anything expands it), at most 64 levels of nesting, no alias that
-contains itself, integers that fit in 64 bits and finite floats (an error here names the key path).
+(an alias bomb is refused before anything expands it), at most 64 levels of nesting, no alias loop
+(``&a {b: *a}``), integers that fit in 64 bits and finite floats (an error here names the key path).
 
 We do the layering by hand rather than with pydantic-settings because list positions and node ids as
 path segments, and one error format naming the key path, matter more here than its generic sources.
@@ -253,7 +253,9 @@ def _expanded_size(
         return sizes[key]
     where = format_path(loc) or "the top level"
     if key in open_:
-        raise ConfigError(f"{where} ({origin}) contains itself through a YAML alias; remove the alias")
+        raise ConfigError(
+            f"{where} ({origin}) is a YAML alias of a value that contains it, a loop no job can use; remove the alias"
+        )
     if depth >= MAX_DEPTH:
         raise ConfigError(f"{where} ({origin}) is nested more than {MAX_DEPTH} levels deep; flatten it")
     open_.add(key)
