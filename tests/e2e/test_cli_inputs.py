@@ -5,6 +5,7 @@ starts, exports of a missing table, and the bare ``mdp`` command."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -304,3 +305,40 @@ def test_version_help_and_bare_mdp_exit_0(tmp_path: Path) -> None:
     sub = mdp("validate", "-h", cwd=tmp_path)
     assert sub.returncode == 0
     assert "--connect" in sub.stdout
+
+
+# -- 10. progress on a terminal -----------------------------------------------------------------
+
+
+def test_progress_on_a_terminal_shows_the_percentage_and_the_eta(tmp_path: Path) -> None:
+    import pty
+
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # 2 symbols at 200 trades/s for 4 s of event time, paced in real time: a known total of 800 rows
+    (tmp_path / "job.yaml").write_text(PACED.format(start=start).replace("duration: 60s", "duration: 4s"))
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"],
+        cwd=tmp_path,
+        env=clean_env(tmp_path, {"COLUMNS": "200", "TERM": "xterm"}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the run ended and closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(controller)
+        assert proc.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    assert re.search(r"\b\d{1,3}%", text), text[-2000:]
+    assert re.search(r"eta \d+:\d\d:\d\d", text), text[-2000:]
