@@ -232,6 +232,7 @@ def validate_in_process(path: Path, *, then_run: bool = False) -> None:
         assert ran.exit_code == 0, (ran.stderr, path.read_text()[:500])
 
 
+@pytest.mark.timeout(300)  # a hang fails the test instead of stalling the suite
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), as_json=st.booleans())
 def test_validate_answers_every_mutated_document(workdir: Path, data: st.DataObject, as_json: bool) -> None:
@@ -242,6 +243,41 @@ def test_validate_answers_every_mutated_document(workdir: Path, data: st.DataObj
     validate_in_process(path, then_run=True)
 
 
+SYNTHETIC_PATHS: list[tuple[str | int, ...]] = [
+    ("dag", "nodes", 0, "params", key)
+    for key in ("rate", "duration", "symbols", "speed", "max_delay", "disorder", "start", "seed", "bad_fraction")
+]
+
+
+def synthetic_doc() -> dict[str, Any]:
+    return {
+        "job": "fuzz-synthetic",
+        "dag": {
+            "nodes": [
+                {"id": "trades", "type": "source.synthetic", "params": {"symbols": 2, "rate": 100, "duration": "2s"}},
+                {"id": "bars", "type": "operator.bars", "params": {"timeframe": "1s"}},
+                {"id": "drop", "type": "sink.discard"},
+            ],
+            "edges": [["trades", "bars"], ["bars", "drop"]],
+        },
+    }
+
+
+@pytest.mark.timeout(300)  # a hang fails the test instead of stalling the suite
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_validate_answers_every_mutated_synthetic_job(workdir: Path, data: st.DataObject) -> None:
+    # validate only: a paced synthetic feed may be made to run for years
+    doc = synthetic_doc()
+    for _ in range(data.draw(st.integers(1, 2))):
+        key = data.draw(st.sampled_from(SYNTHETIC_PATHS))[-1]
+        doc["dag"]["nodes"][0]["params"][key] = data.draw(st.one_of(numbers, durations, values))
+    path = workdir / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    validate_in_process(path)
+
+
+@pytest.mark.timeout(300)  # a hang fails the test instead of stalling the suite
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=raw_texts(), suffix=st.sampled_from([".yaml", ".json"]))
 def test_validate_answers_every_raw_document(workdir: Path, raw: bytes, suffix: str) -> None:
@@ -250,6 +286,7 @@ def test_validate_answers_every_raw_document(workdir: Path, raw: bytes, suffix: 
     validate_in_process(path)
 
 
+@pytest.mark.timeout(300)  # a hang fails the test instead of stalling the suite
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=raw_texts())
 def test_validate_answers_in_a_subprocess(workdir: Path, raw: bytes) -> None:

@@ -74,7 +74,7 @@ def build_component(
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(where) else f"{where}.params {context}: {message}") from None
-    except (MdpError, ValueError, TypeError) as exc:
+    except (MdpError, ValueError, TypeError, ArithmeticError) as exc:  # e.g. an overflow from huge params
         raise ConfigError(f"{where}.params {context}: {exc}") from exc
 
 
