@@ -289,6 +289,16 @@ def test_export_of_a_missing_table_lists_the_tables_there(tmp_path: Path) -> Non
     assert ok.returncode == 0, ok.stderr
 
 
+def test_export_of_a_missing_postgres_table_lists_the_tables_there(tmp_path: Path, postgres_dsn: str) -> None:
+    from mdp.stores.postgres import PostgresStore
+
+    with PostgresStore(postgres_dsn, tables={"bar": "bars_1m"}):
+        pass
+    result = mdp("export", "--store", f"postgres:{postgres_dsn}", "--to", "parquet", "--out", "x.parquet", cwd=tmp_path)
+    err = one_paragraph_error(result)
+    assert "has no table 'bars'; its tables are bars_1m. Pass --table" in err, err
+
+
 # -- 9. --version, -h and bare mdp --------------------------------------------------------------
 
 

@@ -11,7 +11,9 @@ works while a job writes it (a DuckDB file does not: DuckDB admits one process a
 come back by key, duplicates resolved by the store's rule. ``--out`` ending in ``.parquet`` is one file,
 written under a temporary name and renamed into place (a reader never sees half of it); any other path
 is a folder laid out as a Parquet store (``kind=<kind>/date=<day>/symbol=<symbol>/``), which
-``--store parquet:FOLDER`` reads back. The range is read whole, so it must fit in memory.
+``--store parquet:FOLDER`` reads back. The range is read whole, so it must fit in memory. A table (or
+Parquet folder) the store does not hold is an error that lists the ones it does, rather than an export
+of 0 rows: the default table is ``bars``, while the examples write ``bars_1m``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def export_parquet(
             known = existing_tables(store)
             if known is not None and not _has_table(known, table):
                 listed = ", ".join(known) if known else "none: nothing was ever written to it"
+                if isinstance(store, ParquetStore):
+                    raise ConfigError(
+                        f"--table: parquet:{store.root} has no folder {table!r}; its folders are {listed}. "
+                        "Pass --table with one of them"
+                    )
                 raise ConfigError(
                     f"--table: {store.location.split(' table ')[0]} has no table {table!r}; its tables are "
                     f"{listed}. Pass --table with one of them (the examples write bars_1m)"
