@@ -1,8 +1,12 @@
 """The ``mdp`` command: arguments → config → runtime, and nothing more.
 
-Exit codes: 0 the job ran (or was stopped and flushed), 1 the job failed (a node raised), 2 a usage or
-config error (unknown key, unknown component, missing file, bad column, bad edge). Errors are one
-paragraph on stderr naming the key or node; ``--debug`` adds the traceback.
+Exit codes: 0 the job ran (or was stopped and flushed), 1 the job failed (a node raised) or
+``validate --connect`` could not reach a store, 2 a usage or config error (unknown key, unknown
+component, missing file, bad column, bad edge, an output that goes nowhere, a value out of range).
+Errors are one paragraph on stderr naming the key or node; ``--debug`` adds the traceback.
+
+``mdp --version`` prints the version; ``-h`` is short for ``--help``; ``mdp`` alone prints the help
+and exits 0.
 
 Relative paths, both ``--config`` and the paths inside a job's params, are relative to the current
 directory (not to the config file's folder), as with most command-line tools.
@@ -27,12 +31,21 @@ from rich.console import Console
 
 from mdp.config.builder import build_dag, node_specs, node_types, preflight
 from mdp.config.loading import load_config
-from mdp.config.model import JobConfig, RuntimeMode
+from mdp.config.model import JobConfig, RuntimeMode, check_job_name
 from mdp.config.registry import default_registry
 from mdp.entry import collector_paused
 from mdp.errors import ConfigError, MdpError
 from mdp.jobs import JobStore, render_jobs, render_status
-from mdp.launch import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LogFormat, configure_logging, register_run, run_job
+from mdp.launch import (
+    DEFAULT_METRICS_HOST,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    LogFormat,
+    configure_logging,
+    register_run,
+    run_job,
+)
 from mdp.runtime.graph import Dag
 from mdp.summary import (
     render_graph,
@@ -41,10 +54,32 @@ from mdp.summary import (
 app = typer.Typer(
     name="mdp",
     help="mdp: trades and quotes in, event-time OHLCV bars out, into a store.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mdp import __version__
+
+        print(f"mdp {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """mdp: trades and quotes in, event-time OHLCV bars out, into a store."""
+    if ctx.invoked_subcommand is None:  # bare ``mdp``: the help, and success (nothing went wrong)
+        print(ctx.get_help())
+        raise typer.Exit(EXIT_OK)
 
 
 class GraphFormatOpt(StrEnum):
@@ -111,6 +146,13 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="serve Prometheus metrics on this port while the job runs (0: any free)"),
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            help="the address --metrics-port listens on; 0.0.0.0 exposes it to every network this machine is on",
+        ),
+    ] = DEFAULT_METRICS_HOST,
 ) -> None:
     """Run a job to its end. Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
 
@@ -121,21 +163,58 @@ def run(
     with collector_paused():  # building imports the job's components: see mdp.entry
         job = _load(config, mode, set_, debug)
         dag = _build(job, debug)
-    name = job_name or job.job
     try:
+        name = check_job_name(job_name, source="--job") if job_name is not None else job.job
         record = register_run(name, config, job)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    code = asyncio.run(run_job(job, dag, name, record, json_out=json_out, debug=debug, metrics_port=metrics_port))
+    code = asyncio.run(
+        run_job(
+            job,
+            dag,
+            name,
+            record,
+            json_out=json_out,
+            debug=debug,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
+    )
     raise typer.Exit(code)
 
 
 @app.command()
-def validate(config: ConfigOpt, mode: ModeOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
+def validate(
+    config: ConfigOpt,
+    mode: ModeOpt = None,
+    set_: SetOpt = None,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect",
+            help="also reach every store the job reads or writes (PostgreSQL is connected to, database files "
+            "opened read-only, folders checked writable), writing nothing; exit 1 naming each that fails",
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
     """Build and check a job without running it (components, params, edges, input files); print its graph."""
     job = _load(config, mode, set_, debug)
     dag = _build(job, debug)
     print(render_graph(dag, node_types(job, dag), "text", f"{job.job} ({job.mode.value} mode)"))
+    if connect:
+        from mdp.config.connect import connect_problems
+
+        problems = connect_problems(dag, node_specs(job, dag))
+        if problems:
+            count = f"{len(problems)} node{'s' if len(problems) > 1 else ''}"
+            _fail(
+                f"the job is valid, but {count} cannot reach {'their' if len(problems) > 1 else 'its'} "
+                "store:\n  " + "\n  ".join(problems),
+                EXIT_FAILED,
+            )
+        print("ok: the job is valid and every store it uses can be reached")
+        return
     print("ok: the job is valid")
 
 

@@ -19,6 +19,9 @@ NS: Final[dict[str, int]] = {
     "h": 3_600 * 1_000_000_000,
     "d": 86_400 * 1_000_000_000,
 }
+#: the longest duration a job may set: ten years (3650d). Every time inside mdp is int64 nanoseconds
+#: (up to the year 2262), so a longer lateness, gap or timeout would overflow when added to a timestamp.
+MAX_DURATION_NS: Final[int] = 3650 * NS["d"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)\s*$")
 
 
@@ -27,7 +30,8 @@ def parse_duration(value: str | int) -> int:
     already nanoseconds, like every timestamp inside mdp (so validated params round-trip unchanged).
 
     Raises:
-        ConfigError: a string without a known unit, a float (say ``"0.5s"`` instead), or a negative value.
+        ConfigError: a string without a known unit, a float (say ``"0.5s"`` instead), a negative value,
+            or one longer than :data:`MAX_DURATION_NS` (ten years).
     """
     if isinstance(value, bool | float):
         raise ConfigError(
@@ -37,15 +41,29 @@ def parse_duration(value: str | int) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"a duration cannot be negative, got {value!r}")
-        return value
+        return _bounded(value, value)
     match = _DURATION.match(value)
     if match is None:
         raise ConfigError(
-            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} "
-            f"(units: {', '.join(NS)})"
+            f"expected a duration such as '250ms', '5s', '1m', '1h' or '1d', got {value!r} (units: {', '.join(NS)})"
         )
     number, unit = match.groups()
-    return int(round(float(number) * NS[unit]))
+    if len(number) > 30 or float(number) * NS[unit] > MAX_DURATION_NS:
+        return _bounded(MAX_DURATION_NS + 1, value)
+    return _bounded(int(round(float(number) * NS[unit])), value)
+
+
+def _bounded(ns: int, written: object) -> int:
+    if ns > MAX_DURATION_NS:
+        raise ConfigError(
+            f"a duration can be at most {format_duration(MAX_DURATION_NS)} (ten years), got {_shorten(written)}"
+        )
+    return ns
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def seconds_or_duration(value: float | str) -> int:
@@ -54,6 +72,8 @@ def seconds_or_duration(value: float | str) -> int:
         return parse_duration(value)
     if value < 0:
         raise ConfigError(f"a duration cannot be negative, got {value!r}")
+    if not value * 1_000_000_000 <= MAX_DURATION_NS:  # also refuses nan
+        return _bounded(MAX_DURATION_NS + 1, value)
     return int(round(value * 1_000_000_000))
 
 
@@ -96,9 +116,13 @@ def format_time(ns: int) -> str:
 
 
 def _duration_validator(value: object) -> int:
+    # a ValueError, not a ConfigError, so pydantic reports it under the key path that holds the value
     if isinstance(value, str | int | float):
-        return parse_duration(value)  # type: ignore[arg-type]
-    raise ValueError(f"expected a duration such as '5s' or '1m', got {value!r}")
+        try:
+            return parse_duration(value)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    raise ValueError(f"expected a duration such as '5s' or '1m', got {_shorten(value)}")
 
 
 #: A config field holding a duration: ``"5s"``, ``"1m"``, ``"250ms"``, or an int of nanoseconds; stores int ns.

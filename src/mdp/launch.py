@@ -15,6 +15,7 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -27,6 +28,8 @@ from mdp.runtime.unified import UnifiedRuntime
 from mdp.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: where ``--metrics-port`` listens unless ``--metrics-host`` says otherwise: this machine only
+DEFAULT_METRICS_HOST = "127.0.0.1"
 log = logging.getLogger("mdp.cli")
 
 
@@ -64,6 +67,12 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(data)
 
 
+def metrics_url(address: tuple[Any, ...]) -> str:
+    """``http://HOST:PORT/metrics`` for the address a server socket is bound to (IPv6 in brackets)."""
+    host, port = str(address[0]), int(address[1])
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
 def register_run(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] | None:
     """Record the run in the job registry (a registry that cannot be opened only costs list/status)."""
     try:
@@ -85,9 +94,21 @@ async def run_job(
     json_out: bool,
     debug: bool,
     metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
 ) -> int:
-    """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome."""
+    """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome.
+
+    A run that cannot start (its metrics port is taken, the runtime refuses the graph) is recorded in
+    the job registry as ``failed`` with the reason, so ``mdp list`` says why rather than ``lost``.
+    """
     rt = UnifiedRuntime(job)
+
+    def failed_start(message: str) -> int:
+        if record is not None:
+            record[0].finish(record[1], "failed", {}, message)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
     metrics = None
     if metrics_port is not None:
         from mdp.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
@@ -95,15 +116,17 @@ async def run_job(
         metrics = JobMetrics(job=name, mode=job.mode.value)
         metrics.attach(rt)
         try:
-            port = metrics.serve(metrics_port)
+            metrics.serve(metrics_port, metrics_host)
         except OSError as exc:
-            print(
-                f"error: cannot serve metrics on port {metrics_port}: {exc}; choose another --metrics-port",
-                file=sys.stderr,
+            metrics.close()
+            return failed_start(
+                f"cannot serve metrics on {metrics_host} port {metrics_port}: {exc}; "
+                "choose another --metrics-port (0 picks a free one) or --metrics-host"
             )
-            return EXIT_USAGE
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
-        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        assert metrics.server is not None
+        url = metrics_url(metrics.server.server.server_address)
+        log.info("metrics on %s", url)
+        print(f"metrics on {url}", file=sys.stderr)
     # piped output is not wrapped at 80 columns: one summary line stays one line for scripts and logs
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     out = Console(highlight=False, soft_wrap=True)
@@ -122,10 +145,9 @@ async def run_job(
         try:
             await rt.start_dag(dag, name)
         except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
-            if record is not None:
-                record[0].finish(record[1], "failed", {}, str(exc))
-            print(f"error: runtime: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            if metrics is not None:
+                metrics.close()
+            return failed_start(f"runtime: {exc}")
         log.info("job %s started: %d nodes, mode %s", name, len(dag.nodes), job.mode.value)
         if progress is not None:
             progress.start()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 
@@ -23,6 +25,9 @@ from mdp.errors import ConfigError, NodeError, SourceError
 from mdp.operators.base import Sink
 from mdp.runtime.graph import Dag
 from mdp.runtime.runtime import RunStats
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 GraphFormat = Literal["text", "mermaid", "dot"]
 
@@ -260,7 +265,12 @@ class ProgressDisplay:
         t0, r0 = self._recent[0]
         return (rows - r0) / (now - t0) if now > t0 else 0.0
 
-    async def _live_loop(self) -> None:
+    def make_progress(self) -> tuple[Progress, TaskID]:
+        """The rich display of a terminal run and its one task (not yet started).
+
+        Columns: job, bar, percentage, rows in, rows/s, bars out, late, elapsed and the ETA; the
+        percentage and the ETA show only when the sources know their total (``total_rows``).
+        """
         # imported here: a run whose stderr is not a terminal (CI, a log file, a benchmark) never needs it
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -268,27 +278,48 @@ class ProgressDisplay:
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
             BarColumn(),
+            TextColumn("{task.fields[pct]}"),
             TextColumn("{task.fields[rows]} rows in"),
             TextColumn("{task.fields[rate]} rows/s"),
             TextColumn("{task.fields[bars]} bars out"),
             TextColumn("{task.fields[late]} late"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
         )
-        with Progress(*columns, console=self.console, refresh_per_second=4, transient=True) as progress:
-            task = progress.add_task(self.job, total=None, rows="0", rate="0", bars="0", late="0")
+        progress = Progress(*columns, console=self.console, refresh_per_second=4, transient=True)
+        task = progress.add_task(self.job, total=None, pct="", rows="0", rate="0", bars="0", late="0", eta="")
+        return progress, task
+
+    def update(self, progress: Progress, task: TaskID) -> None:
+        """Read the live statistics once and show them on ``task``."""
+        snap = self.snapshot()
+        if snap is None:
+            return
+        rate = self._rate(snap.rows_in)
+        total = snap.total_rows
+        pct = eta = ""
+        if total:
+            done = min(snap.rows_in, total)
+            pct = f"{100 * done / total:3.0f}%"
+            if rate > 0:
+                eta = f"eta {datetime.timedelta(seconds=math.ceil((total - done) / rate))}"
+        progress.update(
+            task,
+            completed=snap.rows_in,
+            total=total,
+            pct=pct,
+            rows=_n(snap.rows_in),
+            rate=_n(round(rate)),
+            bars=_n(snap.bars_out),
+            late=_n(snap.late_rows),
+            eta=eta,
+        )
+
+    async def _live_loop(self) -> None:
+        progress, task = self.make_progress()
+        with progress:
             while True:
-                snap = self.snapshot()
-                if snap is not None:
-                    rate = self._rate(snap.rows_in)
-                    progress.update(
-                        task,
-                        completed=snap.rows_in,
-                        total=snap.total_rows,
-                        rows=_n(snap.rows_in),
-                        rate=_n(round(rate)),
-                        bars=_n(snap.bars_out),
-                        late=_n(snap.late_rows),
-                    )
+                self.update(progress, task)
                 await asyncio.sleep(0.25)
 
     async def _plain_loop(self) -> None:

@@ -74,7 +74,7 @@ def build_component(
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(where) else f"{where}.params {context}: {message}") from None
-    except (MdpError, ValueError, TypeError) as exc:
+    except (MdpError, ValueError, TypeError, ArithmeticError) as exc:  # e.g. an overflow from huge params
         raise ConfigError(f"{where}.params {context}: {exc}") from exc
 
 
@@ -197,9 +197,11 @@ def node_types(config: JobConfig, dag: Dag) -> dict[str, str]:
 
 
 def validate_dag(dag: Dag, *, where: str) -> Dag:
-    """Run ``Dag.validate()``, re-raising its error as a ``ConfigError`` under the section name."""
+    """Run ``Dag.validate()`` and ``Dag.check_outputs_used()`` (a job file's output may not go nowhere),
+    re-raising an error as a ``ConfigError`` under the section name."""
     try:
         dag.validate()
+        dag.check_outputs_used()
     except DagValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return dag

@@ -17,6 +17,11 @@ starting with ``[`` or ``{`` is parsed as a YAML/JSON list or mapping, and ``nul
 ``${VAR}`` (or ``${VAR:-default}``) in any string value is replaced from the environment; ``$${`` is a
 literal ``${``. Relative paths inside params stay relative to the current directory, as with most CLIs.
 
+A job file is read with bounds, so a mistaken or hostile file is refused in milliseconds with a message
+naming it: at most 1 MiB, UTF-8 text, at most 100,000 values once YAML aliases (``*name``) are expanded
+(an alias bomb is refused before anything expands it), at most 64 levels of nesting, no alias loop
+(``&a {b: *a}``), integers that fit in 64 bits and finite floats (an error here names the key path).
+
 We do the layering by hand rather than with pydantic-settings because list positions and node ids as
 path segments, and one error format naming the key path, matter more here than its generic sources.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import types
@@ -41,16 +47,30 @@ from mdp.errors import ConfigError
 ENV_PREFIX = "MDP_"
 _TOP_LEVEL = frozenset(JobConfig.model_fields)
 _INTERPOLATION = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Loc = Sequence[str | int]
+
+#: a job file larger than this is refused unread (the examples are about 1 KB)
+MAX_FILE_BYTES = 1 << 20
+#: values (scalars, mappings and lists) a document may hold once its YAML aliases are expanded
+MAX_VALUES = 100_000
+#: levels of nested mappings and lists a document may have
+MAX_DEPTH = 64
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def format_path(loc: Loc) -> str:
     """``("dag", "nodes", 1, "params")`` → ``"dag.nodes[1].params"``."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part) is None:  # a key with spaces or dots is quoted: a[' '], not "a. "
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 
@@ -96,7 +116,7 @@ def _describe(
         return f"{where}: required key is missing"
     msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = err.get("input")
-    got = "" if isinstance(value, dict) else f"; got {_short(value)}"
+    got = "" if isinstance(value, dict) or _short(value)[:30] in msg else f"; got {_short(value)}"
     return f"{where}: {msg}{got}"
 
 
@@ -147,10 +167,26 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         where = "" if p.is_absolute() else f" (relative to the current directory {Path.cwd()})"
         what = "is a directory, not a file" if p.is_dir() else "does not exist"
         raise ConfigError(f"config file {str(p)!r} {what}{where}; pass --config with a YAML or JSON job file")
-    text = p.read_text(encoding="utf-8")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"config file {str(p)!r} is {size:,} bytes; a job file may hold at most {MAX_FILE_BYTES:,} bytes "
+            "(is this the data file rather than the job file?)"
+        )
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "a job file is YAML or JSON text"
+        ) from None
     try:
         is_json = p.suffix.lower() == ".json"
         doc = (json.loads(text) if text.strip() else None) if is_json else _load_yaml(text)
+    except RecursionError:
+        raise ConfigError(
+            f"config file {str(p)!r} is nested too deeply to read; a job file needs a few levels of mappings and lists"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"config file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -160,13 +196,78 @@ def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {problem}{at}") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(
             f"config file {str(p)!r} must hold a mapping (job, mode, dag, ...), got a {type(doc).__name__}"
         )
+    check_document(doc, origin=f"config file {str(p)!r}")
     return doc
+
+
+def check_document(doc: Any, *, origin: str = "the config") -> None:
+    """Refuse a document too big, too deep or with a number no job could use, naming the key path.
+
+    YAML aliases (``*name``) share one object; a document whose aliases would expand to more than
+    :data:`MAX_VALUES` values (a "billion laughs" alias bomb) is refused here, before anything copies or
+    validates it, so a hostile or mistaken file costs milliseconds, not minutes and gigabytes. Integers
+    must fit in 64 bits and floats must be finite (every number inside mdp is an int64 or a float64).
+
+    Raises:
+        ConfigError: naming ``origin`` and the key path.
+    """
+    sizes: dict[int, int] = {}
+    total = _expanded_size(doc, (), 0, sizes, set(), origin)
+    if total > MAX_VALUES:
+        raise ConfigError(
+            f"{origin} expands to more than {MAX_VALUES:,} values (YAML aliases such as *name repeat their "
+            "anchor); a job file is far smaller, so remove the repeated aliases"
+        )
+
+
+def _expanded_size(
+    value: Any, loc: tuple[str | int, ...], depth: int, sizes: dict[int, int], open_: set[int], origin: str
+) -> int:
+    """How many values ``value`` holds once every alias is expanded (shared containers counted once each)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return 1
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            digits = len(str(abs(value))) if abs(value) < 10**4000 else 4000
+            raise ConfigError(
+                f"{format_path(loc) or 'the top level'} ({origin}): the number has {digits} digits and does not "
+                "fit in 64 bits; use a smaller value"
+            )
+        return 1
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{format_path(loc) or 'the top level'} ({origin}): {value!r} is not a usable number")
+        return 1
+    if not isinstance(value, dict | list):
+        return 1
+    key = id(value)
+    if key in sizes:
+        return sizes[key]
+    where = format_path(loc) or "the top level"
+    if key in open_:
+        raise ConfigError(
+            f"{where} ({origin}) is a YAML alias of a value that contains it, a loop no job can use; remove the alias"
+        )
+    if depth >= MAX_DEPTH:
+        raise ConfigError(f"{where} ({origin}) is nested more than {MAX_DEPTH} levels deep; flatten it")
+    open_.add(key)
+    total = 1
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for k, v in items:
+        total += _expanded_size(v, (*loc, k if isinstance(k, int | str) else str(k)), depth + 1, sizes, open_, origin)
+        if total > MAX_VALUES:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _load_yaml(text: str) -> Any:
@@ -205,6 +306,7 @@ def config_from_document(
 ) -> JobConfig:
     """Apply env overrides (if ``use_env``), ``--set`` overrides, ``mode`` and ``${VAR}``; validate."""
     env = os.environ if environ is None else environ
+    check_document(doc)  # bounded before the copy below expands any alias
     data: dict[str, Any] = json.loads(json.dumps(doc, default=str))  # a deep copy we may change
     provenance: dict[str, str] = {}
     if use_env:

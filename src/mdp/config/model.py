@@ -14,21 +14,46 @@ A job file names the job, picks a mode and holds the section of that mode::
 
 A node's ``params`` stay a plain mapping here: the builder validates them against the ``Params`` model of
 the component the node's ``type`` names, so the error can name both the key path and the component.
+
+Every node's main output (its ``out`` port; every port of a router) must reach an edge: an output that
+goes nowhere would throw its records away without a word, so ``mdp validate`` and ``mdp run`` refuse
+it, naming the node. To drop a stream on purpose, end it in a ``sink.discard`` node (it counts what it
+drops). Side ports (``late``, ``deadletter``, ``gaps``) may stay unconnected: their rows are counted.
+
+Every duration (``max_out_of_orderness``, ``allowed_lateness``, ``gap``, timeouts, ...) is at most
+``3650d`` (ten years), and the error names the key. The job name given with ``--job`` follows the same
+rule as the ``job`` key.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mdp.errors import ConfigError
 from mdp.runtime.runtime import RunConfig
 
 #: node ids and job names: safe in dotted key paths (``dag.nodes.trades.params.path``) and in file names
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 JOB_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+def check_job_name(name: str, *, source: str) -> str:
+    """Hold a job name given outside the file (``--job``) to the rule the file's ``job`` key follows.
+
+    Raises:
+        ConfigError: naming ``source`` and the rule.
+    """
+    if re.fullmatch(JOB_PATTERN, name) is None:
+        raise ConfigError(
+            f"{source}: job name {name!r} is not allowed; a job name starts with a letter, digit or '_' and "
+            "holds only letters, digits, '_', '.' and '-' (it names files and appears in mdp list)"
+        )
+    return name
 
 
 class StrictModel(BaseModel):

@@ -77,6 +77,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ("sink.postgres", "sink", "mdp.stores.sink:PostgresSink", "upsert records into PostgreSQL"),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
     ("sink.deadletter", "sink", "mdp.deadletter:DeadLetterSink", "append rejected rows with their reason to a file"),
+    ("sink.discard", "sink", "mdp.operators.discard:Discard", "drop what arrives, on purpose (counted)"),
 )
 
 

@@ -217,6 +217,36 @@ class Dag:
                 raise DagValidationError(f"node {n.name!r} ({type(op).__name__}) needs an input; add an edge into it")
         return order
 
+    def check_outputs_used(self) -> None:
+        """Every operator's main output must reach an edge: a stream that goes nowhere is lost silently.
+
+        Jobs built from a config file are held to this (``mdp validate`` and ``mdp run``); a graph built
+        in Python may leave an output open on purpose (a test reading a node's output channel).
+
+        The main output is the ``out`` port; a node without one (a router) must use every port it
+        declares. Side ports (``late``, ``deadletter``, ``gaps``) may stay unconnected: what goes there is
+        counted in the summary. A stream meant to be dropped ends in an explicit ``sink.discard`` node.
+
+        Raises:
+            DagValidationError: naming the node and the port, and how to end it.
+        """
+        for n in self.nodes:
+            ports = n.output_ports()
+            if not ports:  # a sink, or a seed-style function node whose ports are not declared
+                continue
+            used = {e.port for e in self.outputs_of(n.name)}
+            needed = ["out"] if "out" in ports else list(ports)
+            unused = [p for p in needed if p not in used]
+            if unused:
+                what = "its output" if unused == ["out"] else f"its output port{'s' if len(unused) > 1 else ''} "
+                what += "" if unused == ["out"] else ", ".join(repr(p) for p in unused)
+                port = "" if unused[0] == "out" else f".{unused[0]}"
+                raise DagValidationError(
+                    f"node {n.name!r} ({type(n.fn).__name__}): {what} goes nowhere, so its records would be "
+                    f"thrown away; add an edge from {n.name}{port} to a sink (sink.sqlite, sink.parquet, ...), "
+                    f"or to a sink.discard node to drop them on purpose"
+                )
+
     def _topological_order(self) -> list[str]:
         """Kahn's algorithm; on a cycle, name its nodes."""
         indegree = {n.name: 0 for n in self.nodes}

@@ -66,6 +66,8 @@ BAD_KINDS: Final[tuple[tuple[str, str], ...]] = (
     ("future_timestamp", "future_timestamp"),
     ("crossed", "crossed_quote"),
 )
+#: the most symbols a synthetic feed makes up (their names are built when the source is)
+MAX_SYMBOLS: Final[int] = 1_000_000
 #: a spoiled far-future row is pushed this far ahead: about 100 years
 FUTURE_SHIFT_NS: Final[int] = 100 * 365 * 86_400 * 1_000_000_000
 
@@ -97,6 +99,8 @@ class SyntheticParams(SourceFlowParams):
     def _check_symbols(cls, value: int | list[str]) -> int | list[str]:
         if isinstance(value, int) and value < 1:
             raise ValueError("symbols needs at least 1 symbol")
+        if isinstance(value, int) and value > MAX_SYMBOLS:
+            raise ValueError(f"symbols can be at most {MAX_SYMBOLS:,} (each is a name held in memory)")
         if isinstance(value, list) and (not value or len(set(value)) != len(value)):
             raise ValueError("symbols needs a non-empty list of distinct names")
         return value

@@ -11,7 +11,9 @@ works while a job writes it (a DuckDB file does not: DuckDB admits one process a
 come back by key, duplicates resolved by the store's rule. ``--out`` ending in ``.parquet`` is one file,
 written under a temporary name and renamed into place (a reader never sees half of it); any other path
 is a folder laid out as a Parquet store (``kind=<kind>/date=<day>/symbol=<symbol>/``), which
-``--store parquet:FOLDER`` reads back. The range is read whole, so it must fit in memory.
+``--store parquet:FOLDER`` reads back. The range is read whole, so it must fit in memory. A table (or
+Parquet folder) the store does not hold is an error that lists the ones it does, rather than an export
+of 0 rows: the default table is ``bars``, while the examples write ``bars_1m``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,20 @@ def export_parquet(
     if lo is not None and hi is not None and hi <= lo:
         raise ConfigError(f"--end ({end}) must come after --start ({start})")
     with store:
+        table = store.tables.get(k)
+        if table is not None:
+            known = existing_tables(store)
+            if known is not None and not _has_table(known, table):
+                listed = ", ".join(known) if known else "none: nothing was ever written to it"
+                if isinstance(store, ParquetStore):
+                    raise ConfigError(
+                        f"--table: parquet:{store.root} has no folder {table!r}; its folders are {listed}. "
+                        "Pass --table with one of them"
+                    )
+                raise ConfigError(
+                    f"--table: {store.location.split(' table ')[0]} has no table {table!r}; its tables are "
+                    f"{listed}. Pass --table with one of them (the examples write bars_1m)"
+                )
         frame = store.read(k, symbol, timeframe, lo, hi)
     path = Path(out)
     if path.suffix == ".parquet":
@@ -109,3 +125,55 @@ def export_parquet(
         with ParquetStore(path, tables={k: f"kind={k}"}) as folder:
             folder.write(k, frame)
     return ExportResult(frame.height, path, store.location)
+
+
+def existing_tables(store: Store) -> list[str] | None:
+    """The tables (parquet: the folders) that ``store`` holds, sorted; None for a backend this cannot list.
+
+    Read through a second read-only connection so the store's own session stays as the export uses it.
+    """
+    from mdp.stores.duckdb import DuckdbStore
+    from mdp.stores.postgres import PostgresStore
+    from mdp.stores.sqlite import SqliteStore
+
+    if isinstance(store, ParquetStore):
+        return sorted(p.name for p in store.root.iterdir() if p.is_dir()) if store.root.is_dir() else []
+    if isinstance(store, SqliteStore):
+        import sqlite3
+
+        if store.path == ":memory:":
+            return None
+        conn = sqlite3.connect(f"file:{Path(store.path).resolve()}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        finally:
+            conn.close()
+        return sorted(str(r[0]) for r in rows)
+    if isinstance(store, DuckdbStore):
+        conn_d = store._conn  # one process may hold a DuckDB file, so ask through the store's connection
+        if conn_d is None:
+            return None
+        rows = conn_d.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')"
+        ).fetchall()
+        return sorted(str(n) if sch == "main" else f"{sch}.{n}" for sch, n in rows)
+    if isinstance(store, PostgresStore):
+        import psycopg
+
+        with psycopg.connect(store.dsn, connect_timeout=10) as conn_p:
+            rows = conn_p.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') "
+                "AND table_schema NOT LIKE 'pg_temp%'"
+            ).fetchall()
+        return sorted(str(n) if sch == "public" else f"{sch}.{n}" for sch, n in rows)
+    return None
+
+
+def _has_table(known: list[str], table: str) -> bool:
+    """Whether ``table`` (maybe schema-qualified) is among ``known``, as the backends fold case."""
+    wanted = table.lower()
+    return any(name.lower() in (wanted, wanted.removeprefix("main."), wanted.removeprefix("public.")) for name in known)
