@@ -6,15 +6,16 @@ dashboard can read bars while a job writes them, and a reader never sees half a 
 one ``executemany`` upsert in one ``BEGIN IMMEDIATE`` transaction (one fsync of the log per batch).
 Timestamps are INTEGER ns UTC (SQLite integers are 64-bit, so any ``int`` ns fits).
 
-Closing does not lock readers out. SQLite's last connection to close a WAL database takes the exclusive
-lock to checkpoint and delete the log, and a reader starting then got ``database is locked`` (at once
-with no busy timeout). So a writing store keeps a second, read-only connection open (``_keeper``): at
-close it copies the log into the database file (``wal_checkpoint(PASSIVE)``, which never blocks a
-reader), closes its writing connection while the keeper still holds the file (so that close skips the
-locking clean-up), then the keeper, which cannot take a write lock. The ``-wal`` and ``-shm`` files stay
-beside the database. SQLite still locks new readers out for a moment when it creates the file and when
-the first connection opens a file no other process has open (it rebuilds the log's index); a reader
-with a busy timeout (``sqlite3.connect``'s default is 5 s) waits through those moments.
+Closing does not lock readers out (but for an instant on Python 3.11: ``_no_checkpoint_on_close``).
+SQLite's last connection to close a WAL database takes the exclusive lock to checkpoint and delete the
+log, and a reader starting then got ``database is locked`` (at once with no busy timeout). So a
+writing store keeps a second, read-only connection open (``_keeper``): at close it copies the log into
+the database file (``wal_checkpoint(PASSIVE)``, which never blocks a reader), closes its writing
+connection while the keeper still holds the file (so that close skips the locking clean-up), then the
+keeper, which cannot take a write lock. The ``-wal`` and ``-shm`` files stay beside the database.
+SQLite still locks new readers out for a moment when it creates the file and when the first
+connection opens a file no other process has open (it rebuilds the log's index); a reader with a busy
+timeout (``sqlite3.connect``'s default is 5 s) waits through those moments.
 
 Example::
 
@@ -147,6 +148,7 @@ class SqliteStore(Store):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             if conn is not None:
+                _no_checkpoint_on_close(conn)
                 conn.close()  # the keeper holds the file: no exclusive lock, no clean-up
             if keeper is not None:
                 keeper.close()  # read-only: it cannot take the lock either
@@ -186,3 +188,13 @@ class SqliteStore(Store):
         parts = table.split(".")
         pragma = f"PRAGMA {quote_ident(parts[0])}.table_info" if len(parts) == 2 else "PRAGMA table_info"
         return [row[1] for row in conn.execute(f"{pragma}({quote_ident(parts[-1])})").fetchall()]
+
+
+def _no_checkpoint_on_close(conn: sqlite3.Connection) -> None:
+    """Ask SQLite not to try the exclusive lock for its clean-up when ``conn`` closes (Python 3.12+:
+    ``Connection.setconfig``). Without it the try, which fails while the keeper holds the file, still
+    shuts new readers out for about a millisecond."""
+    setconfig = getattr(conn, "setconfig", None)
+    option = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
+    if setconfig is not None and option is not None:
+        setconfig(option, True)
