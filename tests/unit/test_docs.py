@@ -503,9 +503,10 @@ def test_the_blocks_no_test_runs_are_few_and_say_why() -> None:
         f"{page}:{block.line}": block.lang for page in ALL_PAGES for block in blocks(page) if not block.replay
     }
     # quickstart: make demo (installs), the live job (pids, times, background) x3; troubleshooting and
-    # stores: messages quoted from a failing server or a slow machine; performance: the benchmark commands;
-    # README: make demo/test, the diagram and the source tree
-    assert len(marked) <= 13, f"{len(marked)} blocks are not run: {sorted(marked)}"
+    # stores: messages quoted from a failing server, a slow machine, a second job holding a file or a
+    # port held by another process; performance: the benchmark commands; README: make demo/test, the
+    # diagram and the source tree
+    assert len(marked) <= 14, f"{len(marked)} blocks are not run: {sorted(marked)}"
 
 
 @pytest.mark.parametrize(
