@@ -22,6 +22,7 @@ demo: $(VENV)/.base
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports --no-cache  # the layers: each package imports only the ones below it
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy

@@ -24,9 +24,9 @@ import numpy as np
 import polars as pl
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import NO_WATERMARK, Context
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context
 from mdp.testing import ListSink, ListSource, run_graph
 
 MINUTE = 60_000_000_000

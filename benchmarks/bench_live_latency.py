@@ -34,8 +34,8 @@ import numpy as np
 import polars as pl
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context
 from mdp.runtime import Dag, DagRuntime, Node, RunConfig
+from mdp.runtime.operator import Context
 from mdp.sources.synthetic import SyntheticSource
 from mdp.stores.sink import SqliteSink
 

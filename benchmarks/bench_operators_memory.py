@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mdp.operators.base import NO_WATERMARK, Context, Sink, Source
 from mdp.operators.dedupe import Dedupe
 from mdp.operators.join import AsofJoin
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Sink, Source
 from mdp.runtime.runtime import DagRuntime, RunConfig
-from mdp.sources.watermarks import WatermarkTracker
+from mdp.runtime.watermarks import WatermarkTracker
 
 START = 1_723_161_600_000_000_000  # 2024-08-09 00:00 UTC
 STEP_NS = 10_000  # 100,000 rows per second of event time

@@ -39,10 +39,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from mdp.operators.bars import BarsOperator  # noqa: E402
-from mdp.operators.base import Context, Source  # noqa: E402
 from mdp.records import conform  # noqa: E402
 from mdp.runtime.graph import Dag, Node  # noqa: E402
-from mdp.sources.watermarks import PerKeyWatermarkTracker, WatermarkTracker, emit_with_watermarks  # noqa: E402
+from mdp.runtime.operator import Context, Source  # noqa: E402
+from mdp.runtime.watermarks import PerKeyWatermarkTracker, WatermarkTracker, emit_with_watermarks  # noqa: E402
 from mdp.testing import ListSink, run_graph  # noqa: E402
 from mdp.workloads import W1Spec, generate_w1  # noqa: E402
 

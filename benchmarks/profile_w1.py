@@ -38,7 +38,7 @@ with collector_paused():
     import mdp.cli
     from mdp.config import load_config
     from mdp.config.builder import build_dag
-    from mdp.runtime.unified import UnifiedRuntime
+    from mdp.app.unified import UnifiedRuntime
 t1 = time.perf_counter()
 with collector_paused():
     job = load_config(Path(sys.argv[1]))

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING
 from mdp._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from mdp.app.unified import (
+        OrchestratorSettings,
+        RuntimeMode,
+        RuntimeOrchestrator,
+        RuntimeState,
+        UnifiedRuntime,
+        UnifiedRuntimeState,
+    )
     from mdp.clock import Clock, ManualClock, SystemClock
     from mdp.config import JobConfig, UnifiedRuntimeSettings, build_dag, load_config
     from mdp.errors import (
@@ -40,7 +48,6 @@ if TYPE_CHECKING:
         map_async,
         tumbling_window,
     )
-    from mdp.read import read_bars
     from mdp.records import END_OF_TIME, Bar, Quote, Trade, Watermark, from_frame, to_frame
     from mdp.runtime import (
         Channel,
@@ -55,14 +62,7 @@ if TYPE_CHECKING:
         RunStats,
     )
     from mdp.runtime.classic import ClassicPipeline
-    from mdp.runtime.unified import (
-        OrchestratorSettings,
-        RuntimeMode,
-        RuntimeOrchestrator,
-        RuntimeState,
-        UnifiedRuntime,
-        UnifiedRuntimeState,
-    )
+    from mdp.stores.read import read_bars
 
 _EXPORTS = {
     "Clock": "mdp.clock",
@@ -95,7 +95,7 @@ _EXPORTS = {
     "filter_async": "mdp.operators",
     "map_async": "mdp.operators",
     "tumbling_window": "mdp.operators",
-    "read_bars": "mdp.read",
+    "read_bars": "mdp.stores.read",
     "END_OF_TIME": "mdp.records",
     "Bar": "mdp.records",
     "Quote": "mdp.records",
@@ -114,12 +114,12 @@ _EXPORTS = {
     "RunConfig": "mdp.runtime",
     "RunStats": "mdp.runtime",
     "ClassicPipeline": "mdp.runtime.classic",
-    "OrchestratorSettings": "mdp.runtime.unified",
-    "RuntimeMode": "mdp.runtime.unified",
-    "RuntimeOrchestrator": "mdp.runtime.unified",
-    "RuntimeState": "mdp.runtime.unified",
-    "UnifiedRuntime": "mdp.runtime.unified",
-    "UnifiedRuntimeState": "mdp.runtime.unified",
+    "OrchestratorSettings": "mdp.app.unified",
+    "RuntimeMode": "mdp.app.unified",
+    "RuntimeOrchestrator": "mdp.app.unified",
+    "RuntimeState": "mdp.app.unified",
+    "UnifiedRuntime": "mdp.app.unified",
+    "UnifiedRuntimeState": "mdp.app.unified",
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 

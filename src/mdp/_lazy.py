@@ -1,6 +1,6 @@
 """Lazy re-exports for package ``__init__`` modules (PEP 562).
 
-``import mdp`` or ``from mdp.operators.base import Operator`` must not import every operator, store and
+``import mdp`` or ``from mdp.runtime.operator import Operator`` must not import every operator, store and
 runtime module: ``mdp run`` pays each import on every start, and a job uses a handful of components.
 A package lists ``name -> module`` and its attributes are imported on first access.
 """

@@ -29,14 +29,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from mdp.config.builder import build_dag, node_specs, node_types, preflight
-from mdp.config.loading import load_config
-from mdp.config.model import JobConfig, RuntimeMode, check_job_name
-from mdp.config.registry import default_registry
-from mdp.entry import collector_paused
-from mdp.errors import ConfigError, MdpError
-from mdp.jobs import JobStore, render_jobs, render_status
-from mdp.launch import (
+from mdp.app.jobs import JobStore, render_jobs, render_status
+from mdp.app.launch import (
     DEFAULT_METRICS_HOST,
     EXIT_FAILED,
     EXIT_OK,
@@ -46,10 +40,16 @@ from mdp.launch import (
     register_run,
     run_job,
 )
-from mdp.runtime.graph import Dag
-from mdp.summary import (
+from mdp.app.summary import (
     render_graph,
 )
+from mdp.config.builder import build_dag, node_specs, node_types, preflight
+from mdp.config.loading import load_config
+from mdp.config.model import JobConfig, RuntimeMode, check_job_name
+from mdp.config.registry import default_registry
+from mdp.entry import collector_paused
+from mdp.errors import ConfigError, MdpError
+from mdp.runtime.graph import Dag
 
 app = typer.Typer(
     name="mdp",

@@ -18,9 +18,9 @@ from typing import Any
 import polars as pl
 
 from mdp.clock import Clock, ManualClock
-from mdp.operators.base import NO_WATERMARK, Context, Operator, Sink, Source
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Sink, Source
 from mdp.runtime.runtime import DagRuntime, RunConfig, RunStats
 
 __all__ = [

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mdp.app.jobs import JobStore
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError, MdpError
-from mdp.jobs import JobStore
 from tests.e2e.test_cli import clean_env, count_bars, mdp, write_trades
 from tests.unit.test_config_loading import DOC_YAML
 

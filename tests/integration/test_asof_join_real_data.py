@@ -4,7 +4,7 @@ Trades (``binance_hftbacktest_trades.csv.gz``) become canonical trades with ``sy
 ``price``, ``size = qty`` and ``seq`` = the file row; book-ticker rows become canonical quotes with
 ``seq = update_id`` (which increases strictly per instrument). Each side is replayed in its file order
 (arrival order) in frames of 5,000 rows, each frame behind the bounded-out-of-orderness watermark of
-``mdp.sources.watermarks``, into ``AsofJoin`` (inputs ``trades`` and ``quotes``), and the result is
+``mdp.runtime.watermarks``, into ``AsofJoin`` (inputs ``trades`` and ``quotes``), and the result is
 compared row for row with one ``join_asof(by="symbol", strategy="backward")`` over the whole files,
 quotes ordered by ``(ts_event, seq)``.
 
@@ -28,11 +28,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mdp.operators.base import Context, Source
 from mdp.operators.join import AsofJoin
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.operator import Context, Source
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph
 
 pytestmark = pytest.mark.services

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import polars as pl
 
+from mdp.app.summary import summarize
 from mdp.clock import ManualClock
 from mdp.durations import parse_time
-from mdp.operators.base import Operator
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Operator
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.sources.synthetic import SyntheticSource
 from mdp.stores import SqliteStore, StoreSink
-from mdp.summary import summarize
 
 START = "2024-01-02T14:30:00Z"
 BATCH, FRAME, CAPACITY_ROWS = 500, 100, 1_000

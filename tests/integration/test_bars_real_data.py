@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context, Source
 from mdp.records import BAR_SCHEMA, conform
 from mdp.runtime.graph import Dag, Node
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.operator import Context, Source
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph
 
 pytestmark = pytest.mark.services

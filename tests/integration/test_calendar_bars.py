@@ -10,11 +10,11 @@ import exchange_calendars as xc  # type: ignore[import-untyped]
 import polars as pl
 import pytest
 
-from mdp.calendars import CalendarWindows, ExchangeCalendar
 from mdp.errors import ConfigError
 from mdp.operators.bars import BarsOperator
 from mdp.records import conform
 from mdp.testing import run_operator
+from mdp.time.calendars import CalendarWindows, ExchangeCalendar
 
 NY = ZoneInfo("America/New_York")
 S = 1_000_000_000

@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 
 from mdp.clock import ManualClock
-from mdp.deadletter import DeadLetterSink
 from mdp.operators.bars import BarsOperator
 from mdp.records import BAR_SCHEMA
 from mdp.runtime.graph import Dag, Node
@@ -23,6 +22,7 @@ from mdp.runtime.runtime import RunConfig, RunStats
 from mdp.sources.replay import ReplaySource
 from mdp.sources.synthetic import SyntheticSource
 from mdp.sources.validation import DEADLETTER_SCHEMA, split_frame
+from mdp.stores.deadletter import DeadLetterSink
 from mdp.testing import ListSink, run_graph
 
 MINUTE = 60_000_000_000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mdp.metrics import JobMetrics, exposed_names
+from mdp.app.metrics import JobMetrics, exposed_names
 from mdp.operators.bars import BarsOperator
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import DagRuntime, RunConfig

@@ -8,9 +8,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from mdp.operators.base import NO_WATERMARK, Context, Sink
 from mdp.records import END_OF_TIME, TRADE_SCHEMA
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Sink
 from mdp.sources.replay import ReplaySource
 from mdp.testing import run_graph
 

@@ -19,10 +19,10 @@ import polars as pl
 import pytest
 
 from mdp.operators.bar_kinds import ThresholdBars
-from mdp.operators.base import Context, Source
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.operator import Context, Source
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph
 
 pytestmark = pytest.mark.services

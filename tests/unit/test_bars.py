@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from mdp.errors import ConfigError, MdpError
 from mdp.operators import bars as bars_module
 from mdp.operators.bars import BEHIND_ROWS, BarsOperator, BarsParams
-from mdp.operators.base import Context
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.runtime.runtime import RunConfig
 from mdp.testing import ListSink, ListSource, run_graph, run_operator
 

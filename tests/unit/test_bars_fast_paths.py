@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from mdp.operators import aggregate, quality
 from mdp.operators.aggregate import order_keys
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import NO_WATERMARK, Context
 from mdp.operators.lateness import LATE_PORT
 from mdp.operators.limbs import from_limbs, limbs, narrow_limbs, narrow_limbs_fit, rounded
 from mdp.operators.quality import BarQuality
-from mdp.operators.windows import SlidingWindows, TumblingWindows, event_order_key
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Gap
+from mdp.runtime.operator import NO_WATERMARK, Context
+from mdp.time.windows import SlidingWindows, TumblingWindows, event_order_key
 
 S = 1_000_000_000
 T0 = 1_723_161_240 * S

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mdp.config import ComponentRegistry, JobConfig, build_dag, builtin_registry, preflight
 from mdp.errors import ConfigError, SourceError
 from mdp.operators import Buffer, Filter, Map
-from mdp.operators.base import Context, Operator, Sink, Source
+from mdp.runtime.operator import Context, Operator, Sink, Source
 from mdp.testing import ListSink, ListSource, run_graph
 
 

@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 
 from mdp.clock import ManualClock
-from mdp.deadletter import DeadLetterParams, DeadLetterSink
 from mdp.errors import ConfigError, NodeError, StoreError
 from mdp.records import Watermark
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import RunConfig
 from mdp.sources.synthetic import SyntheticSource
 from mdp.sources.validation import DEADLETTER_SCHEMA
+from mdp.stores.deadletter import DeadLetterParams, DeadLetterSink
 from mdp.testing import ListSink, ListSource, run_graph
 
 T0 = 1_723_161_600_000_000_000

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from mdp.errors import ConfigError
 from mdp.operators.bar_kinds import ThresholdBars
-from mdp.operators.base import Context, Source
 from mdp.records import Watermark, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Source
 from mdp.runtime.runtime import RunConfig
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph, run_operator
 
 S = 1_000_000_000

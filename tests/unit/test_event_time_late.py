@@ -11,9 +11,9 @@ import pytest
 
 from mdp.errors import ConfigError
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.stores.sink import SqliteSink
 from mdp.stores.sqlite import SqliteStore
 from mdp.testing import ListSink, ListSource, run_graph

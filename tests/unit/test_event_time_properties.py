@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from mdp.operators import bars as bars_module
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context, Source
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Source
 from mdp.runtime.runtime import RunConfig
-from mdp.sources.watermarks import PerKeyWatermarkTracker, WatermarkTracker, emit_with_watermarks
+from mdp.runtime.watermarks import PerKeyWatermarkTracker, WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph
 
 S = 1_000_000_000

@@ -11,14 +11,14 @@ import polars as pl
 
 from mdp.clock import ManualClock
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import NO_WATERMARK, Context, Source
 from mdp.records import END_OF_TIME, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Source
 from mdp.runtime.runtime import RunConfig
+from mdp.runtime.watermarks import PerKeyWatermarkTracker
 from mdp.sources.idle import IdlePacer, make_pacer, make_tracker
 from mdp.sources.pacing import emit_paced
 from mdp.sources.replay import ReplaySource
-from mdp.sources.watermarks import PerKeyWatermarkTracker
 from mdp.testing import ListSink, run_graph
 
 S = 1_000_000_000

@@ -11,10 +11,10 @@ import pytest
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context
 from mdp.operators.processing_time import ProcessingTimeBars
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.runtime.runtime import RunConfig
 from mdp.testing import ListSink, ListSource, fire_timers, run_graph
 

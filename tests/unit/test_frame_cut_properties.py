@@ -23,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context, Operator, Source
 from mdp.operators.dedupe import Dedupe
 from mdp.operators.join import AsofJoin, WindowJoin
 from mdp.operators.quote_bars import QuoteBars
@@ -32,8 +31,9 @@ from mdp.operators.resample import QuoteResample
 from mdp.operators.throttle import Throttle
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Operator, Source
 from mdp.runtime.runtime import RunConfig
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.testing import ListSink, run_graph
 
 S = 1_000_000_000

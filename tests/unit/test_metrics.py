@@ -17,16 +17,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import mdp
+from mdp.app.metrics import DEFAULT_BUCKETS, JOB_LABEL, JobMetrics, RuntimeCollector, exposed_names
+from mdp.app.unified import UnifiedRuntime
 from mdp.clock import ManualClock
 from mdp.errors import TransientStoreError
-from mdp.metrics import DEFAULT_BUCKETS, JOB_LABEL, JobMetrics, RuntimeCollector, exposed_names
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Context
 from mdp.operators.basic import Map
 from mdp.records import Watermark
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.runtime.runtime import DagRuntime, RunConfig
-from mdp.runtime.unified import UnifiedRuntime
 from mdp.sources.synthetic import SyntheticSource
 from mdp.stores.samples import sample_bars, sample_trades
 from mdp.stores.sink import SqliteSink

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError, NodeError
-from mdp.operators.base import Context
 from mdp.operators.dedupe import Dedupe, DedupeParams
 from mdp.records import Watermark, conform
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.testing import ListSink, ListSource, arun_operator, run_graph, run_operator
 
 S = 1_000_000_000

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import Context
 from mdp.operators.join import AsofJoin, AsofJoinParams, WindowJoin, WindowJoinParams
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.runtime.runtime import RunStats
 from mdp.testing import ListSink, ListSource, run_graph
 

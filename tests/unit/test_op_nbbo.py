@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import Context
 from mdp.operators.nbbo import OUTPUT_SCHEMA, Consolidate
 from mdp.records import END_OF_TIME, Watermark
+from mdp.runtime.operator import Context
 from mdp.testing import run_operator
 from tests.nbbo_reference import Out, reference_nbbo
 

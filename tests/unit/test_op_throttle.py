@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError
-from mdp.operators.base import Context
 from mdp.operators.throttle import Throttle, ThrottleParams
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.testing import ListSink, ListSource, fire_timers, run_graph, run_operator
 
 MS = 1_000_000

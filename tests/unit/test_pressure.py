@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from mdp.app.summary import RunSummary, render_summary
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError
-from mdp.operators.base import Context, Sink
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Sink
 from mdp.runtime.pressure import AdaptiveRate, PressureBoard, PressureSignal, RatePolicy
 from mdp.runtime.runtime import DagRuntime, RunConfig
+from mdp.runtime.watermarks import WatermarkTracker
 from mdp.sources.pacing import emit_paced
-from mdp.sources.watermarks import WatermarkTracker
 from mdp.stores.samples import sample_trades
-from mdp.summary import RunSummary, render_summary
 from mdp.testing import ListSink, ListSource
 
 MS = 1_000_000

@@ -6,9 +6,9 @@ import time
 
 from rich.console import Console
 
+from mdp.app.summary import ProgressDisplay
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import NodeStats, RunStats
-from mdp.summary import ProgressDisplay
 
 
 async def _idle(inputs: object, outputs: object) -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mdp.operators.base import Context, Operator, Source
+from mdp.runtime.operator import Context, Operator, Source
 
 
 class Countdown(Source):

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError, DagValidationError, InputError, NodeError, SourceError
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import NO_WATERMARK, Context, Sink
 from mdp.records import END_OF_TIME, QUOTE_SCHEMA, TRADE_SCHEMA
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Sink
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.sources.replay import ReplayParams, ReplaySource
 from mdp.testing import ListSink, run_graph

@@ -23,7 +23,7 @@ from mdp import (
     RunConfig,
     Watermark,
 )
-from mdp.operators.base import Context, Source
+from mdp.runtime.operator import Context, Source
 from mdp.testing import ListSink, ListSource, run_graph, settle, until
 
 

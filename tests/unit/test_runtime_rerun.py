@@ -13,8 +13,8 @@ import yaml
 from mdp.config.builder import build_dag
 from mdp.config.loading import load_config
 from mdp.errors import MdpError
-from mdp.operators.base import Context, Operator
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Operator
 from mdp.runtime.runtime import DagRuntime, RunStats
 from mdp.testing import ListSink, ListSource, run_graph
 

@@ -9,9 +9,9 @@ import pytest
 
 from mdp.clock import ManualClock
 from mdp.errors import NodeError
-from mdp.operators.base import Context, Operator, Source
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Operator, Source
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.testing import ListSink, ListSource, run_graph
 from mdp.timers import TimeDomain, TimerQueue

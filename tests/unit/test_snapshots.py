@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from mdp.errors import MdpError
 from mdp.operators.bar_kinds import ThresholdBars
 from mdp.operators.bars import BarsOperator
-from mdp.operators.base import Operator
 from mdp.operators.basic import Filter, Map
 from mdp.operators.buffer import Buffer
 from mdp.operators.dedupe import Dedupe
@@ -30,6 +29,7 @@ from mdp.operators.router import Router
 from mdp.operators.sequence import SequenceCheck
 from mdp.operators.throttle import Throttle
 from mdp.records import Watermark, conform
+from mdp.runtime.operator import Operator
 from mdp.runtime.snapshots import SnapshotError, decode_state, encode_state
 from mdp.testing import outputs_equal, run_operator, run_with_restore
 

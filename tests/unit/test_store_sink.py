@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from mdp.clock import ManualClock
 from mdp.errors import MdpError, NodeError, PermanentStoreError
-from mdp.operators.base import Context
 from mdp.records import END_OF_TIME, Bar, Watermark, from_frame
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context
 from mdp.runtime.runtime import RunConfig
 from mdp.stores import COMPONENTS, ParquetSink, SqliteSink, SqliteStore, StoreSink
 from mdp.stores.samples import sample_bars, sample_trades

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from mdp.clock import ManualClock
 from mdp.errors import PermanentStoreError, TransientStoreError
-from mdp.operators.base import Context
+from mdp.runtime.operator import Context
 from mdp.stores import SqliteSink, SqliteStore, StoreSink
 from mdp.stores.samples import sample_bars
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from mdp.app.summary import excluded_rows
 from mdp.operators.bars import BarsOperator
 from mdp.operators.dedupe import Dedupe
 from mdp.operators.throttle import Throttle
 from mdp.records import Watermark, conform
-from mdp.summary import excluded_rows
 from mdp.testing import run_operator
 
 S = 1_000_000_000

@@ -12,12 +12,8 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from mdp.config import ComponentRegistry, JobConfig, builtin_registry
-from mdp.errors import MdpError, NodeError
-from mdp.operators import Map
-from mdp.operators.base import Context, Source
-from mdp.runtime.graph import Dag, Node
-from mdp.runtime.unified import (
+from mdp.app.summary import ProgressDisplay, render_graph, render_summary, summarize, summary_line
+from mdp.app.unified import (
     OrchestratorSettings,
     RuntimeMode,
     RuntimeOrchestrator,
@@ -26,7 +22,11 @@ from mdp.runtime.unified import (
     UnifiedRuntimeSettings,
     UnifiedRuntimeState,
 )
-from mdp.summary import ProgressDisplay, render_graph, render_summary, summarize, summary_line
+from mdp.config import ComponentRegistry, JobConfig, builtin_registry
+from mdp.errors import MdpError, NodeError
+from mdp.operators import Map
+from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Context, Source
 from mdp.testing import ListSink, ListSource
 
 SYNTHETIC = {"symbols": 5, "rate": 500, "duration": "3m", "seed": 3}
@@ -256,7 +256,7 @@ def test_the_seed_names_are_aliases() -> None:
     assert RuntimeMode.dag == "dag"
 
 
-# -- what a run reports (mdp.summary) ---------------------------------------------------------------
+# -- what a run reports (mdp.app.summary) ---------------------------------------------------------------
 
 
 async def test_the_summary_counts_rows_bars_late_rows_and_where_the_bars_are(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdp.operators.base import NO_WATERMARK
-from mdp.sources.watermarks import WatermarkTracker
+from mdp.runtime.operator import NO_WATERMARK
+from mdp.runtime.watermarks import WatermarkTracker
 
 
 def per_row_late(ts: list[int], bound: int) -> list[bool]:

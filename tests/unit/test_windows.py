@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError
-from mdp.operators.windows import (
+from mdp.time.windows import (
     TumblingWindows,
     event_order_key,
     format_timeframe,
@@ -157,7 +157,7 @@ def test_in_event_order_says_whether_rows_are_sorted_by_ts_then_seq(rows: list[t
 def test_sliding_windows_hold_a_row_in_exactly_the_windows_that_contain_it(
     ts: list[int], step: int, windows: int, extra: float, origin: int
 ) -> None:
-    from mdp.operators.windows import SlidingWindows
+    from mdp.time.windows import SlidingWindows
 
     size = max(1, windows * step + int(extra * (step - 1)))
     w = SlidingWindows(size, step, origin)

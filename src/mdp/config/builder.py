@@ -22,8 +22,8 @@ from mdp.config.loading import format_path, translate_validation_error
 from mdp.config.model import ClassicSpec, DagSpec, JobConfig, RuntimeMode
 from mdp.config.registry import ComponentRegistry, Kind, default_registry
 from mdp.errors import ConfigError, DagValidationError, MdpError
-from mdp.operators.base import Operator
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Operator
 
 Loc = tuple[str | int, ...]
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from mdp.durations import format_duration
 from mdp.errors import ConfigError
-from mdp.operators.base import Operator, Sink
+from mdp.runtime.operator import Operator, Sink
 
 Kind = Literal["source", "operator", "sink"]
 ENTRY_POINT_GROUP = "mdp.components"
@@ -76,7 +76,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ("sink.duckdb", "sink", "mdp.stores.sink:DuckdbSink", "upsert records into a DuckDB file"),
     ("sink.postgres", "sink", "mdp.stores.sink:PostgresSink", "upsert records into PostgreSQL"),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
-    ("sink.deadletter", "sink", "mdp.deadletter:DeadLetterSink", "append rejected rows with their reason to a file"),
+    ("sink.deadletter", "sink", "mdp.stores.deadletter:DeadLetterSink", "append rejected rows with their reason to a file"),  # noqa: E501
     ("sink.discard", "sink", "mdp.operators.discard:Discard", "drop what arrives, on purpose (counted)"),
 )
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from mdp._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from mdp.operators.base import Context, Operator, Sink, Source
     from mdp.operators.basic import Broadcast, Filter, Map, Merge
     from mdp.operators.buffer import Buffer
     from mdp.operators.channel_fns import buffer_async, filter_async, map_async, tumbling_window
@@ -20,12 +19,13 @@ if TYPE_CHECKING:
     from mdp.operators.router import Router
     from mdp.operators.sequence import SequenceCheck
     from mdp.operators.throttle import Throttle
+    from mdp.runtime.operator import Context, Operator, Sink, Source
 
 _EXPORTS = {
-    "Context": "mdp.operators.base",
-    "Operator": "mdp.operators.base",
-    "Sink": "mdp.operators.base",
-    "Source": "mdp.operators.base",
+    "Context": "mdp.runtime.operator",
+    "Operator": "mdp.runtime.operator",
+    "Sink": "mdp.runtime.operator",
+    "Source": "mdp.runtime.operator",
     "Broadcast": "mdp.operators.basic",
     "Filter": "mdp.operators.basic",
     "Map": "mdp.operators.basic",

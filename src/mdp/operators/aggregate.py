@@ -22,8 +22,8 @@ import polars as pl
 
 from mdp.errors import MdpError
 from mdp.operators.limbs import limbs, narrow_limbs, narrow_limbs_fit, rounded
-from mdp.operators.windows import event_order_key, in_event_order
 from mdp.records import BAR_SCHEMA
+from mdp.time.windows import event_order_key, in_event_order
 
 #: the columns a partial is keyed by
 KEY: Final = ["symbol", "start", "end"]

@@ -39,12 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdp.errors import ConfigError, MdpError
 from mdp.operators.aggregate import bar_columns, prepare
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.decimals import LIMIT, decimal_value, places_of, scaled, to_float
 from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
 
 ThresholdKind = Literal["tick", "volume", "dollar"]

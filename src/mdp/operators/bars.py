@@ -42,17 +42,17 @@ from pydantic import BaseModel, ValidationError
 from mdp.errors import ConfigError
 from mdp.operators.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
 from mdp.operators.bars_config import BarsParams, Eligibility, LatePolicy, build_assigner
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.keyed_windows import HOLD_ROWS, WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateRows
 from mdp.operators.pending import PendingRows, plain_trades
 from mdp.operators.progress import WM, Progress
 from mdp.operators.quality import BarQuality, first_rows
 from mdp.operators.session import SessionEngine
-from mdp.operators.windows import TumblingWindows, WindowAssigner
 from mdp.records import END_OF_TIME, Gap
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
-from mdp.sources.watermarks import PerKeyWatermarkTracker
+from mdp.runtime.watermarks import PerKeyWatermarkTracker
+from mdp.time.windows import TumblingWindows, WindowAssigner
 
 #: trades waiting on the input that make the operator batch its closes (see ``on_watermark``): far more
 #: than a live feed's slice, so a feed the operator keeps up with closes at every watermark
@@ -121,7 +121,7 @@ class BarsOperator(FieldState, Operator):
     def bar_grid(self) -> WindowAssigner | None:
         """The windows of the bars emitted: tumbling or calendar ones, else None (sliding windows
         overlap, session windows have no fixed length)."""
-        from mdp.calendars import CalendarWindows
+        from mdp.time.calendars import CalendarWindows
 
         grid = self.assigner
         return grid if isinstance(grid, TumblingWindows | CalendarWindows) else None

@@ -18,7 +18,7 @@ from mdp.durations import DurationNs, parse_duration
 from mdp.errors import ConfigError
 from mdp.operators.lateness import LateParams, LatePolicy
 from mdp.operators.progress import WatermarkMode
-from mdp.operators.windows import SlidingWindows, TumblingWindows, WindowAssigner, parse_timeframe
+from mdp.time.windows import SlidingWindows, TumblingWindows, WindowAssigner, parse_timeframe
 
 WindowKind = Literal["tumbling", "sliding", "session"]
 EligibleField = Literal["open_close", "high_low"]
@@ -122,7 +122,7 @@ def build_assigner(params: BarsParams) -> WindowAssigner:
         assert params.step is not None
         return SlidingWindows.of(params.timeframe, params.step, params.origin)
     if params.calendar:
-        from mdp.calendars import CalendarWindows  # loads exchange-calendars only when asked
+        from mdp.time.calendars import CalendarWindows  # loads exchange-calendars only when asked
 
         return CalendarWindows.of(params.calendar, params.timeframe)
     return TumblingWindows.of(params.timeframe, params.origin)

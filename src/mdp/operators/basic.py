@@ -34,7 +34,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mdp.errors import MdpError
-from mdp.operators.base import Context, Operator
+from mdp.runtime.operator import Context, Operator
 
 _DataFrame = pl.DataFrame
 

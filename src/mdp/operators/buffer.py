@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mdp.durations import DurationNs, format_duration, seconds_or_duration
 from mdp.errors import MdpError
-from mdp.operators.base import Context, Operator
+from mdp.runtime.operator import Context, Operator
 from mdp.timers import TimeDomain
 
 _DataFrame = pl.DataFrame

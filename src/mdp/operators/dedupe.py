@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 
 _HASH_SEED = 0x6D6470  # fixed so the same key hashes alike on every input and after a restore
 _MIN_BUCKET_NS = 1_000_000

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import polars as pl
 from pydantic import BaseModel
 
-from mdp.operators.base import Context, Sink
+from mdp.runtime.operator import Context, Sink
 
 
 class Discard(Sink):

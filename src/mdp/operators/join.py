@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.records import END_OF_TIME, QUOTE_SCHEMA
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 
 _I, _W, _CAND = "__mdp_arrival", "__mdp_window", "__mdp_candidate"
 _P = TypeVar("_P", bound=BaseModel)

@@ -11,7 +11,7 @@ emitted ``revision``, until the watermark passes ``end + allowed_lateness``.
 
 Late rows under ``revise`` wait in groups, one per watermark value that judged them, until their key's
 watermark moves on; each group then becomes one revision of each window it touches. Grouping by the
-judging watermark (exact per row, see :mod:`mdp.sources.watermarks`) rather than by frame is what
+judging watermark (exact per row, see :mod:`mdp.runtime.watermarks`) rather than by frame is what
 makes revisions the same however the stream was cut.
 """
 
@@ -23,8 +23,8 @@ from typing import ClassVar, Final, Protocol
 import polars as pl
 
 from mdp.operators.progress import WM, Progress
-from mdp.operators.windows import WindowAssigner
 from mdp.runtime.snapshots import FieldState
+from mdp.time.windows import WindowAssigner
 
 #: merge a window's partials into one once this many have piled up (long windows, small frames)
 _COMPACT_AT: Final = 32

@@ -1,6 +1,6 @@
 """Late data, chosen per operator and never silent: ``drop``, ``side_output`` or ``revise``.
 
-The rule (:mod:`mdp.sources.watermarks`): a row is *late* when its ``ts_event`` is older than the
+The rule (:mod:`mdp.runtime.watermarks`): a row is *late* when its ``ts_event`` is older than the
 watermark in force when it arrives (with ``watermark: per_key``, the larger of that and its own key's
 watermark). What a windowed operator does with it:
 
@@ -24,7 +24,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mdp.durations import DurationNs
-from mdp.operators.base import Context
+from mdp.runtime.operator import Context
 from mdp.runtime.snapshots import FieldState
 
 LatePolicy = Literal["drop", "side_output", "revise"]

@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.records import END_OF_TIME, QUOTE_SCHEMA
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 
 _SIDES: Final = ("bid", "ask")
 _V, _ARR, _ORD, _KIND, _POS = "__nbbo_venue", "__nbbo_arrival", "__nbbo_order", "__nbbo_kind", "__nbbo_pos"

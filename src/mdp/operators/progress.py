@@ -3,7 +3,7 @@
 With ``watermark: global`` a key's watermark is the in-band one. With ``watermark: per_key`` it is the
 larger of the in-band watermark (which a ``per_key`` source holds at the minimum over its keys, and an
 idle timeout moves on) and the key's own largest event time minus ``max_out_of_orderness``, tracked
-row by row by :class:`~mdp.sources.watermarks.PerKeyWatermarkTracker`.
+row by row by :class:`~mdp.runtime.watermarks.PerKeyWatermarkTracker`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 import polars as pl
 
-from mdp.operators.base import NO_WATERMARK
+from mdp.runtime.operator import NO_WATERMARK
 
 WatermarkMode = Literal["global", "per_key"]
 #: column names used for per-row and per-key watermarks

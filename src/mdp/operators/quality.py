@@ -23,9 +23,9 @@ from typing import ClassVar, Final
 
 import polars as pl
 
-from mdp.operators.windows import WindowAssigner
 from mdp.records import BAR_SCHEMA, Gap
 from mdp.runtime.snapshots import FieldState
+from mdp.time.windows import WindowAssigner
 
 #: a gap this far behind the watermark can no longer touch a bar (longer than any window)
 _GAP_HORIZON: Final = 7 * 86_400 * 1_000_000_000

@@ -28,15 +28,15 @@ import polars as pl
 from pydantic import ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.operators.keyed_windows import WindowEngine
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
 from mdp.operators.limbs import from_limbs, limbs
 from mdp.operators.progress import WM, Progress
 from mdp.operators.quality import BarQuality, first_rows
-from mdp.operators.windows import TumblingWindows, WindowAssigner, event_order_key, in_event_order
 from mdp.records import END_OF_TIME
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
+from mdp.time.windows import TumblingWindows, WindowAssigner, event_order_key, in_event_order
 
 _SIDES: Final = ("bid", "ask", "mid")
 _NEEDED: Final = ("symbol", "ts_event", "bid", "ask")
@@ -150,7 +150,7 @@ class QuoteBars(FieldState, Operator):
             p = QuoteBarsParams.model_validate({"timeframe": timeframe, **params})
             assigner: WindowAssigner
             if p.calendar:
-                from mdp.calendars import CalendarWindows
+                from mdp.time.calendars import CalendarWindows
 
                 assigner = CalendarWindows.of(p.calendar, p.timeframe)
             else:

@@ -31,11 +31,11 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import Context, Operator
 from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
-from mdp.operators.windows import TumblingWindows, WindowAssigner, format_timeframe, parse_timeframe
 from mdp.records import BAR_SCHEMA, END_OF_TIME
+from mdp.runtime.operator import Context, Operator
 from mdp.runtime.snapshots import FieldState
+from mdp.time.windows import TumblingWindows, WindowAssigner, format_timeframe, parse_timeframe
 
 _RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3}
 _BY_RANK = {v: k for k, v in _RANK.items()}
@@ -79,7 +79,7 @@ class Rebar(FieldState, Operator):
         self.params = p
         self.assigner: WindowAssigner
         if p.calendar:
-            from mdp.calendars import CalendarWindows
+            from mdp.time.calendars import CalendarWindows
 
             self.assigner = CalendarWindows.of(p.calendar, p.timeframe)
         else:
@@ -254,7 +254,7 @@ def grid_problem(inputs: WindowAssigner | None, outputs: WindowAssigner, what: s
             f"{what} needs time bars on a fixed grid (tumbling or calendar windows) as input; "
             "sliding, session and threshold bars overlap or have no fixed length"
         )
-    from mdp.calendars import CalendarWindows
+    from mdp.time.calendars import CalendarWindows
 
     need = f"{what} must be a whole multiple of the input bars' {inputs.label}"
     if isinstance(inputs, TumblingWindows) and isinstance(outputs, TumblingWindows):

@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.records import END_OF_TIME
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 
 _B = "__mdp_interval"
 

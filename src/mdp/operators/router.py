@@ -44,7 +44,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import Context, Operator
+from mdp.runtime.operator import Context, Operator
 
 Scalar = str | int | float | bool
 _PORT = "__mdp_port"

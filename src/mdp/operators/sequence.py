@@ -35,7 +35,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import Context, Operator
+from mdp.runtime.operator import Context, Operator
 
 _N, _LAST = "__mdp_n", "__mdp_last"
 

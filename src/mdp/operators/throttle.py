@@ -35,8 +35,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError
-from mdp.operators.base import NO_WATERMARK, Context, Operator
 from mdp.records import END_OF_TIME
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.timers import TimeDomain
 
 _KID, _ORD, _AT, _T = "__mdp_key", "__mdp_order", "__mdp_at", "__mdp_ts"

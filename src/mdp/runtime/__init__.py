@@ -19,10 +19,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``from mdp.runtime import UnifiedRuntime`` (the seed's import path), loaded lazily: the facade
-    builds on the config layer, which itself imports this package."""
+    """``from mdp.runtime import UnifiedRuntime``: the seed's import path, kept working. The facade lives
+    in the application layer (``mdp.app.unified``), above this package; this lazy import is the one
+    exception the layer contract allows (``pyproject.toml``, ``[tool.importlinter]``)."""
     if name in {"UnifiedRuntime", "RuntimeMode", "RuntimeState", "UnifiedRuntimeState", "RuntimeOrchestrator"}:
-        from mdp.runtime import unified
+        from mdp.app import unified
 
         return getattr(unified, name)
     if name == "ClassicPipeline":

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mdp.errors import ConfigError
-from mdp.operators.base import Operator, Sink
 from mdp.runtime.graph import Dag, Node
+from mdp.runtime.operator import Operator, Sink
 
 NamedOperator = Operator | tuple[str, Operator]
 

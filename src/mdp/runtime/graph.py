@@ -1,7 +1,7 @@
 """``Dag`` and ``Node``: the graph a runtime executes, and its validation.
 
 A node is either a seed-style coroutine function ``async fn(inputs, outputs)`` taking dicts of channels
-(keyed by the upstream/downstream node names), or an :class:`~mdp.operators.base.Operator` that the
+(keyed by the upstream/downstream node names), or an :class:`~mdp.runtime.operator.Operator` that the
 runtime drives so it never writes a channel loop. ``validate()`` returns the nodes in topological order
 or raises :class:`DagValidationError` with a message that names the nodes and says what to change.
 """
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from mdp.errors import DagValidationError
 
 if TYPE_CHECKING:
-    from mdp.operators.base import Operator
     from mdp.runtime.channel import Channel
+    from mdp.runtime.operator import Operator
 
 NodeFn = Callable[[dict[str, "Channel[Any]"], dict[str, "Channel[Any]"]], Awaitable[None]]
 
@@ -41,7 +41,7 @@ class Node:
     @property
     def operator(self) -> Operator | None:
         """The operator object, or None for a seed-style function node."""
-        from mdp.operators.base import Operator
+        from mdp.runtime.operator import Operator
 
         return self.fn if isinstance(self.fn, Operator) else None
 

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from mdp.clock import DEFAULT_CLOCK, Clock
 from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, InputError, MdpError, NodeError
-from mdp.operators.base import NO_WATERMARK, Context, Operator, Source
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel, ChannelStatistics
 from mdp.runtime.channel import Watermark as ChannelWatermark
 from mdp.runtime.graph import Dag, Edge, Node
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Source
 from mdp.runtime.pressure import PressureBoard
 
 NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]

@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 
 from mdp.errors import MdpError
-from mdp.operators.base import Context, Operator
 from mdp.records import Gap
+from mdp.runtime.operator import Context, Operator
 
 FORMAT: Final = 1
 _TAG: Final = "__mdp_state__"

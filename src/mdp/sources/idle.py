@@ -22,9 +22,9 @@ from typing import Final
 import polars as pl
 
 from mdp.clock import Clock
-from mdp.operators.base import NO_WATERMARK, Context
+from mdp.runtime.operator import NO_WATERMARK, Context
+from mdp.runtime.watermarks import PerKeyWatermarkTracker, WatermarkTracker
 from mdp.sources.pacing import MAX_SLEEP_NS, Pacer
-from mdp.sources.watermarks import PerKeyWatermarkTracker, WatermarkTracker
 
 #: how often an idle check runs while a paced source waits, at most
 CHECK_NS: Final[int] = 50_000_000

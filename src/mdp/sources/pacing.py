@@ -22,9 +22,9 @@ import numpy as np
 import polars as pl
 
 from mdp.clock import Clock
-from mdp.operators.base import Context
+from mdp.runtime.operator import Context
 from mdp.runtime.pressure import AdaptiveRate
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 
 #: wall time covered by one paced slice: short enough to look continuous, long enough to batch
 DEFAULT_SLICE_NS: Final[int] = 10_000_000

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs
 from mdp.errors import ConfigError, InputError, SourceError
-from mdp.operators.base import Context, Source
+from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker

@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdp.durations import DurationNs, parse_time
 from mdp.errors import ConfigError
-from mdp.operators.base import Context, Source
 from mdp.records import conform
+from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter

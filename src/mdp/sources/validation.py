@@ -44,8 +44,8 @@ import polars as pl
 
 from mdp.clock import Clock
 from mdp.errors import SourceError
-from mdp.operators.base import Context
 from mdp.records import RecordKind
+from mdp.runtime.operator import Context
 
 log = logging.getLogger(__name__)
 

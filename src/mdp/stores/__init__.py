@@ -29,7 +29,7 @@ from mdp.stores.source import StoreSource
 from mdp.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from mdp.operators.base import Operator
+    from mdp.runtime.operator import Operator
     from mdp.stores.duckdb import DuckdbStore
     from mdp.stores.postgres import PostgresStore
 

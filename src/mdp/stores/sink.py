@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mdp.durations import DurationNs, parse_duration
 from mdp.errors import MdpError
-from mdp.operators.base import Context, Sink
 from mdp.records import Bar, Quote, QuoteBar, RecordKind, Trade, to_frame
+from mdp.runtime.operator import Context, Sink
 from mdp.stores.base import DEFAULT_TABLES, KINDS, Store, check_kind
 from mdp.stores.parquet import ParquetStore
 from mdp.stores.retry import DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, DEFAULT_MAX_RETRY_TIME, DEFAULT_RETRIES, RetryPolicy

@@ -2,7 +2,7 @@
 
 The range is read in a worker thread, ordered by event time (``ts_event`` for trades and quotes,
 ``start`` for bars and quote bars), and emitted in frames of ``batch_rows`` rows, each behind the watermark the
-bounded-out-of-orderness rule gives (see :mod:`mdp.sources.watermarks`). Stored rows come back in time
+bounded-out-of-orderness rule gives (see :mod:`mdp.runtime.watermarks`). Stored rows come back in time
 order, so with the default bound of 0 nothing is late and the watermark follows the newest row.
 
 Example config::
@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mdp.durations import DurationNs, parse_duration, parse_time
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.base import NO_WATERMARK, Context, Source
 from mdp.records import RecordKind
-from mdp.sources.watermarks import WatermarkTracker, emit_with_watermarks
+from mdp.runtime.operator import NO_WATERMARK, Context, Source
+from mdp.runtime.watermarks import WatermarkTracker, emit_with_watermarks
 from mdp.stores.base import DEFAULT_TABLES, TIME_COLUMN, Store, check_kind
 from mdp.stores.registry import open_store
 

@@ -29,8 +29,8 @@ import polars as pl
 
 from mdp.clock import DEFAULT_CLOCK, Clock
 from mdp.errors import StoreError
-from mdp.operators.base import Context
 from mdp.records import RecordKind
+from mdp.runtime.operator import Context
 from mdp.stores.base import Store
 from mdp.stores.retry import Retrier, RetryPolicy
 

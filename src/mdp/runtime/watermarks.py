@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from mdp.operators.base import NO_WATERMARK, Context
+from mdp.runtime.operator import NO_WATERMARK, Context
 from mdp.runtime.snapshots import FieldState
 
 

@@ -44,7 +44,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError, StoreError
-from mdp.operators.base import Context, Sink
+from mdp.runtime.operator import Context, Sink
 
 DeadLetterFormat = Literal["auto", "jsonl", "csv", "sqlite", "parquet"]
 _SUFFIXES: Final[dict[str, Literal["jsonl", "csv", "sqlite", "parquet"]]] = {

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.console import Console
 
 from mdp.errors import ConfigError, NodeError, SourceError
-from mdp.operators.base import Sink
 from mdp.runtime.graph import Dag
+from mdp.runtime.operator import Sink
 from mdp.runtime.runtime import RunStats
 
 if TYPE_CHECKING:

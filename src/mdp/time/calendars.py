@@ -30,7 +30,7 @@ import polars as pl
 
 from mdp.durations import format_time  # noqa: F401 - used by the docstring example
 from mdp.errors import ConfigError
-from mdp.operators.windows import MAX_TIMEFRAME, format_timeframe, parse_timeframe
+from mdp.time.windows import MAX_TIMEFRAME, format_timeframe, parse_timeframe
 
 
 @dataclass(frozen=True)

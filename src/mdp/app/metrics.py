@@ -37,13 +37,13 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.utils import floatToGoString
 
 from mdp.errors import MdpError
-from mdp.operators.base import NO_WATERMARK
 from mdp.records import END_OF_TIME
+from mdp.runtime.operator import NO_WATERMARK
 from mdp.runtime.runtime import DagRuntime, RunStats
 from mdp.stores.sink import StoreSink
 
 if TYPE_CHECKING:
-    from mdp.runtime.unified import UnifiedRuntime
+    from mdp.app.unified import UnifiedRuntime
 
 #: upper bounds of the store write latency buckets, seconds (a SQLite batch takes ~1-100 ms)
 DEFAULT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -19,13 +19,13 @@ from typing import Any
 
 from rich.console import Console
 
+from mdp.app.jobs import JobStore, heartbeat_loop
+from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
+from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs
 from mdp.config.model import JobConfig
 from mdp.errors import ConfigError, MdpError, NodeError
-from mdp.jobs import JobStore, heartbeat_loop
 from mdp.runtime.graph import Dag
-from mdp.runtime.unified import UnifiedRuntime
-from mdp.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: where ``--metrics-port`` listens unless ``--metrics-host`` says otherwise: this machine only
@@ -111,7 +111,7 @@ async def run_job(
 
     metrics = None
     if metrics_port is not None:
-        from mdp.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
+        from mdp.app.metrics import JobMetrics  # imported only when asked for: prometheus is not on the hot path
 
         metrics = JobMetrics(job=name, mode=job.mode.value)
         metrics.attach(rt)

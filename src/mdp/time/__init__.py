@@ -1,0 +1,1 @@
+"""Event time: window assignment (tumbling, sliding, calendar sessions) and exchange calendars."""
