@@ -8,7 +8,6 @@ import asyncio
 import gzip
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -110,8 +109,10 @@ def test_a_synthetic_feed_in_several_blocks_is_skipped_to_its_position(monkeypat
         )
 
     for cut in (0.1, 0.5, 0.9):
-        whole, first, second = check_round_trip(build, cut, near_start)
-        assert 0 < second.source.stats()["rows_emitted"] - first.source.stats()["rows_emitted"]
+        _, first, second = check_round_trip(build, cut, near_start)
+        position = decode_state(first.snapshot())["operator"]["position"]
+        assert 100 < position["good"] < 1_000  # past the first internal block, not at the end
+        assert second.source.stats()["rows_emitted"] > first.source.stats()["rows_emitted"]
 
 
 @EXAMPLES
@@ -134,6 +135,17 @@ def test_a_paced_synthetic_feed_stopped_mid_frame_resumes_exactly(cut: float, id
         )
 
     check_round_trip(build, cut, lambda: SteppingClock(START))
+
+
+def test_a_stop_while_pacing_cuts_a_frame_and_the_rest_of_it_goes_out_after_the_restore() -> None:
+    def build() -> Source:
+        return SyntheticSource(symbols=2, rate=400, duration="1s", seed=5, speed=1.0, frame_rows=150)
+
+    _, first, second = check_round_trip(build, 0.3, lambda: SteppingClock(START))
+    sent = first.source.stats()["rows_emitted"]
+    assert sent % 150  # the frame went out in part
+    out = [item.height for port, item in second.sent if port == "out"]
+    assert sum(out) == 400 - sent
 
 
 def test_the_snapshot_is_plain_values_naming_the_position() -> None:
@@ -242,7 +254,3 @@ def test_store_source_resumes_exactly_after_a_stop_anywhere(
         return StoreSource(store="sqlite", path=str(path), kind=kind, batch_rows=batch_rows, max_out_of_orderness=0)
 
     check_round_trip(build, cut)
-
-
-def _frames(sent: list[tuple[str, Any]]) -> pl.DataFrame:
-    return pl.concat([item for port, item in sent if port == "out"])

@@ -34,9 +34,7 @@ MAX_SLEEP_NS: Final[int] = 100_000_000
 _T = TypeVar("_T")
 
 
-def cut_frames(
-    blocks: Iterable[pl.DataFrame | _T], frame_rows: int, done: int = 0
-) -> Iterator[pl.DataFrame | _T]:
+def cut_frames(blocks: Iterable[pl.DataFrame | _T], frame_rows: int, done: int = 0) -> Iterator[pl.DataFrame | _T]:
     """Re-cut ``blocks`` into frames of ``frame_rows`` rows; only the last frame may be shorter.
 
     Anything in ``blocks`` that is not a frame (a source's dead letters) is passed on at once, ahead of

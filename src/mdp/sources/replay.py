@@ -42,8 +42,8 @@ from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
-from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
+from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.textfile import TextStream
 from mdp.sources.validation import (
     DEADLETTER_PORT,

@@ -36,12 +36,11 @@ from mdp.records import conform
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
-from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
+from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.validation import (
     DEADLETTER_PORT,
     DEFAULT_MAX_FUTURE,
-    BadRows,
     OnBadRecord,
     RecordScreen,
     SourceKind,
