@@ -67,6 +67,7 @@ class Position(FieldState):
         self.emitted += n
         if n:
             self.good = max(self.good, int(rows[n - 1]) + 1)
+            self.bad = max(self.bad, self.good)  # a block's dead letters go out before its good rows
 
 
 async def pump(
