@@ -218,6 +218,62 @@ def test_replay_resumes_exactly_after_a_stop_anywhere(
     assert any(port == "deadletter" for port, _ in whole.sent)
 
 
+def quote_file(tmp_path: Path, suffix: str, rows: int, seed: int) -> Path:
+    """A one-sided quote file (TAQ style: a row carries a bid or an ask, the other side 0) with crossed and
+    empty rows."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.arange(rows) * 5_000_000 - rng.integers(0, 12, rows) * 1_000_000
+    bid = np.round(100 + rng.standard_normal(rows), 2)
+    ask = np.round(bid + rng.integers(1, 4, rows) * 0.01, 2)
+    side = rng.integers(0, 4, rows)  # 0: bid only, 1: ask only, 2: both, 3: both crossed
+    ask = np.where(side == 3, bid - 0.05, ask)
+    frame = pl.DataFrame(
+        {
+            "ts": ts,
+            "sym": rng.choice(["X", "Y"], rows).tolist(),
+            "bid": np.where(side == 1, 0.0, bid),
+            "bsz": np.where(side == 1, 0, rng.integers(1, 9, rows)),
+            "ask": np.where(side == 0, 0.0, ask),
+            "asz": np.where(side == 0, 0, rng.integers(1, 9, rows)),
+        }
+    )
+    path = tmp_path / f"quotes_{seed}{suffix}"
+    if suffix == ".parquet":
+        frame.write_parquet(path, row_group_size=29)
+    else:
+        text = frame.write_csv().encode()
+        path.write_bytes(gzip.compress(text) if suffix == ".csv.gz" else text)
+    return path
+
+
+@EXAMPLES
+@given(
+    cut=st.floats(0.0, 1.0),
+    suffix=st.sampled_from([".csv", ".csv.gz", ".parquet"]),
+    frame_rows=st.integers(3, 40),
+    watermark=st.sampled_from(["global", "per_key"]),
+)
+def test_a_quote_replay_resumes_exactly_after_a_stop_anywhere(
+    tmp_path: Path, cut: float, suffix: str, frame_rows: int, watermark: str
+) -> None:
+    path = quote_file(tmp_path, suffix, 200, 4)
+
+    def build() -> Source:
+        return ReplaySource(
+            path=path,
+            kind="quote",
+            columns={"ts_event": "ts", "symbol": "sym", "bid_size": "bsz", "ask_size": "asz"},
+            one_sided_quotes=True,
+            frame_rows=frame_rows,
+            max_out_of_orderness="8ms",
+            max_bad_share=None,
+            watermark=watermark,  # type: ignore[arg-type]
+        )
+
+    whole, _, _ = check_round_trip(build, cut, lambda: ManualClock(T0))
+    assert any(port == "deadletter" for port, _ in whole.sent)  # the crossed quotes
+
+
 @EXAMPLES
 @given(cut=st.floats(0.0, 1.0), watermark=st.sampled_from(["global", "per_key"]))
 def test_a_paced_replay_stopped_mid_frame_resumes_exactly(tmp_path: Path, cut: float, watermark: str) -> None:
