@@ -20,6 +20,7 @@ from mdp.durations import parse_time
 from mdp.operators.base import Source
 from mdp.runtime.snapshots import decode_state
 from mdp.sources import replay as replay_module
+from mdp.sources.pacing import cut_frames
 from mdp.sources.replay import ReplaySource
 from mdp.sources.synthetic import SyntheticSource
 from mdp.stores import SqliteStore, StoreSource
@@ -61,6 +62,27 @@ async def _whole(build: Callable[[], Source], clock: Callable[[], Clock] | None)
 
 def near_start() -> Clock:
     return ManualClock(START)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.lists(st.integers(0, 40), max_size=12),
+    frame_rows=st.integers(1, 17),
+    done=st.integers(0, 100),
+)
+def test_cut_frames_after_done_rows_ends_each_frame_where_one_run_would(
+    blocks: list[int], frame_rows: int, done: int
+) -> None:
+    start = 0
+    frames = []
+    for n in blocks:
+        frames.append(pl.DataFrame({"i": np.arange(start, start + n)}))
+        start += n
+    out = list(cut_frames(frames, frame_rows, done))
+    assert all(f.height > 0 for f in out)
+    ends = np.cumsum([f.height for f in out]) + done
+    assert all(end % frame_rows == 0 for end in ends[:-1])
+    assert (pl.concat(out).get_column("i").to_list() if out else []) == list(range(start))
 
 
 # -- source.synthetic -----------------------------------------------------------------------------------

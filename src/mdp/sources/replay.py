@@ -11,6 +11,12 @@ move the watermark), is re-cut into frames of ``frame_rows`` and sent through
 ``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time. At the end, more
 than ``max_bad_share`` bad rows fail the job (:mod:`mdp.sources.verdict`).
 
+``snapshot()`` between two messages gives the source's position in the file (data rows in file order,
+the header not counted, plus the malformed lines delivered; see :mod:`mdp.sources.position`), its
+watermark tracker, pacer and bad-row counts; ``restore`` on a fresh source makes its next run go on
+from there: a Parquet scan starts at the row, a CSV is read again but the rows before it are skipped
+as Arrow batches, never turned into frames nor screened.
+
 Example (quotes whose spot rows have no exchange time, so the receive time stands in)::
 
     ReplaySource(

@@ -15,6 +15,10 @@ delivery time and rows are sent in delivery order, which is what a watermark bou
 (from a random stream of its own, so the good rows stay exactly those of the clean feed); the source
 screens them like any input (:mod:`mdp.sources.validation`) and sends them to its ``deadletter`` port.
 
+``snapshot()`` between two messages gives the source's position (rows of the feed in delivery order,
+see :mod:`mdp.sources.position`), its watermark tracker, pacer and bad-row counts; ``restore`` on a
+fresh source makes its next run generate the feed again and skip the rows before that position.
+
 Example::
 
     SyntheticSource(symbols=["AAPL", "MSFT"], rate=1_000, duration="10s", seed=7)

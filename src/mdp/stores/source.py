@@ -4,6 +4,8 @@ The range is read in a worker thread, ordered by event time (``ts_event`` for tr
 ``start`` for bars and quote bars), and emitted in frames of ``batch_rows`` rows, each behind the watermark the
 bounded-out-of-orderness rule gives (see :mod:`mdp.sources.watermarks`). Stored rows come back in time
 order, so with the default bound of 0 nothing is late and the watermark follows the newest row.
+``snapshot()`` between two frames gives the rows of the range already sent and the watermark tracker;
+a restored source reads the range again and sends from the next row on.
 
 Example config::
 
