@@ -28,6 +28,7 @@ __all__ = [
     "ListSource",
     "ManualClock",
     "OperatorHarness",
+    "SourceHarness",
     "outputs_equal",
     "run_with_restore",
     "settle",
@@ -36,6 +37,7 @@ __all__ = [
     "fire_timers",
     "run_graph",
     "run_operator",
+    "run_source_with_restore",
 ]
 
 DEFAULT_TIMEOUT = 30.0
@@ -178,6 +180,93 @@ class OperatorHarness:
             for ts in self.ctx.timers.pop_due(low, "event"):
                 await self.op.on_timer(ts, "event", self.ctx)
             await self.op.on_watermark(low, self.ctx)
+
+
+class _StopAfter(_Recording):
+    """A recording context that asks its source to stop once ``stop_after`` messages were sent."""
+
+    __slots__ = ("stop_after",)
+
+    def __init__(self, clock: Clock, stop_after: int | None) -> None:
+        super().__init__(clock)
+        self.stop_after = stop_after
+
+    async def emit(self, item: Any, port: str = "out") -> None:
+        await super().emit(item, port)
+        self._check()
+
+    async def emit_watermark(self, ts: int) -> None:
+        await super().emit_watermark(ts)
+        self._check()
+
+    def _check(self) -> None:
+        if self.stop_after is not None and len(self.sent) >= self.stop_after:
+            self.request_stop()
+
+
+class SourceHarness:
+    """Run one source by hand as the runtime does (``open``, ``run``, ``teardown``), recording what it
+    sends in order (``sent``, as :class:`OperatorHarness` does); with ``stop_after`` a graceful stop is
+    asked for once that many messages (items and watermarks) went out, so the source returns at its
+    next message boundary. ``snapshot()`` / ``restored(...)`` take its state across the stop.
+
+    Args:
+        source: the source.
+        clock: its clock (a ``ManualClock`` at 0 by default; far-future checks read it).
+        stop_after: messages after which to ask it to stop (None: run to the end).
+    """
+
+    def __init__(self, source: Source, clock: Clock | None = None, stop_after: int | None = None) -> None:
+        self.source = source
+        self.ctx = _StopAfter(clock or ManualClock(), stop_after)
+
+    @property
+    def sent(self) -> list[tuple[str, Any]]:
+        return self.ctx.sent
+
+    async def run(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """``open``, ``run`` until it returns (end of input or stop), then ``teardown``."""
+        async with asyncio.timeout(timeout):
+            try:
+                await self.source.open(self.ctx)
+                await self.source.run(self.ctx)
+            finally:
+                await self.source.teardown(self.ctx)
+
+    def snapshot(self) -> bytes:
+        """The node's state now, as bytes (``mdp.runtime.snapshots.snapshot_node``)."""
+        from mdp.runtime.snapshots import snapshot_node
+
+        return snapshot_node(self.source, self.ctx)
+
+    @classmethod
+    def restored(cls, source: Source, state: bytes, clock: Clock | None = None) -> SourceHarness:
+        """A harness around a freshly built ``source`` put back in ``state``."""
+        from mdp.runtime.snapshots import restore_node
+
+        harness = cls(source, clock)
+        restore_node(source, harness.ctx, state)
+        return harness
+
+
+async def run_source_with_restore(
+    build: Callable[[], Source], stop_after: int, clock: Callable[[], Clock] | None = None
+) -> tuple[SourceHarness, SourceHarness, SourceHarness]:
+    """Run ``build()`` once to the end, and once asked to stop after ``stop_after`` messages: its state
+    is snapshotted (to bytes), a second ``build()`` restores it and runs to the end. ``clock`` builds
+    each run's clock (a ``ManualClock`` at 0 by default). Returns the three harnesses (whole, first
+    half, second half); compare ``whole.sent`` with ``first.sent + second.sent`` (``outputs_equal``)."""
+
+    def new_clock() -> Clock:
+        return clock() if clock is not None else ManualClock()
+
+    whole = SourceHarness(build(), new_clock())
+    await whole.run()
+    first = SourceHarness(build(), new_clock(), stop_after)
+    await first.run()
+    second = SourceHarness.restored(build(), first.snapshot(), new_clock())
+    await second.run()
+    return whole, first, second
 
 
 Message = Any  # a message, or (input name, message) for an operator with several inputs

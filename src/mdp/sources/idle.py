@@ -17,7 +17,7 @@ speak of, so there the timeout is off (``stats()['idle_timeout_active']`` says s
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -72,6 +72,23 @@ class IdlePacer(Pacer):
         if isinstance(self.tracker, PerKeyWatermarkTracker) and "symbol" in frame.columns:
             keys = frame.select(pl.col("symbol").unique(), pl.lit(now, pl.Int64).alias("wall"))
             self._seen = pl.concat([self._seen.join(keys, on="symbol", how="anti"), keys])
+
+    def snapshot(self, max_t: int | None) -> dict[str, Any]:
+        """The pacer's state and the idle watch's, its times as ages on the clock (see ``Pacer.snapshot``)."""
+        now = self.clock.monotonic_ns()
+        return {
+            **super().snapshot(max_t),
+            "quiet_for": None if self.last_row_ns is None else now - self.last_row_ns,
+            "seen": self._seen.with_columns((pl.lit(now, pl.Int64) - pl.col("wall")).alias("wall")),
+            "idle_advances": self.idle_advances,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        now = self.clock.monotonic_ns()
+        self.last_row_ns = None if state["quiet_for"] is None else now - state["quiet_for"]
+        self._seen = state["seen"].with_columns((pl.lit(now, pl.Int64) - pl.col("wall")).alias("wall"))
+        self.idle_advances = state["idle_advances"]
 
     async def wait(self, due_ns: int, ctx: Context) -> bool:
         """Sleep until ``due_ns``, checking for idleness at least every ``CHECK_NS``."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterable, Iterator
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import polars as pl
@@ -34,14 +34,17 @@ MAX_SLEEP_NS: Final[int] = 100_000_000
 _T = TypeVar("_T")
 
 
-def cut_frames(blocks: Iterable[pl.DataFrame | _T], frame_rows: int) -> Iterator[pl.DataFrame | _T]:
+def cut_frames(blocks: Iterable[pl.DataFrame | _T], frame_rows: int, done: int = 0) -> Iterator[pl.DataFrame | _T]:
     """Re-cut ``blocks`` into frames of ``frame_rows`` rows; only the last frame may be shorter.
 
     Anything in ``blocks`` that is not a frame (a source's dead letters) is passed on at once, ahead of
     the rows still held: it travels on another port, so only the order of the frames matters.
+    ``done`` is how many rows went out before (a resumed source): the first frame is short by
+    ``done % frame_rows`` rows, so every frame ends where it would have in one uninterrupted run.
     """
     held: list[pl.DataFrame] = []
     held_rows = 0
+    size = frame_rows - done % frame_rows  # rows of the frame being filled
     for block in blocks:
         if not isinstance(block, pl.DataFrame):
             yield block
@@ -50,14 +53,16 @@ def cut_frames(blocks: Iterable[pl.DataFrame | _T], frame_rows: int) -> Iterator
             continue
         held.append(block)
         held_rows += block.height
-        if held_rows < frame_rows:
+        if held_rows < size:
             continue
         joined = pl.concat(held, rechunk=False) if len(held) > 1 else held[0]
-        full = held_rows - held_rows % frame_rows
-        for start in range(0, full, frame_rows):
-            yield joined.slice(start, frame_rows)
-        held = [joined.slice(full)] if full < held_rows else []
-        held_rows -= full
+        start = 0
+        while held_rows - start >= size:
+            yield joined.slice(start, size)
+            start += size
+            size = frame_rows
+        held = [joined.slice(start)] if start < held_rows else []
+        held_rows -= start
     if held_rows:
         yield pl.concat(held, rechunk=False) if len(held) > 1 else held[0]
 
@@ -126,6 +131,22 @@ class Pacer:
         starts = [0, *cuts.tolist()]
         stops = [*cuts.tolist(), n]
         return [(a, b, self.start_wall + int(np.ceil(offset[b - 1]))) for a, b in zip(starts, stops, strict=True)]
+
+    def snapshot(self, max_t: int | None) -> dict[str, Any]:
+        """Where pacing stands: the first event time and the wall time elapsed since it was paced, so a
+        restored pacer goes on at the same rate from its new clock's now (the time stopped in between
+        does not count). ``max_t``: the newest event time *sent* (the pacer may have seen more of a frame
+        sent only in part)."""
+        if self.first_t is None:
+            return {"first_t": None}
+        return {"first_t": self.first_t, "max_t": max_t, "elapsed": self.clock.monotonic_ns() - self.start_wall}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`snapshot`'s state (on a fresh pacer, before the first frame)."""
+        if state["first_t"] is None:
+            return
+        self.first_t, self._max_t = state["first_t"], state["max_t"]
+        self.start_wall = self.clock.monotonic_ns() - state["elapsed"]
 
     async def wait(self, due_ns: int, ctx: Context) -> bool:
         """Sleep until ``due_ns`` on the clock; False if a stop was asked for meanwhile."""

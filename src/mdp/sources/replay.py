@@ -11,6 +11,12 @@ move the watermark), is re-cut into frames of ``frame_rows`` and sent through
 ``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time. At the end, more
 than ``max_bad_share`` bad rows fail the job (:mod:`mdp.sources.verdict`).
 
+``snapshot()`` between two messages gives the source's position in the file (data rows in file order,
+the header not counted, plus the malformed lines delivered; see :mod:`mdp.sources.position`), its
+watermark tracker, pacer and bad-row counts; ``restore`` on a fresh source makes its next run go on
+from there: a Parquet scan starts at the row, a CSV is read again but the rows before it are skipped
+as Arrow batches, never turned into frames nor screened.
+
 Example (quotes whose spot rows have no exchange time, so the receive time stands in)::
 
     ReplaySource(
@@ -26,7 +32,6 @@ Example (quotes whose spot rows have no exchange time, so the receive time stand
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 from collections.abc import Iterator, Sequence
@@ -42,11 +47,21 @@ from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker
-from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
+from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
+from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.textfile import TextStream
-from mdp.sources.validation import DEADLETTER_PORT, DEFAULT_MAX_FUTURE, BadRows, OnBadRecord, RecordScreen, SourceKind
+from mdp.sources.validation import (
+    DEADLETTER_PORT,
+    DEFAULT_MAX_FUTURE,
+    ROW_COLUMN,
+    BadRows,
+    OnBadRecord,
+    RecordScreen,
+    SourceKind,
+)
 from mdp.sources.verdict import TimeSample, judge
+from mdp.sources.watermarks import WatermarkTracker
 
 FileFormat = Literal["auto", "csv", "parquet"]
 #: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input
@@ -161,14 +176,42 @@ class ReplaySource(Source):
         # graph validation reads output_kind per node: it follows params.kind here
         setattr(self, "output_kind", self.params.kind)  # noqa: B010
         self.path = Path(self.params.path)
-        self.rows_emitted = 0
         self.offset = 0
+        self._position = Position()
+        self._resume: dict[str, Any] | None = None
+        self._sample: TimeSample | None = None
         self._plan: ColumnPlan | None = None
         self._screen: RecordScreen | None = None
+        self._tracker: WatermarkTracker | None = None
+        self._pacer: Pacer | None = None
         self._limiter: AdaptiveRate | None = None
         #: the text stream of the CSV being read (its break, if any, ends the run with an error)
         self._stream: TextStream | None = None
         self._parquet_break: str | None = None
+
+    @property
+    def rows_emitted(self) -> int:
+        """Good rows sent on ``out`` so far (across a restore)."""
+        return self._position.emitted
+
+    def snapshot(self) -> dict[str, Any]:
+        """The source between two messages: its position in the file (data rows in file order, the
+        header not counted, and malformed lines; see :mod:`mdp.sources.position`), bad-row counts,
+        watermark tracker, pacer and the time sample of its verdict."""
+        if self._resume is not None:  # restored, not run since
+            return self._resume
+        state = source_state(self._position, self._screen, self._tracker, self._pacer)
+        state["path"] = str(self.path)
+        state["time_sample"] = [] if self._sample is None else list(self._sample.values)
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Make the next ``run`` go on from ``state``. Parquet seeks: the scan starts at the row (whole
+        row groups before it are not decoded). CSV is read again from its start, but the Arrow batches
+        before the position are not turned into frames nor screened, only counted."""
+        self._resume = state
+        self._position = Position()
+        self._position.restore(state["position"])
 
     def port_kind(self, port: str) -> str | None:
         return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
@@ -227,34 +270,28 @@ class ReplaySource(Source):
     async def run(self, ctx: Context) -> None:
         plan = self._plan = self._plan or self.plan()
         screen = self._screen = self.screen(ctx)
-        self.rows_emitted = 0
-        self.offset = 0
-        tracker = make_tracker(self.params.watermark, self.params.max_out_of_orderness)
-        pacer = make_pacer(ctx.clock, self.params.speed, tracker, self.params.idle_timeout)
-        limiter = self._limiter = rate_limiter(ctx, self.params.adaptive_rate)
+        p = self.params
+        tracker = self._tracker = make_tracker(p.watermark, p.max_out_of_orderness)
+        pacer = self._pacer = make_pacer(ctx.clock, p.speed, tracker, p.idle_timeout)
+        limiter = self._limiter = rate_limiter(ctx, p.adaptive_rate)
         ts_spec = plan.specs["ts_event"]
-        sample = TimeSample(ts_spec.column if ts_spec.how == "column" else None)
+        sample = self._sample = TimeSample(ts_spec.column if ts_spec.how == "column" else None)
+        resume, self._resume = self._resume, None
+        position = self._position = Position() if resume is None else resume_state(resume, screen, tracker, pacer)
+        if resume is not None:
+            sample.values.extend(resume["time_sample"])
+        self.offset = position.good
         self._parquet_break = None
+        items = cut_frames(self._screened(plan, screen, position.good), p.frame_rows, position.emitted)
         try:
-            async with contextlib.aclosing(in_thread(self.frames(plan, screen))) as frames:
-                async for frame in frames:
-                    if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
-                        sample.add(frame.frame)
-                        await screen.deliver(frame, ctx)
-                        continue
-                    if ctx.stopping:
-                        return
-                    sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
-                    self.rows_emitted += sent
-                    if sent < frame.height:
-                        return
+            if not await pump(ctx, items, screen, position, tracker, pacer, limiter, sample.add):
+                return
         finally:
             screen.warn_unrouted(ctx.node)
         broken = self._broken_tail(screen)
         if broken is not None:
             raise broken
         now = ctx.clock.now_ns()
-        p = self.params
         judge(
             node=ctx.node,
             where=f"source {ctx.node!r} ({self.path})",
@@ -293,24 +330,30 @@ class ReplaySource(Source):
     def frames(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
         """Good rows as canonical frames of at most ``frame_rows`` rows, in file order, and the dead
         letters of each block ahead of its good rows (blocking; runs on a thread)."""
-        return cut_frames(self._screened(plan, screen), self.params.frame_rows)
+        for item in cut_frames(self._screened(plan, screen, 0), self.params.frame_rows):
+            yield item.drop(ROW_COLUMN) if isinstance(item, pl.DataFrame) else item
 
-    def _screened(self, plan: ColumnPlan, screen: RecordScreen) -> Iterator[pl.DataFrame | BadRows]:
+    def _screened(self, plan: ColumnPlan, screen: RecordScreen, start: int) -> Iterator[pl.DataFrame | BadRows]:
+        """Screened blocks of the file from data row ``start`` on, their rows numbered."""
         fmt = resolve_format(self.path, self.params.format)
         malformed: list[tuple[int | None, str]] = []
         stream = None
         if fmt == "parquet":
-            batches = self._parquet_frames(plan.needed)
+            batches = self._parquet_frames(plan.needed, start)
         else:
             stream = self._stream = _open_text(self.path)
-            batches = _csv_frames(self.path, plan, malformed, stream)
-        first = True
+            batches = _csv_frames(self.path, plan, malformed, stream, start)
+        first = start == 0
         for raw in batches:
             text_replaced = stream is not None and stream.replaced > 0
             parsed = plan.parse(raw, self.offset, check_units=first and raw.height > 0, check_text=text_replaced)
             first = first and raw.height == 0
             good, bad = screen.screen(
-                parsed.frame, raw=raw, first_row=self.offset, problems=parsed.problems, columns=parsed.columns
+                self._position.number(parsed.frame, self.offset),
+                raw=raw,
+                first_row=self.offset,
+                problems=parsed.problems,
+                columns=parsed.columns,
             )
             self.offset += raw.height
             if bad is not None:
@@ -322,11 +365,12 @@ class ReplaySource(Source):
         if malformed:
             yield screen.malformed(malformed)
 
-    def _parquet_frames(self, columns: list[str]) -> Iterator[pl.DataFrame]:
-        """Parquet batches; a file that fails after some batches ends them and sets ``_parquet_break``."""
-        sent = False
+    def _parquet_frames(self, columns: list[str], start: int) -> Iterator[pl.DataFrame]:
+        """Parquet batches from row ``start``; a file that fails after some batches ends them and sets
+        ``_parquet_break``."""
+        sent = start > 0
         try:
-            for frame in _parquet_frames(self.path, columns, self.params.frame_rows):
+            for frame in _parquet_frames(self.path, columns, self.params.frame_rows, start):
                 sent = sent or frame.height > 0
                 yield frame
         except SourceError as exc:
@@ -377,7 +421,7 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _csv_frames(
-    path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, str]], stream: TextStream
+    path: Path, plan: ColumnPlan, malformed: list[tuple[int | None, str]], stream: TextStream, start: int = 0
 ) -> Iterator[pl.DataFrame]:
     """Stream frames of the columns ``plan`` needs from the text of a CSV or gzip CSV file (pyarrow's
     streaming reader over ``stream``, which ends early, cleanly, where a gzip file breaks off).
@@ -405,6 +449,11 @@ def _csv_frames(
         with stream:
             reader = pa_csv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
             for batch in reader:
+                if start >= batch.num_rows:
+                    start -= batch.num_rows
+                    continue
+                if start:
+                    batch, start = batch.slice(start), 0
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
                 yield frame
@@ -424,11 +473,14 @@ def _parquet_columns(path: Path) -> list[str]:
         raise SourceError(f"cannot read {str(path)!r} as Parquet: {exc}; check the file or set params.format") from exc
 
 
-def _parquet_frames(path: Path, columns: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Stream frames of ``columns`` from a Parquet file, ``batch_rows`` at a time, with polars' streaming
-    engine: it decodes only those columns, ahead of the consumer but with bounded memory (about 2.5x
-    faster than pyarrow's ``iter_batches`` and its conversion to polars)."""
+def _parquet_frames(path: Path, columns: list[str], batch_rows: int, start: int = 0) -> Iterator[pl.DataFrame]:
+    """Stream frames of ``columns`` from a Parquet file from row ``start``, ``batch_rows`` at a time, with
+    polars' streaming engine: it decodes only those columns, ahead of the consumer but with bounded
+    memory (about 2.5x faster than pyarrow's ``iter_batches`` and its conversion to polars)."""
+    scan = pl.scan_parquet(path)
+    if start:
+        scan = scan.slice(start)
     try:
-        yield from pl.scan_parquet(path).select(columns).collect_batches(chunk_size=batch_rows, engine="streaming")
+        yield from scan.select(columns).collect_batches(chunk_size=batch_rows, engine="streaming")
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceError(f"cannot read {str(path)!r} as Parquet: {exc}; check the file") from exc

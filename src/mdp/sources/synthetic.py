@@ -15,6 +15,10 @@ delivery time and rows are sent in delivery order, which is what a watermark bou
 (from a random stream of its own, so the good rows stay exactly those of the clean feed); the source
 screens them like any input (:mod:`mdp.sources.validation`) and sends them to its ``deadletter`` port.
 
+``snapshot()`` between two messages gives the source's position (rows of the feed in delivery order,
+see :mod:`mdp.sources.position`), its watermark tracker, pacer and bad-row counts; ``restore`` on a
+fresh source makes its next run generate the feed again and skip the rows before that position.
+
 Example::
 
     SyntheticSource(symbols=["AAPL", "MSFT"], rate=1_000, duration="10s", seed=7)
@@ -22,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Final, Literal
 
@@ -36,18 +39,19 @@ from mdp.records import conform
 from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.sources.idle import make_pacer, make_tracker
-from mdp.sources.pacing import cut_frames, emit_paced, in_thread, rate_limiter
+from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
+from mdp.sources.position import Position, pump, resume_state, source_state
 from mdp.sources.validation import (
     DEADLETTER_PORT,
     DEFAULT_MAX_FUTURE,
-    BadRows,
     OnBadRecord,
     RecordScreen,
     SourceKind,
     screen_frames,
 )
 from mdp.sources.verdict import judge
+from mdp.sources.watermarks import WatermarkTracker
 
 #: rows generated per internal block; fixed, so the trades do not depend on the frame size
 BLOCK_ROWS: Final[int] = 65_536
@@ -187,10 +191,32 @@ class SyntheticSource(Source):
             )
         # graph validation reads output_kind per node: it follows params.kind here
         setattr(self, "output_kind", p.kind)  # noqa: B010
-        self.rows_emitted = 0
         self.offset = 0
+        self._position = Position()
+        self._resume: dict[str, Any] | None = None
         self._screen: RecordScreen | None = None
+        self._tracker: WatermarkTracker | None = None
+        self._pacer: Pacer | None = None
         self._limiter: AdaptiveRate | None = None
+
+    @property
+    def rows_emitted(self) -> int:
+        """Good rows sent on ``out`` so far (across a restore)."""
+        return self._position.emitted
+
+    def snapshot(self) -> dict[str, Any]:
+        """The source between two messages: its position in the feed (rows in delivery order, see
+        :mod:`mdp.sources.position`), bad-row counts, watermark tracker and pacer."""
+        if self._resume is not None:  # restored, not run since
+            return self._resume
+        return source_state(self._position, self._screen, self._tracker, self._pacer)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Make the next ``run`` go on from ``state``: the feed is generated again (it is seeded) and the
+        rows before the position are skipped before they are screened or cut into frames."""
+        self._resume = state
+        self._position = Position()
+        self._position.restore(state["position"])
 
     def port_kind(self, port: str) -> str | None:
         return DEADLETTER_PORT if port == DEADLETTER_PORT else self.params.kind
@@ -211,24 +237,17 @@ class SyntheticSource(Source):
             source=ctx.node,
             where=ctx.node,
         )
-        self.rows_emitted = 0
-        self.offset = 0
-        tracker = make_tracker(p.watermark, p.max_out_of_orderness)
-        pacer = make_pacer(ctx.clock, p.speed, tracker, p.idle_timeout)
+        tracker = self._tracker = make_tracker(p.watermark, p.max_out_of_orderness)
+        pacer = self._pacer = make_pacer(ctx.clock, p.speed, tracker, p.idle_timeout)
         limiter = self._limiter = rate_limiter(ctx, p.adaptive_rate)
-        screened = cut_frames(screen_frames(self._delivered(), screen), p.frame_rows)
+        resume, self._resume = self._resume, None
+        position = self._position = Position() if resume is None else resume_state(resume, screen, tracker, pacer)
+        self.offset = position.good
+        numbered = self._numbered(position.good)
+        screened = cut_frames(screen_frames(numbered, screen), p.frame_rows, position.emitted)
         try:
-            async with contextlib.aclosing(in_thread(screened)) as frames:
-                async for frame in frames:
-                    if isinstance(frame, BadRows):  # even when stopping: rows read are never lost uncounted
-                        await screen.deliver(frame, ctx)
-                        continue
-                    if ctx.stopping:
-                        return
-                    sent = await emit_paced(ctx, frame, tracker, pacer, limiter)
-                    self.rows_emitted += sent
-                    if sent < frame.height:
-                        return
+            if not await pump(ctx, screened, screen, position, tracker, pacer, limiter):
+                return
         finally:
             screen.warn_unrouted(ctx.node)
         judge(
@@ -248,6 +267,19 @@ class SyntheticSource(Source):
         for frame in _Walk(self).blocks():
             self.offset += frame.height
             yield frame
+
+    def _numbered(self, start: int) -> Iterator[pl.DataFrame]:
+        """The feed from row ``start`` of the delivery order on, its rows numbered (``offset`` counts
+        only these: the rows before were read by the run this one resumes)."""
+        row = 0
+        for frame in _Walk(self).blocks():
+            first, row = row, row + frame.height
+            if row <= start:
+                continue
+            if first < start:
+                frame, first = frame.slice(start - first), start
+            self.offset += frame.height
+            yield self._position.number(frame, first)
 
 
 def _symbol_names(symbols: int | list[str]) -> list[str]:

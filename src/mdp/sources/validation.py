@@ -227,11 +227,23 @@ def raw_json(raw: pl.DataFrame) -> pl.Series:
     return raw.select(pl.struct(pl.all().cast(pl.String)).struct.json_encode().alias("raw")).to_series()
 
 
+#: a hidden column a source numbers its input rows with (position in its input, see
+#: :mod:`mdp.sources.position`); the screen keeps it on good rows and out of the dead letters
+ROW_COLUMN: Final = "__mdp_row"
+
+
 @dataclass(frozen=True, slots=True)
 class BadRows:
-    """Dead letters in :data:`DEADLETTER_SCHEMA`, on their way from a source's reader to its port."""
+    """Dead letters in :data:`DEADLETTER_SCHEMA`, on their way from a source's reader to its port.
+
+    ``rows`` is each letter's position in the source's input and ``end`` the position after the block
+    they were screened from, when the block was numbered (:data:`ROW_COLUMN`); both None for malformed
+    lines, which have no row. A source's snapshot uses them to know exactly which dead letters went out.
+    """
 
     frame: pl.DataFrame
+    rows: pl.Series | None = None
+    end: int | None = None
 
 
 class RecordScreen:
@@ -318,6 +330,7 @@ class RecordScreen:
         if reasons is None:
             return frame, None
         mask = reasons.is_not_null()
+        numbered = frame.get_column(ROW_COLUMN) if ROW_COLUMN in frame.columns else None
         if first_row is None:
             rows = frame.get_column("seq")
         else:
@@ -334,12 +347,14 @@ class RecordScreen:
                 "ts_detected": pl.repeat(now, bad.height, dtype=pl.Int64, eager=True),
                 "symbol": bad.get_column("symbol"),
                 "ts_event": bad.get_column("ts_event"),
-                "raw": raw_json((frame if raw is None else raw).filter(mask)),
+                "raw": raw_json((frame.drop(ROW_COLUMN, strict=False) if raw is None else raw).filter(mask)),
             },
             schema=DEADLETTER_SCHEMA,
         )
         self._check(letters)
-        return frame.filter(~mask), BadRows(letters)
+        if numbered is None:
+            return frame.filter(~mask), BadRows(letters)
+        return frame.filter(~mask), BadRows(letters, numbered.filter(mask), int(numbered[-1]) + 1)
 
     def _columns(self, reasons: pl.Series, problems: pl.Series | None, columns: pl.Series | None) -> pl.Series:
         """The column at fault per row: where parsing found the problem, else the canonical column a

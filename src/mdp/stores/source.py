@@ -4,6 +4,8 @@ The range is read in a worker thread, ordered by event time (``ts_event`` for tr
 ``start`` for bars and quote bars), and emitted in frames of ``batch_rows`` rows, each behind the watermark the
 bounded-out-of-orderness rule gives (see :mod:`mdp.runtime.watermarks`). Stored rows come back in time
 order, so with the default bound of 0 nothing is late and the watermark follows the newest row.
+``snapshot()`` between two frames gives the rows of the range already sent and the watermark tracker;
+a restored source reads the range again and sends from the next row on.
 
 Example config::
 
@@ -95,15 +97,35 @@ class StoreSource(Source):
         bound = max_out_of_orderness
         self.bound = parse_duration(bound) if isinstance(bound, str) else int(bound)
         self.rows_emitted = 0
+        self._tracker = WatermarkTracker(self.bound)
+        self._resume: dict[str, Any] | None = None
 
     def port_kind(self, port: str) -> str | None:
         return self.kind
 
+    def snapshot(self) -> dict[str, Any]:
+        """The source between two frames: its position (``rows_emitted``: rows of the range, in the
+        event-time order it sends them, already sent) and its watermark tracker."""
+        if self._resume is not None:  # restored, not run since
+            return self._resume
+        return {"rows_emitted": self.rows_emitted, "tracker": self._tracker.snapshot()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Make the next ``run`` go on from ``state``: the range is read again and sent from the row after
+        the last one sent (a store's rows of one range come back in the same order: it is sorted on
+        the kind's key)."""
+        self._resume = state
+
     async def run(self, ctx: Context) -> None:
         frame = await asyncio.to_thread(self._read_range)
         frame = frame.sort(_ORDER[self.kind], maintain_order=True)
-        tracker = WatermarkTracker(self.bound)
-        for offset in range(0, frame.height, self.batch_rows):
+        tracker = self._tracker = WatermarkTracker(self.bound)
+        resume, self._resume = self._resume, None
+        self.rows_emitted = 0
+        if resume is not None:
+            self.rows_emitted = resume["rows_emitted"]
+            tracker.restore(resume["tracker"])
+        for offset in range(self.rows_emitted, frame.height, self.batch_rows):
             if ctx.stopping:
                 return
             chunk = frame.slice(offset, self.batch_rows)
