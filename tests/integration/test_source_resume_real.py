@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mdp.clock import ManualClock
-from mdp.operators.base import Source
+from mdp.runtime.operator import Source
 from mdp.sources.replay import ReplaySource
 from mdp.testing import SourceHarness, outputs_equal, run_source_with_restore
 

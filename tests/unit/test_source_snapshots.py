@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mdp.clock import Clock, ManualClock
 from mdp.durations import parse_time
-from mdp.operators.base import Source
+from mdp.runtime.operator import Source
 from mdp.runtime.snapshots import decode_state
 from mdp.sources import replay as replay_module
 from mdp.sources.pacing import cut_frames

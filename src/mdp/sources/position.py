@@ -20,12 +20,12 @@ from typing import Any
 
 import polars as pl
 
-from mdp.operators.base import NO_WATERMARK, Context
+from mdp.runtime.operator import NO_WATERMARK, Context
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.runtime.snapshots import FieldState
+from mdp.runtime.watermarks import WatermarkTracker
 from mdp.sources.pacing import Pacer, emit_paced, in_thread
 from mdp.sources.validation import ROW_COLUMN, BadRows, RecordScreen
-from mdp.sources.watermarks import WatermarkTracker
 
 
 class Position(FieldState):

@@ -45,6 +45,7 @@ from mdp.durations import DurationNs
 from mdp.errors import ConfigError, InputError, SourceError
 from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
+from mdp.runtime.watermarks import WatermarkTracker
 from mdp.sources.columns import ColumnPlan, TsUnit
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
@@ -61,7 +62,6 @@ from mdp.sources.validation import (
     SourceKind,
 )
 from mdp.sources.verdict import TimeSample, judge
-from mdp.sources.watermarks import WatermarkTracker
 
 FileFormat = Literal["auto", "csv", "parquet"]
 #: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input

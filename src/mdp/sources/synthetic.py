@@ -38,6 +38,7 @@ from mdp.errors import ConfigError
 from mdp.records import conform
 from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
+from mdp.runtime.watermarks import WatermarkTracker
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
@@ -51,7 +52,6 @@ from mdp.sources.validation import (
     screen_frames,
 )
 from mdp.sources.verdict import judge
-from mdp.sources.watermarks import WatermarkTracker
 
 #: rows generated per internal block; fixed, so the trades do not depend on the frame size
 BLOCK_ROWS: Final[int] = 65_536
