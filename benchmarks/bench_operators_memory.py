@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mdp.operators.dedupe import Dedupe
-from mdp.operators.join import AsofJoin
+from mdp.operators.market.dedupe import Dedupe
+from mdp.operators.market.join import AsofJoin
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import NO_WATERMARK, Context, Sink, Source

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mdp.operators.join import AsofJoin
+from mdp.operators.market.join import AsofJoin
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Source

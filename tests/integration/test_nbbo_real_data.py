@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from mdp.operators.bars.quotes import QuoteBars
 from mdp.operators.basic import Filter
-from mdp.operators.join import AsofJoin
-from mdp.operators.nbbo import OUTPUT_SCHEMA, Consolidate
-from mdp.operators.quote_bars import QuoteBars
+from mdp.operators.market.join import AsofJoin
+from mdp.operators.market.nbbo import OUTPUT_SCHEMA, Consolidate
 from mdp.records import Watermark
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, run_graph

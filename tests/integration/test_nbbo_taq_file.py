@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from mdp.durations import parse_duration
-from mdp.operators.nbbo import Consolidate
+from mdp.operators.market.nbbo import Consolidate
 from mdp.runtime.graph import Dag, Node
 from mdp.sources.replay import ReplaySource
 from mdp.testing import ListSink, run_graph

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.quote_bars import QuoteBars
-from mdp.operators.rebar import Rebar
+from mdp.operators.bars.quotes import QuoteBars
+from mdp.operators.bars.rebar import Rebar
 from mdp.runtime.graph import Dag, Node
 from mdp.sources.replay import ReplaySource
 from mdp.testing import ListSink, run_graph

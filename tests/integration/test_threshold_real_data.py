@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mdp.operators.bar_kinds import ThresholdBars
+from mdp.operators.bars.threshold import ThresholdBars
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Source

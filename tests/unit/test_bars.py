@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators import bars as bars_module
 from mdp.operators.bars import BEHIND_ROWS, BarsOperator, BarsParams
+from mdp.operators.bars import operator as bars_module
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context

@@ -16,12 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdp.operators import aggregate, quality
-from mdp.operators.aggregate import order_keys
-from mdp.operators.bars import BarsOperator
-from mdp.operators.lateness import LATE_PORT
-from mdp.operators.limbs import from_limbs, limbs, narrow_limbs, narrow_limbs_fit, rounded
-from mdp.operators.quality import BarQuality
+from mdp.operators.bars import BarsOperator, aggregate, quality
+from mdp.operators.bars.aggregate import order_keys
+from mdp.operators.bars.lateness import LATE_PORT
+from mdp.operators.bars.limbs import from_limbs, limbs, narrow_limbs, narrow_limbs_fit, rounded
+from mdp.operators.bars.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME, Gap
 from mdp.runtime.operator import NO_WATERMARK, Context
 from mdp.time.windows import SlidingWindows, TumblingWindows, event_order_key

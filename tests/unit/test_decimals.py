@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdp.operators.decimals import decimal_value, places_of, scaled, to_float
+from mdp.operators.bars.decimals import decimal_value, places_of, scaled, to_float
 
 #: any float a price or size may hold: 17 significant digits, from a millionth up
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False).filter(

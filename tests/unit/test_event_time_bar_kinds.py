@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError
-from mdp.operators.bar_kinds import ThresholdBars
+from mdp.operators.bars.threshold import ThresholdBars
 from mdp.records import Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Source

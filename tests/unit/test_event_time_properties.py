@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mdp.operators import bars as bars_module
 from mdp.operators.bars import BarsOperator
+from mdp.operators.bars import operator as bars_module
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Source

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from mdp.operators.quote_bars import QuoteBars
+from mdp.operators.bars.quotes import QuoteBars
 from mdp.records import Watermark, conform
 from mdp.testing import run_operator
 

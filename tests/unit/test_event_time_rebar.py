@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from mdp.errors import NodeError
-from mdp.operators.bar_kinds import ThresholdBars
 from mdp.operators.bars import BarsOperator
-from mdp.operators.rebar import Rebar
+from mdp.operators.bars.rebar import Rebar
+from mdp.operators.bars.threshold import ThresholdBars
 from mdp.records import Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, arun_operator, run_graph, run_operator

@@ -11,7 +11,7 @@ import pytest
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError
 from mdp.operators.bars import BarsOperator
-from mdp.operators.processing_time import ProcessingTimeBars
+from mdp.operators.bars.processing_time import ProcessingTimeBars
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context

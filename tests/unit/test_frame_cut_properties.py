@@ -23,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.dedupe import Dedupe
-from mdp.operators.join import AsofJoin, WindowJoin
-from mdp.operators.quote_bars import QuoteBars
-from mdp.operators.rebar import Rebar
-from mdp.operators.resample import QuoteResample
-from mdp.operators.throttle import Throttle
+from mdp.operators.bars.quotes import QuoteBars
+from mdp.operators.bars.rebar import Rebar
+from mdp.operators.market.dedupe import Dedupe
+from mdp.operators.market.join import AsofJoin, WindowJoin
+from mdp.operators.market.resample import QuoteResample
+from mdp.operators.market.throttle import Throttle
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Operator, Source

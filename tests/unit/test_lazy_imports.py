@@ -24,7 +24,12 @@ def _modules_after(code: str) -> set[str]:
 def test_the_cli_does_not_import_every_operator_and_store() -> None:
     loaded = _modules_after("import mdp.cli")
     assert "mdp.cli" in loaded
-    heavy = {"mdp.operators.join", "mdp.operators.dedupe", "mdp.operators.throttle", "mdp.stores.postgres"}
+    heavy = {
+        "mdp.operators.market.join",
+        "mdp.operators.market.dedupe",
+        "mdp.operators.market.throttle",
+        "mdp.stores.postgres",
+    }
     assert not heavy & loaded, f"imported at start-up: {sorted(heavy & loaded)}"
     assert "numpy" not in loaded  # only the operators that compute with it pull it in
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError, NodeError
-from mdp.operators.dedupe import Dedupe, DedupeParams
+from mdp.operators.market.dedupe import Dedupe, DedupeParams
 from mdp.records import Watermark, conform
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.join import AsofJoin, AsofJoinParams, WindowJoin, WindowJoinParams
+from mdp.operators.market.join import AsofJoin, AsofJoinParams, WindowJoin, WindowJoinParams
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.nbbo import OUTPUT_SCHEMA, Consolidate
+from mdp.operators.market.nbbo import OUTPUT_SCHEMA, Consolidate
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.operator import Context
 from mdp.testing import run_operator

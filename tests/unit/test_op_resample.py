@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import NodeError
-from mdp.operators.resample import QuoteResample, QuoteResampleParams
+from mdp.operators.market.resample import QuoteResample, QuoteResampleParams
 from mdp.records import END_OF_TIME, Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, arun_operator, run_graph, run_operator

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, DagValidationError, NodeError
-from mdp.operators.router import Router, RouterParams
+from mdp.operators.market.router import Router, RouterParams
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import RunStats

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import ConfigError
-from mdp.operators.sequence import SequenceCheck, SequenceCheckParams
+from mdp.operators.market.sequence import SequenceCheck, SequenceCheckParams
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, run_graph

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError
-from mdp.operators.throttle import Throttle, ThrottleParams
+from mdp.operators.market.throttle import Throttle, ThrottleParams
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel
 from mdp.runtime.graph import Dag, Node

@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 
 from mdp.operators.bars import BarsOperator
-from mdp.operators.quote_bars import QuoteBars
-from mdp.operators.rebar import Rebar
+from mdp.operators.bars.quotes import QuoteBars
+from mdp.operators.bars.rebar import Rebar
 from mdp.records import conform
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, arun_operator, run_graph

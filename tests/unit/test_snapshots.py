@@ -14,20 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mdp.errors import MdpError
-from mdp.operators.bar_kinds import ThresholdBars
 from mdp.operators.bars import BarsOperator
+from mdp.operators.bars.processing_time import ProcessingTimeBars
+from mdp.operators.bars.quotes import QuoteBars
+from mdp.operators.bars.rebar import Rebar
+from mdp.operators.bars.threshold import ThresholdBars
 from mdp.operators.basic import Filter, Map
 from mdp.operators.buffer import Buffer
-from mdp.operators.dedupe import Dedupe
-from mdp.operators.join import AsofJoin, WindowJoin
-from mdp.operators.nbbo import Consolidate
-from mdp.operators.processing_time import ProcessingTimeBars
-from mdp.operators.quote_bars import QuoteBars
-from mdp.operators.rebar import Rebar
-from mdp.operators.resample import QuoteResample
-from mdp.operators.router import Router
-from mdp.operators.sequence import SequenceCheck
-from mdp.operators.throttle import Throttle
+from mdp.operators.market.dedupe import Dedupe
+from mdp.operators.market.join import AsofJoin, WindowJoin
+from mdp.operators.market.nbbo import Consolidate
+from mdp.operators.market.resample import QuoteResample
+from mdp.operators.market.router import Router
+from mdp.operators.market.sequence import SequenceCheck
+from mdp.operators.market.throttle import Throttle
 from mdp.records import Watermark, conform
 from mdp.runtime.operator import Operator
 from mdp.runtime.snapshots import SnapshotError, decode_state, encode_state

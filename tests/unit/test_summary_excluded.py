@@ -6,8 +6,8 @@ import polars as pl
 
 from mdp.app.summary import excluded_rows
 from mdp.operators.bars import BarsOperator
-from mdp.operators.dedupe import Dedupe
-from mdp.operators.throttle import Throttle
+from mdp.operators.market.dedupe import Dedupe
+from mdp.operators.market.throttle import Throttle
 from mdp.records import Watermark, conform
 from mdp.testing import run_operator
 

@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from mdp.operators.basic import Broadcast, Filter, Map, Merge
     from mdp.operators.buffer import Buffer
     from mdp.operators.channel_fns import buffer_async, filter_async, map_async, tumbling_window
-    from mdp.operators.dedupe import Dedupe
-    from mdp.operators.join import AsofJoin, WindowJoin
-    from mdp.operators.nbbo import Consolidate
-    from mdp.operators.resample import QuoteResample
-    from mdp.operators.router import Router
-    from mdp.operators.sequence import SequenceCheck
-    from mdp.operators.throttle import Throttle
+    from mdp.operators.market.dedupe import Dedupe
+    from mdp.operators.market.join import AsofJoin, WindowJoin
+    from mdp.operators.market.nbbo import Consolidate
+    from mdp.operators.market.resample import QuoteResample
+    from mdp.operators.market.router import Router
+    from mdp.operators.market.sequence import SequenceCheck
+    from mdp.operators.market.throttle import Throttle
     from mdp.runtime.operator import Context, Operator, Sink, Source
 
 _EXPORTS = {
@@ -35,14 +35,14 @@ _EXPORTS = {
     "filter_async": "mdp.operators.channel_fns",
     "map_async": "mdp.operators.channel_fns",
     "tumbling_window": "mdp.operators.channel_fns",
-    "Dedupe": "mdp.operators.dedupe",
-    "AsofJoin": "mdp.operators.join",
-    "WindowJoin": "mdp.operators.join",
-    "Consolidate": "mdp.operators.nbbo",
-    "QuoteResample": "mdp.operators.resample",
-    "Router": "mdp.operators.router",
-    "SequenceCheck": "mdp.operators.sequence",
-    "Throttle": "mdp.operators.throttle",
+    "Dedupe": "mdp.operators.market.dedupe",
+    "AsofJoin": "mdp.operators.market.join",
+    "WindowJoin": "mdp.operators.market.join",
+    "Consolidate": "mdp.operators.market.nbbo",
+    "QuoteResample": "mdp.operators.market.resample",
+    "Router": "mdp.operators.market.router",
+    "SequenceCheck": "mdp.operators.market.sequence",
+    "Throttle": "mdp.operators.market.throttle",
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 

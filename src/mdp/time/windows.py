@@ -18,7 +18,7 @@ Windows are half-open ``[start, end)``, labelled by ``start``, and close once th
 (one output row per row and window: an ``explode`` for sliding windows; rows outside every window,
 such as trades outside an exchange session, are removed). Operators use the vectorised forms so no
 row is handled in Python; ``in_event_order`` and ``event_order_key`` order rows by ``(ts_event, seq)``.
-Session windows (data-dependent boundaries) live in :mod:`mdp.operators.session`, exchange-calendar
+Session windows (data-dependent boundaries) live in :mod:`mdp.operators.bars.session`, exchange-calendar
 windows in :mod:`mdp.time.calendars`.
 """
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 import numpy as np
 import polars as pl
 
-from mdp.operators.aggregate import NEEDED, all_finite
+from mdp.operators.bars.aggregate import NEEDED, all_finite
 from mdp.runtime.snapshots import FieldState
 
 #: pending rows are prepared once this many wait (or earlier, when a watermark could close their windows)

@@ -21,8 +21,8 @@ from typing import ClassVar, Final
 import polars as pl
 
 from mdp.durations import format_duration
-from mdp.operators.keyed_windows import Aggregation
-from mdp.operators.progress import WM, Progress
+from mdp.operators.bars.engine import Aggregation
+from mdp.operators.bars.progress import WM, Progress
 from mdp.runtime.snapshots import FieldState
 
 _STATE_EXTRA: Final = ("revision", "changed")

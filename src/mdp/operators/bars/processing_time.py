@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.durations import DurationNs, format_duration
 from mdp.errors import ConfigError
-from mdp.operators.aggregate import TradeAggregation, prepare
+from mdp.operators.bars.aggregate import TradeAggregation, prepare
 from mdp.runtime.operator import Context, Operator
 from mdp.timers import TimeDomain
 

@@ -8,7 +8,7 @@ same however the stream was cut and whatever the delivery disorder within the bo
 Splitting, as NautilusTrader's volume and value aggregators do: a trade that crosses the threshold is
 split. The part that fills the bar exactly closes it, the rest opens the next bar (and may fill several
 bars); a trade that brings the running amount exactly to the threshold closes the bar whole and
-nothing of it opens the next. The arithmetic is exact (:mod:`mdp.operators.decimals`): each price and
+nothing of it opens the next. The arithmetic is exact (:mod:`mdp.operators.bars.decimals`): each price and
 size counts as the shortest decimal that reads back as its float, amounts are integers in units of
 ``10^-d`` (``d`` the most decimal places seen), and the threshold is compared with integer running
 sums, never float ones. The size of a split part is rounded once from its exact share: the amount
@@ -38,11 +38,11 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.aggregate import bar_columns, prepare
-from mdp.operators.decimals import LIMIT, decimal_value, places_of, scaled, to_float
-from mdp.operators.lateness import LATE_PORT, LateRows
-from mdp.operators.limbs import from_limbs, limbs
-from mdp.operators.quality import BarQuality
+from mdp.operators.bars.aggregate import bar_columns, prepare
+from mdp.operators.bars.decimals import LIMIT, decimal_value, places_of, scaled, to_float
+from mdp.operators.bars.lateness import LATE_PORT, LateRows
+from mdp.operators.bars.limbs import from_limbs, limbs
+from mdp.operators.bars.quality import BarQuality
 from mdp.records import BAR_SCHEMA, END_OF_TIME
 from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState

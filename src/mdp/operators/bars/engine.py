@@ -22,7 +22,7 @@ from typing import ClassVar, Final, Protocol
 
 import polars as pl
 
-from mdp.operators.progress import WM, Progress
+from mdp.operators.bars.progress import WM, Progress
 from mdp.runtime.snapshots import FieldState
 from mdp.time.windows import WindowAssigner
 

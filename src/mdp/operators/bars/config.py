@@ -16,8 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from mdp.durations import DurationNs, parse_duration
 from mdp.errors import ConfigError
-from mdp.operators.lateness import LateParams, LatePolicy
-from mdp.operators.progress import WatermarkMode
+from mdp.operators.bars.lateness import LateParams, LatePolicy
+from mdp.operators.bars.progress import WatermarkMode
 from mdp.time.windows import SlidingWindows, TumblingWindows, WindowAssigner, parse_timeframe
 
 WindowKind = Literal["tumbling", "sliding", "session"]

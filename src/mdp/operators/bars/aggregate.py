@@ -5,7 +5,7 @@ the first and last trade by ``(ts_event, seq)`` (price and key), high, low, trad
 notional as exact Int128 fixed-point *limbs*. Partials merge associatively and exactly, so a window's
 bar is the same however its trades were cut into frames, and however often it is revised.
 
-Volume and notional are exact limb sums (:mod:`mdp.operators.limbs`), rounded to float once, in
+Volume and notional are exact limb sums (:mod:`mdp.operators.bars.limbs`), rounded to float once, in
 :func:`finish_bars`: bars are bit for bit the same whatever the frame cuts.
 
 Eligibility (off by default): a sale-condition rule may keep some trades out of open/close or high/low
@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from mdp.errors import MdpError
-from mdp.operators.limbs import limbs, narrow_limbs, narrow_limbs_fit, rounded
+from mdp.operators.bars.limbs import limbs, narrow_limbs, narrow_limbs_fit, rounded
 from mdp.records import BAR_SCHEMA
 from mdp.time.windows import event_order_key, in_event_order
 
@@ -231,7 +231,7 @@ def finish_bars(parts: pl.DataFrame, timeframe: str) -> pl.DataFrame:
 
 
 class TradeAggregation:
-    """OHLCV of trades (the :class:`~mdp.operators.keyed_windows.Aggregation` of the bar operators).
+    """OHLCV of trades (the :class:`~mdp.operators.bars.engine.Aggregation` of the bar operators).
 
     Args:
         eligibility: rows carry the hidden ``__oc_ok``/``__hl_ok`` flags of a sale-condition rule.

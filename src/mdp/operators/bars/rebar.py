@@ -31,7 +31,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.bars.lateness import LATE_PORT, LateParams, LateRows
 from mdp.records import BAR_SCHEMA, END_OF_TIME
 from mdp.runtime.operator import Context, Operator
 from mdp.runtime.snapshots import FieldState

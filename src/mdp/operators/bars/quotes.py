@@ -28,11 +28,11 @@ import polars as pl
 from pydantic import ConfigDict, Field, ValidationError
 
 from mdp.errors import ConfigError, MdpError
-from mdp.operators.keyed_windows import WindowEngine
-from mdp.operators.lateness import LATE_PORT, LateParams, LateRows
-from mdp.operators.limbs import from_limbs, limbs
-from mdp.operators.progress import WM, Progress
-from mdp.operators.quality import BarQuality, first_rows
+from mdp.operators.bars.engine import WindowEngine
+from mdp.operators.bars.lateness import LATE_PORT, LateParams, LateRows
+from mdp.operators.bars.limbs import from_limbs, limbs
+from mdp.operators.bars.progress import WM, Progress
+from mdp.operators.bars.quality import BarQuality, first_rows
 from mdp.records import END_OF_TIME
 from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState

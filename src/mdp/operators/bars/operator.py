@@ -5,18 +5,18 @@ One operator, every window kind (``window``):
 - ``tumbling`` (default): back-to-back ``timeframe`` windows from the epoch (plus ``origin``), or from
   each session's open of an exchange ``calendar`` (``"XNYS"``; ``1d`` = the session);
 - ``sliding``: ``timeframe`` windows every ``step`` (a trade counts in each window it lies in);
-- ``session``: per-symbol sessions ended by ``gap`` of quiet (see :mod:`mdp.operators.session`).
+- ``session``: per-symbol sessions ended by ``gap`` of quiet (see :mod:`mdp.operators.bars.session`).
 
-Each frame is aggregated vectorised into exact partial bars (:mod:`mdp.operators.aggregate`); a
+Each frame is aggregated vectorised into exact partial bars (:mod:`mdp.operators.bars.aggregate`); a
 window's bar is emitted once its watermark reaches its end. With one watermark for all keys, the
 on-time rows of plain trade frames (checked at once, so bad input still fails on its own frame) wait as
 they came until a watermark could close one of their windows or enough pile up, then are prepared in
 one go: a source cuts a small piece before every late row, and per-piece work would dominate.
-Late rows follow ``late_policy`` (:mod:`mdp.operators.lateness`): ``drop``, ``side_output`` (port
+Late rows follow ``late_policy`` (:mod:`mdp.operators.bars.lateness`): ``drop``, ``side_output`` (port
 ``late``) or ``revise`` (re-emit with ``revision + 1`` within ``allowed_lateness``; the forwarded
 watermark is held back by it so that bars of bars downstream take the revisions on time). With
 ``watermark: per_key`` each symbol is judged and closed by its own watermark
-(:mod:`mdp.operators.progress`). Bars carry a ``quality`` (:mod:`mdp.operators.quality`);
+(:mod:`mdp.operators.bars.progress`). Bars carry a ``quality`` (:mod:`mdp.operators.bars.quality`);
 ``fill_empty`` adds flat bars for empty intervals; ``Gap`` records in the stream mark outages.
 
 Example::
@@ -40,14 +40,14 @@ import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from mdp.errors import ConfigError
-from mdp.operators.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
-from mdp.operators.bars_config import BarsParams, Eligibility, LatePolicy, build_assigner
-from mdp.operators.keyed_windows import HOLD_ROWS, WindowEngine
-from mdp.operators.lateness import LATE_PORT, LateRows
-from mdp.operators.pending import PendingRows, plain_trades
-from mdp.operators.progress import WM, Progress
-from mdp.operators.quality import BarQuality, first_rows
-from mdp.operators.session import SessionEngine
+from mdp.operators.bars.aggregate import HL_OK, OC_OK, TradeAggregation, prepare
+from mdp.operators.bars.config import BarsParams, Eligibility, LatePolicy, build_assigner
+from mdp.operators.bars.engine import HOLD_ROWS, WindowEngine
+from mdp.operators.bars.lateness import LATE_PORT, LateRows
+from mdp.operators.bars.pending import PendingRows, plain_trades
+from mdp.operators.bars.progress import WM, Progress
+from mdp.operators.bars.quality import BarQuality, first_rows
+from mdp.operators.bars.session import SessionEngine
 from mdp.records import END_OF_TIME, Gap
 from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
@@ -239,7 +239,7 @@ class BarsOperator(FieldState, Operator):
             await self._emit(await self.advance(watermark, ctx), ctx)
 
     async def _feed_plain(self, frame: pl.DataFrame, watermark: int, ctx: Context | None) -> bool:
-        """Judge a frame of plain trades (:func:`~mdp.operators.pending.plain_trades`) and leave its on-time
+        """Judge a frame of plain trades (:func:`~mdp.operators.bars.pending.plain_trades`) and leave its on-time
         rows pending; False (nothing done) when its late rows need the full path: ``revise``, or late rows
         not leading it."""
         ts = frame.get_column("ts_event").to_numpy()
