@@ -150,7 +150,7 @@ def mdp_command() -> tuple[list[str] | None, str | None]:
     exe = Path(sys.executable).with_name("mdp")
     missing = [
         p
-        for p in ("cli.py", "operators/bars.py", "sources/replay.py", "stores/sink.py")
+        for p in ("cli.py", "operators/bars/operator.py", "sources/replay.py", "stores/sink.py")
         if not (REPO / "src" / "mdp" / p).exists()
     ]
     if missing:
