@@ -62,7 +62,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from mdp import __version__
+        from mdp._version import __version__
 
         print(f"mdp {__version__}")
         raise typer.Exit(EXIT_OK)

@@ -319,7 +319,7 @@ def _int(value: Any) -> int:
 
 
 def _version() -> str:
-    from mdp import __version__
+    from mdp._version import __version__
 
     return __version__
 

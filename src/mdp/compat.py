@@ -1,0 +1,39 @@
+"""The original ``market_data_pipeline`` names, for code written against its design notes.
+
+Each name here is the real object under its old name; the modern name, where there is one:
+
+- ``RuntimeOrchestrator`` / ``OrchestratorSettings``: the notes' orchestrator over ``UnifiedRuntime``;
+- ``UnifiedRuntimeState``: ``mdp.RuntimeState``; ``UnifiedRuntimeSettings``: ``mdp.JobConfig``;
+- ``map_async``, ``filter_async``, ``buffer_async``, ``tumbling_window``: the notes' channel functions
+  (modern code uses ``mdp.Map``, ``mdp.Filter``, ``mdp.Buffer`` and ``mdp.BarsOperator``);
+- ``Watermark`` here, as in the notes' ``orchestration.dag``, is a channel's fill thresholds
+  ``Watermark(high, low)`` = ``mdp.ChannelWatermark``; ``mdp.Watermark`` is the event-time marker.
+
+``mdp.dag`` is the notes' ``orchestration.dag`` namespace. ``docs/migration.md`` maps every old name.
+"""
+
+from mdp.app.unified import (
+    OrchestratorSettings,
+    RuntimeOrchestrator,
+    UnifiedRuntimeState,
+)
+from mdp.config import UnifiedRuntimeSettings
+from mdp.operators.channel_fns import (
+    buffer_async,
+    filter_async,
+    map_async,
+    tumbling_window,
+)
+from mdp.runtime.channel import Watermark
+
+__all__ = [
+    "OrchestratorSettings",
+    "RuntimeOrchestrator",
+    "UnifiedRuntimeSettings",
+    "UnifiedRuntimeState",
+    "Watermark",
+    "buffer_async",
+    "filter_async",
+    "map_async",
+    "tumbling_window",
+]
