@@ -1,0 +1,102 @@
+"""A/B: ``mdp run`` on W1 with this tree's code against another commit's, interleaved, whole processes.
+
+A regression check for refactors: both sides run the same job file on the same W1 Parquet file, one
+after the other, ``--repeat`` times; each run is timed from start to exit, and its own summary's
+"finished in" (the run phase) is read too. The other commit is checked out into a temporary git
+worktree and run with this venv's interpreter (``PYTHONPATH`` set to its ``src``).
+
+Run: ``.venv/bin/python benchmarks/ab_mdp.py --base 047cf00 [--repeat 7] [--rows 2000000] [--late]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+JOB = """\
+job: ab
+mode: dag
+dag:
+  nodes:
+    - id: trades
+      type: source.replay
+      params:
+        path: {trades}
+        columns: {{ts_event: ts_event, symbol: symbol, price: price, size: size}}
+        ts_unit: ns
+        max_out_of_orderness: 5s
+    - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
+    - id: store
+      type: sink.parquet
+      params: {{root: {out}, table: bars_1m, kind: bar, symbol_folders: false}}
+  edges: [[trades, bars], [bars, store]]
+"""
+
+
+def run_once(src: Path, job: Path, work: Path) -> tuple[float, float]:
+    """One ``mdp run`` with ``src`` first on the path: (whole process seconds, run phase seconds)."""
+    out = work / "out"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(src), "MDP_HOME": str(work / "home")}
+    mdp = Path(sys.executable).with_name("mdp")
+    start = time.perf_counter()
+    done = subprocess.run([str(mdp), "run", "--config", str(job)], env=env, capture_output=True, text=True)
+    whole = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"mdp run with {src} failed:\n{done.stderr}")
+    m = re.search(r"finished in ([0-9.]+)s", done.stdout + done.stderr)
+    return whole, float(m.group(1)) if m else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", required=True, help="the commit to compare with (e.g. origin/main, 047cf00)")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--late", action="store_true", help="the late-data file instead of the base file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mdp-ab-") as tmp:
+        work = Path(tmp)
+        base = work / "base"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(base), args.base], check=True)
+        try:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(base / "src"), str(REPO / "src")], check=True)
+            subprocess.run(
+                [sys.executable, "-m", "mdp.workloads", "--rows", str(args.rows), "--out", str(work)],
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+            )
+            trades = work / ("w1_late.parquet" if args.late else "w1.parquet")
+            job = work / "job.yaml"
+            job.write_text(JOB.format(trades=trades, out=work / "out"))
+            sides = {"base": base / "src", "this": REPO / "src"}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            for src in sides.values():  # warm-up, untimed
+                run_once(src, job, work)
+            for i in range(args.repeat):
+                for name, src in sides.items() if i % 2 == 0 else reversed(sides.items()):
+                    times[name].append(run_once(src, job, work))
+                    print(f"  rep {i + 1}/{args.repeat} {name}: {times[name][-1][0]:.2f} s", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
+    print(f"\nW1 {'late' if args.late else 'base'} file, {args.rows:,} trades, {args.repeat} interleaved runs, medians")
+    print(f"{'side':<6} {'whole s':>8} {'run s':>7} {'trades/s':>12}")
+    for name, runs in times.items():
+        whole = statistics.median(t for t, _ in runs)
+        phase = statistics.median(p for _, p in runs)
+        print(f"{name:<6} {whole:8.3f} {phase:7.3f} {args.rows / whole:12,.0f}")
+    ratio = statistics.median(t for t, _ in times["this"]) / statistics.median(t for t, _ in times["base"])
+    print(f"this / base, whole process: {ratio:.3f} ({(ratio - 1) * 100:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
