@@ -34,6 +34,13 @@ def test_the_cli_does_not_import_every_operator_and_store() -> None:
     assert "numpy" not in loaded  # only the operators that compute with it pull it in
 
 
+def test_a_bars_job_builds_without_loading_the_snapshot_codec() -> None:
+    """Operators import the snapshot module for its mixin; msgspec loads only when a state is encoded."""
+    loaded = _modules_after("from mdp.operators.bars import BarsOperator\nBarsOperator('1m')")
+    assert "mdp.runtime.snapshots" in loaded
+    assert "msgspec" not in loaded
+
+
 @pytest.mark.parametrize("namespace", [mdp, mdp.operators])
 def test_every_public_name_resolves(namespace: object) -> None:
     for name in namespace.__all__:  # type: ignore[attr-defined]

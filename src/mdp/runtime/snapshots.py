@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 from typing import Any, ClassVar, Final
 
-import msgspec
 import numpy as np
 import polars as pl
 
@@ -33,6 +32,8 @@ class SnapshotError(MdpError):
 
 def encode_state(state: Any) -> bytes:
     """Encode ``state`` (see the module docstring for what it may hold) as bytes."""
+    import msgspec  # only when a state is encoded: operators import this module for FieldState
+
     blobs: list[bytes] = []
     tree = _pack(state, blobs, "state")
     return msgspec.msgpack.encode({"format": FORMAT, "tree": tree, "blobs": blobs})
@@ -40,6 +41,8 @@ def encode_state(state: Any) -> bytes:
 
 def decode_state(data: bytes) -> Any:
     """Decode what :func:`encode_state` wrote."""
+    import msgspec
+
     try:
         doc = msgspec.msgpack.decode(data)
     except msgspec.DecodeError as exc:
