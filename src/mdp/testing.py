@@ -33,6 +33,7 @@ __all__ = [
     "run_with_restore",
     "settle",
     "until",
+    "wait_until",
     "arun_operator",
     "fire_timers",
     "run_graph",
@@ -344,6 +345,14 @@ async def until(condition: Callable[[], bool], *, turns: int = 100_000) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError(f"the condition did not hold after {turns} event-loop turns")
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, poll: float = 0.001) -> None:
+    """Wait until ``condition()`` holds when a worker thread (a reader, a store writer), not a task, makes
+    it true: poll every ``poll`` seconds; fail after ``timeout`` seconds instead of hanging."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - set by a worker thread: there is no event to await
+            await asyncio.sleep(poll)
 
 
 async def fire_timers(op: Operator, ctx: Context) -> int:

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import statistics
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +23,7 @@ from mdp.runtime.operator import Operator
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.sources.synthetic import SyntheticSource
 from mdp.stores import SqliteStore, StoreSink
+from mdp.testing import wait_until
 
 START = "2024-01-02T14:30:00Z"
 BATCH, FRAME, CAPACITY_ROWS = 500, 100, 1_000
@@ -53,12 +53,6 @@ class GatedStore(SqliteStore):
         self.gate.release()
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop and the worker threads run until ``condition`` holds (a bug fails the test's timeout)."""
-    while not condition():  # noqa: ASYNC110 - set by the store's worker thread: no event to await
-        await asyncio.sleep(0.001)
-
-
 async def test_a_slow_store_slows_the_source_to_its_pace_and_memory_stays_bounded(tmp_path: Path) -> None:
     clock = ManualClock(parse_time(START))
     store = GatedStore(tmp_path / "slow.sqlite")
@@ -75,7 +69,7 @@ async def test_a_slow_store_slows_the_source_to_its_pace_and_memory_stays_bounde
         run = asyncio.create_task(runtime.start())
         while not run.done():
             # time moves only while the store is at its gate, or idle while the source waits for its limit
-            await until(
+            await wait_until(
                 lambda: store.waiting or run.done() or (clock.sleepers > 0 and sink.stats()["backlog_rows"] == 0)
             )
             stats = runtime.statistics()

@@ -9,7 +9,6 @@ import asyncio
 import gzip
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import NO_WATERMARK, Context, Sink
 from mdp.runtime.runtime import DagRuntime, RunConfig
 from mdp.sources.replay import ReplayParams, ReplaySource
-from mdp.testing import ListSink, run_graph
+from mdp.testing import ListSink, run_graph, settle, wait_until
 
 T0 = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z
 MAPPING = {"ts_event": "ts_ns", "symbol": "{venue}:{sym}", "price": "px", "size": "qty"}
@@ -278,15 +277,15 @@ async def test_paced_replay_sends_rows_only_when_their_time_comes(tmp_path: Path
         )
     )
     rows = lambda: sum(f.height for f in sink.frames)  # noqa: E731
-    await wait_for(lambda: clock.sleepers == 1 and rows() == 2)
+    await wait_until(lambda: clock.sleepers == 1 and rows() == 2)
     await clock.advance(0.49)
-    await wait_for(lambda: clock.sleepers == 1)
+    await wait_until(lambda: clock.sleepers == 1)
     await settle()
     assert rows() == 2  # the row at 1 s is due at 0.5 s of wall time at speed 2
     await clock.advance(0.01)
-    await wait_for(lambda: rows() == 3 and clock.sleepers == 1)
+    await wait_until(lambda: rows() == 3 and clock.sleepers == 1)
     await clock.advance(0.99)
-    await wait_for(lambda: clock.sleepers == 1)
+    await wait_until(lambda: clock.sleepers == 1)
     await settle()
     assert rows() == 3
     await clock.advance(0.01)
@@ -305,7 +304,7 @@ async def test_a_paced_replay_stops_promptly_in_a_long_gap(tmp_path: Path) -> No
     dag.add_node(Node("sink", sink := ListSink())).add_edge("replay", "sink")
     runtime = DagRuntime(dag, RunConfig(clock=clock))
     task = asyncio.create_task(runtime.start())
-    await wait_for(lambda: clock.sleepers == 1)
+    await wait_until(lambda: clock.sleepers == 1)
     await runtime.stop()
     await clock.advance(0.1)  # one short sleep later the source sees the stop, an hour before the next row
     stats = await asyncio.wait_for(task, 5)
@@ -432,17 +431,6 @@ async def test_only_an_empty_field_is_missing_so_tickers_like_na_survive(tmp_pat
     assert dead.frame["reason"].to_list() == ["nan_price"]
 
 
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Let the graph (and its reader thread) run until ``condition`` holds; fail after 5 s."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 - set by a worker thread and the clock: no event to await
-            await asyncio.sleep(0.001)
-
-
-async def settle() -> None:
-    """A few loop turns, so messages already sent reach the sink."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 QUOTES = (

@@ -11,6 +11,7 @@ import pytest
 from mdp.clock import ManualClock
 from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
 from mdp.stores.retry import Retrier, RetryPolicy
+from mdp.testing import wait_until
 
 MS = 1_000_000
 
@@ -30,8 +31,7 @@ def failing(times: int, error: type[Exception] = TransientStoreError) -> Callabl
 
 
 async def sleeping(clock: ManualClock) -> None:
-    while not clock.sleepers:  # noqa: ASYNC110 - the call fails in a worker thread, then sleeps on the clock
-        await asyncio.sleep(0.001)
+    await wait_until(lambda: bool(clock.sleepers))  # the call fails in a worker thread, then sleeps on the clock
 
 
 def test_waits_double_from_the_base_delay_up_to_the_cap_and_jitter_only_shortens_them() -> None:

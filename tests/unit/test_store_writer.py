@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +16,7 @@ from mdp.errors import PermanentStoreError, TransientStoreError
 from mdp.runtime.operator import Context
 from mdp.stores import SqliteSink, SqliteStore, StoreSink
 from mdp.stores.samples import sample_bars
+from mdp.testing import wait_until
 
 MS = 1_000_000
 
@@ -49,12 +49,6 @@ class FlakyStore(SqliteStore):
             raise self.error(f"connection lost at attempt {self.attempts}")
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 - set by the writer's worker thread: no event to await
-            await asyncio.sleep(0.001)
-
-
 def bars(i: int) -> pl.DataFrame:
     return sample_bars(4, origin=i * 10**12)
 
@@ -70,9 +64,9 @@ async def test_the_sink_writes_one_batch_ahead_and_stops_reading_past_max_backlo
     ctx = Context("sink", {}, ManualClock())
     await sink.open(ctx)
     await sink.on_frame(bars(0), ctx)  # handed to the writer; the sink goes on reading
-    await until(lambda: store.arrived == 1)
+    await wait_until(lambda: store.arrived == 1)
     second = asyncio.create_task(sink.on_frame(bars(1), ctx))  # 8 rows behind: over the bound, so it waits
-    await until(lambda: sink.stats()["pressure"])
+    await wait_until(lambda: sink.stats()["pressure"])
     assert not second.done()
     assert sink.stats()["backlog_rows"] == 8
     store.gate.release()
@@ -90,7 +84,7 @@ async def test_max_backlog_rows_zero_waits_for_every_write(tmp_path: Path) -> No
     ctx = Context("sink", {}, ManualClock())
     await sink.open(ctx)
     first = asyncio.create_task(sink.on_frame(bars(0), ctx))
-    await until(lambda: store.arrived == 1)
+    await wait_until(lambda: store.arrived == 1)
     assert not first.done()
     store.gate.release()
     await first
@@ -105,12 +99,12 @@ async def test_a_write_slower_than_max_write_latency_stops_the_write_ahead(tmp_p
     ctx = Context("sink", {}, clock)
     await sink.open(ctx)
     await sink.on_frame(bars(0), ctx)
-    await until(lambda: store.arrived == 1)
+    await wait_until(lambda: store.arrived == 1)
     await clock.advance(0.06)  # the write in flight has taken 60 ms
     second = asyncio.create_task(sink.on_frame(bars(1), ctx))
-    await until(lambda: sink.stats()["pressure"])
+    await wait_until(lambda: sink.stats()["pressure"])
     store.gate.release()
-    await until(lambda: sink.batches == 1)
+    await wait_until(lambda: sink.batches == 1)
     assert sink.stats()["write_latency_last"] == 0.06
     assert not second.done()  # the last write was slow: no write-ahead, wait for this one too
     store.gate.release()
@@ -170,7 +164,7 @@ async def test_teardown_stops_a_writer_that_is_waiting_to_retry(tmp_path: Path) 
     ctx = Context("sink", {}, clock)
     await sink.open(ctx)
     await sink.on_frame(bars(0), ctx)
-    await until(lambda: sink.stats()["retrying"])
+    await wait_until(lambda: sink.stats()["retrying"])
     await sink.teardown(ctx)
     assert sink.stats()["retries"] == 1
     assert store._conn is None  # closed

@@ -6,7 +6,6 @@ How its spoiled rows are screened and routed is tested in test_validation.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -22,7 +21,7 @@ from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import RunConfig
 from mdp.sources.synthetic import BAD_KINDS, BLOCK_ROWS, FUTURE_SHIFT_NS, SyntheticParams, SyntheticSource
 from mdp.sources.validation import split_frame
-from mdp.testing import ListSink, run_graph
+from mdp.testing import ListSink, run_graph, settle, wait_until
 
 START = parse_time("2024-01-02T14:30:00Z")
 
@@ -153,10 +152,10 @@ async def test_paced_at_real_time_rows_are_sent_as_the_clock_reaches_them() -> N
         run(SyntheticSource(rate=10, duration="2s", speed=1.0, symbols=2), RunConfig(clock=clock), sink)
     )
     asleep = lambda: clock.sleepers == 1 or task.done()  # noqa: E731
-    await wait_for(asleep)
+    await wait_until(asleep)
     for step in range(1, 21):
         await clock.advance(0.1)
-        await wait_for(asleep)
+        await wait_until(asleep)
         await settle()
         now = step * 0.1
         # every row due by the end of the previous 10 ms slice has gone, and none due later than now
@@ -224,14 +223,3 @@ def test_from_params_reads_durations_once() -> None:
     assert source.total_rows == 20_000
 
 
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Let the graph (and its generator thread) run until ``condition`` holds; fail after 5 s."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 - set by a worker thread and the clock: no event to await
-            await asyncio.sleep(0.001)
-
-
-async def settle() -> None:
-    """A few loop turns, so messages already sent reach the sink."""
-    for _ in range(20):
-        await asyncio.sleep(0)
