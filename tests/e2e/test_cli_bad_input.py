@@ -11,24 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.binance import TRADES_FILE, trades_node
 from tests.e2e.test_cli import mdp
 
-TRADES = "binance_hftbacktest_trades.csv.gz"
 #: the shape of examples/bars_1m.yaml, with a dead-letter sink
 JOB = """\
 job: bad-input
 mode: dag
 dag:
   nodes:
-    - id: trades
-      type: source.replay
-      params:
-        path: {path}
-        columns: {{ts_event: trade_ts_ms, ts_recv: recv_ts_ns, symbol: "{{venue}}:{{symbol}}", price: price, size: qty}}
-        ts_unit: {unit}
-        ts_recv_unit: ns
-        max_out_of_orderness: 5s{extra}
-    - id: bars
+{trades}    - id: bars
       type: operator.bars
       params: {{timeframe: 1m}}
     - id: store
@@ -46,7 +38,7 @@ dag:
 
 def job(tmp_path: Path, path: str, *, unit: str = "ms", keep_rejects: bool = True, **params: object) -> str:
     extra = "".join(f"\n        {key}: {json.dumps(value)}" for key, value in params.items())
-    text = JOB.format(path=path, unit=unit, extra=extra)
+    text = JOB.format(trades=trades_node(path, unit=unit, extra=extra))
     if not keep_rejects:
         text = text.replace("    - id: rejects\n      type: sink.deadletter\n      params: {path: rejects.jsonl}\n", "")
         text = text.replace("    - [trades.deadletter, rejects]\n", "")
@@ -56,7 +48,7 @@ def job(tmp_path: Path, path: str, *, unit: str = "ms", keep_rejects: bool = Tru
 
 def lines(shared_data: Path, rows: int | None = None) -> list[bytes]:
     """The header and the first ``rows`` data lines of the real trade file."""
-    text = gzip.decompress((shared_data / TRADES).read_bytes()).rstrip(b"\n").split(b"\n")
+    text = gzip.decompress((shared_data / TRADES_FILE).read_bytes()).rstrip(b"\n").split(b"\n")
     return text if rows is None else text[: rows + 1]
 
 
@@ -101,7 +93,7 @@ def test_a_byte_that_is_not_utf8_dead_letters_its_row_and_names_the_column(
 def test_a_gzip_file_cut_off_mid_way_fails_naming_it_after_its_rows_bars_are_written(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    packed = (shared_data / TRADES).read_bytes()
+    packed = (shared_data / TRADES_FILE).read_bytes()
     (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
     # what a careful reader gets from the cut file: every complete line before the break
     readable = zlib.decompressobj(31).decompress(packed[: len(packed) // 2])
@@ -125,7 +117,7 @@ def test_a_gzip_file_cut_off_mid_way_fails_naming_it_after_its_rows_bars_are_wri
 def test_a_wrong_ts_unit_fails_the_job_naming_the_right_one_and_writes_no_1970_bars(
     tmp_path: Path, shared_data: Path, unit: str, looks: str
 ) -> None:
-    result = mdp("run", "--config", job(tmp_path, str(shared_data / TRADES), unit=unit), cwd=tmp_path)
+    result = mdp("run", "--config", job(tmp_path, str(shared_data / TRADES_FILE), unit=unit), cwd=tmp_path)
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "78,638 of the 78,638 rows read (100.0%) were bad, more than max_bad_share (50%) allows" in message
@@ -142,7 +134,7 @@ def test_a_wrong_ts_unit_fails_the_job_naming_the_right_one_and_writes_no_1970_b
 def test_with_the_share_allowed_a_wrong_unit_warns_with_the_same_count_as_the_summary(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    config = job(tmp_path, str(shared_data / TRADES), unit="s", keep_rejects=False, max_bad_share=None)
+    config = job(tmp_path, str(shared_data / TRADES_FILE), unit="s", keep_rejects=False, max_bad_share=None)
     result = mdp("run", "--config", config, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["bad_records"] == 78_638

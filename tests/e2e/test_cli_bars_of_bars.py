@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.binance import TRADES_FILE, trades_node
 from tests.e2e.test_cli import mdp
 
 pytestmark = pytest.mark.services
@@ -21,15 +22,7 @@ job: rebar
 mode: dag
 dag:
   nodes:
-    - id: trades
-      type: source.replay
-      params:
-        path: {path}
-        columns: {{ts_event: trade_ts_ms, ts_recv: recv_ts_ns, symbol: "{{venue}}:{{symbol}}", price: price, size: qty}}
-        ts_unit: ms
-        ts_recv_unit: ns
-        max_out_of_orderness: 5s
-    - id: bars
+{trades}    - id: bars
       type: operator.bars
       params: {{timeframe: 1m}}
 {middle}    - id: rebar
@@ -48,8 +41,8 @@ VIA = "    - [trades, bars]\n    - [bars, keep]\n    - [keep, rebar]\n"
 
 
 def write_job(folder: Path, data: Path, timeframe: str, middle: str = "", edges: str = DIRECT) -> str:
-    path = data / "binance_hftbacktest_trades.csv.gz"
-    (folder / "job.yaml").write_text(JOB.format(path=path, timeframe=timeframe, middle=middle, edges=edges))
+    trades = trades_node(data / TRADES_FILE)
+    (folder / "job.yaml").write_text(JOB.format(trades=trades, timeframe=timeframe, middle=middle, edges=edges))
     return "job.yaml"
 
 

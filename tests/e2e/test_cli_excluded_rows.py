@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.binance import TRADES_FILE, trades_node
 from tests.e2e.test_cli import mdp
 
 pytestmark = pytest.mark.services
@@ -21,15 +22,7 @@ job: outside
 mode: dag
 dag:
   nodes:
-    - id: trades
-      type: source.replay
-      params:
-        path: {path}
-        columns: {{ts_event: trade_ts_ms, ts_recv: recv_ts_ns, symbol: "{{venue}}:{{symbol}}", price: price, size: qty}}
-        ts_unit: ms
-        ts_recv_unit: ns
-        max_out_of_orderness: 5s
-    - id: bars
+{trades}    - id: bars
       type: operator.bars
       params: {{timeframe: 1h, calendar: XNYS}}
     - id: store
@@ -42,7 +35,7 @@ dag:
 
 
 def test_trades_outside_the_sessions_are_counted_in_the_summary(tmp_path: Path, shared_data: Path) -> None:
-    (tmp_path / "job.yaml").write_text(JOB.format(path=shared_data / "binance_hftbacktest_trades.csv.gz"))
+    (tmp_path / "job.yaml").write_text(JOB.format(trades=trades_node(shared_data / TRADES_FILE)))
     result = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
