@@ -1,0 +1,1 @@
+"""The web dashboard: a Starlette app over the job registry (``mdp dashboard``)."""
