@@ -16,8 +16,7 @@
 - ``cli.md``: the click command behind ``mdp`` (``typer.main.get_command``), read through click's
   introspection rather than ``--help``, whose layout depends on the terminal.
 
-A model field without a ``description`` takes it from :data:`FIELD_NOTES` (or, for the ``runtime``
-section, from the ``Args`` of :class:`~mdp.runtime.runtime.RunConfig`); a field described nowhere
+A model field without a ``description`` takes it from :data:`FIELD_NOTES`; a field described nowhere
 stops the generator, so a new key cannot reach the docs undocumented.
 """
 
@@ -42,7 +41,6 @@ from pydantic.fields import FieldInfo
 from mdp.config import loading, model
 from mdp.config.registry import ComponentEntry, ComponentRegistry, builtin_registry
 from mdp.errors import MdpError
-from mdp.runtime.runtime import RunConfig
 
 #: the file the generated pages live in, relative to the repository root
 DOCS_DIR = Path("docs")
@@ -69,10 +67,6 @@ FIELD_NOTES: dict[str, str] = {
     "EdgeSpec.port": "the upstream node's output port (`out`, or one the component declares, such as "
     "`deadletter` or `late`)",
     "EdgeSpec.capacity": "messages this edge's channel holds; none: `runtime.channel_capacity`",
-    "RuntimeSpec.high_watermark_pct": "fill fraction of a channel at which it counts as high: once per "
-    "crossing, the sources upstream of it are told to slow down (and `RunConfig.on_high` is called)",
-    "RuntimeSpec.low_watermark_pct": "fill fraction at which a high channel counts as low again, and the "
-    "sources may speed up (`RunConfig.on_low`); must be below `high_watermark_pct`",
     "ClassicSpec.source": "the source component (its `type` must be a source)",
     "ClassicSpec.operators": "operators applied in order (each `type` must be an operator)",
     "ClassicSpec.batcher": "an optional last operator before the sink, typically `operator.buffer`",
@@ -150,34 +144,6 @@ def header(title: str, sources: str) -> list[str]:
         f"*Generated from {sources} by `{REGENERATE}`.*",
         "",
     ]
-
-
-def google_args(doc: str | None) -> dict[str, str]:
-    """The ``Args:`` entries of a Google-style docstring; ``a / b: text`` documents both ``a`` and ``b``."""
-    result: dict[str, str] = {}
-    if not doc:
-        return result
-    lines = inspect.cleandoc(doc).splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
-    except StopIteration:
-        return result
-    names: list[str] = []
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if indent == 0:
-            break
-        m = re.match(r"^\s{4}([\w ,/]+?):\s+(.*)$", line)
-        if m and indent == 4:
-            names = [n.strip() for n in re.split(r"[/,]", m.group(1)) if n.strip()]
-            for n in names:
-                result[n] = m.group(2).strip()
-        elif names:
-            for n in names:
-                result[n] += " " + line.strip()
-    return {k: rst_to_md(v) for k, v in result.items()}
 
 
 # -- configuration.md ------------------------------------------------------------------------------------
@@ -271,8 +237,6 @@ def field_description(cls: type[BaseModel], name: str, field: FieldInfo) -> str:
     if field.description:
         return field.description
     note = FIELD_NOTES.get(f"{cls.__name__}.{name}")
-    if note is None and cls is model.RuntimeSpec:
-        note = google_args(RunConfig.__doc__).get(name)
     if note is None:
         raise DocgenError(
             f"{cls.__name__}.{name} has no description: give the field description=... in {cls.__module__} "

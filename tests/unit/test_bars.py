@@ -303,7 +303,6 @@ def test_params_build_the_operator() -> None:
     params = BarsParams.model_validate({"timeframe": "5m", "origin": "1m"})
     op = BarsOperator.from_params(params)
     assert (op.timeframe, op.windows.size, op.windows.origin) == ("5m", 5 * M, M)
-    assert BarsOperator.component_id == "operator.bars"
     assert BarsOperator(timeframe="60s").timeframe == "1m"
 
 

@@ -156,7 +156,6 @@ def test_params_reject_unknown_keys_and_bad_table_names() -> None:
         DeadLetterParams.model_validate({"path": "x.jsonl", "tabel": "t"})
     params = DeadLetterParams(path="x.sqlite", table="rejects")
     assert DeadLetterSink.from_params(params).params == params
-    assert DeadLetterSink.component_id == "sink.deadletter"
 
 
 async def test_a_source_deadletter_port_feeds_the_sink_while_good_rows_flow_on(tmp_path: Path) -> None:

@@ -84,6 +84,10 @@ def test_every_builtin_id_is_registered_with_its_kind() -> None:
     for entry in registry:
         assert entry.id.split(".")[0] == entry.kind
         assert entry.description
+        cls = entry.load()  # the one list of built-in ids: each names a class with a strict, described Params
+        if cls.Params is not None:  # sink.discard takes no params
+            assert cls.Params.model_config.get("extra") == "forbid", entry.id
+            assert all(f.description for f in cls.Params.model_fields.values()), entry.id
 
 
 def test_builtin_entries_import_nothing_until_used() -> None:

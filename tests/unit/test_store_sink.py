@@ -14,7 +14,7 @@ from mdp.records import END_OF_TIME, Bar, Watermark, from_frame
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context
 from mdp.runtime.runtime import RunConfig
-from mdp.stores import COMPONENTS, ParquetSink, SqliteSink, SqliteStore, StoreSink
+from mdp.stores import ParquetSink, SqliteSink, SqliteStore, StoreSink
 from mdp.stores.samples import sample_bars, sample_trades
 from mdp.testing import ListSource, run_graph
 
@@ -126,14 +126,6 @@ def test_sink_params_reject_unknown_keys_and_parse_durations(tmp_path: Path) -> 
         SqliteSink.Params(path="x", batchrows=5)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         SqliteSink.Params(batch_rows=0)
-
-
-def test_every_sink_and_source_has_a_component_id_and_params() -> None:
-    for cid, cls in COMPONENTS.items():
-        assert getattr(cls, "component_id", None) == cid
-        assert cls.Params is not None
-        assert cls.Params.model_config.get("extra") == "forbid"
-        assert all(f.description for f in cls.Params.model_fields.values())
 
 
 async def test_the_parquet_sink_captures_trades_by_default(tmp_path: Path) -> None:

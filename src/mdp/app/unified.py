@@ -25,10 +25,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
-from pydantic import Field
-
 from mdp.config.builder import build_dag, preflight
-from mdp.config.model import JobConfig, RuntimeMode, RuntimeSpec, StrictModel, UnifiedRuntimeSettings
+from mdp.config.model import JobConfig, RuntimeMode, RuntimeSpec, UnifiedRuntimeSettings
 from mdp.config.registry import ComponentRegistry
 from mdp.errors import MdpError
 from mdp.runtime.graph import Dag
@@ -227,15 +225,10 @@ class UnifiedRuntime:
             await self.stop()
 
 
-class OrchestratorSettings(StrictModel):
+class OrchestratorSettings(RuntimeSpec):
     """The seed's flat settings: a mode and the channel sizes, for running hand-built graphs."""
 
     mode: RuntimeMode = RuntimeMode.dag
-    channel_capacity: int = Field(default=2048, ge=1)
-    channel_capacity_rows: int | None = Field(default=262_144, ge=1)
-    high_watermark_pct: float = Field(default=0.75, gt=0, le=1)
-    low_watermark_pct: float = Field(default=0.25, ge=0, lt=1)
-    max_concurrency: int | None = Field(default=None, ge=1)
 
     def to_job_config(self) -> JobConfig:
         """The equivalent ``JobConfig`` (no sections: use ``run_dag``)."""

@@ -1,1 +1,1 @@
-"""Message-bus sources and sinks (NATS JetStream, Redis Streams, RabbitMQ streams): frames on a wire, offsets to resume."""
+"""Message-bus sources and sinks (NATS JetStream, Redis Streams, RabbitMQ): frames on a wire, offsets to resume."""

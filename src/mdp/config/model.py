@@ -30,12 +30,12 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mdp.errors import ConfigError
-from mdp.runtime.runtime import RunConfig
+from mdp.runtime.runtime import ChannelSettings, RunConfig
 
 #: node ids and job names: safe in dotted key paths (``dag.nodes.trades.params.path``) and in file names
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -131,23 +131,8 @@ class ClassicSpec(StrictModel):
     sink: ComponentSpec
 
 
-class RuntimeSpec(StrictModel):
-    """The ``runtime:`` section: how channels are sized (the fields of :class:`RunConfig`)."""
-
-    channel_capacity: int = Field(default=2048, ge=1)
-    channel_capacity_rows: int | None = Field(default=262_144, ge=1)
-    high_watermark_pct: float = Field(default=0.75, gt=0, le=1)
-    low_watermark_pct: float = Field(default=0.25, ge=0, lt=1)
-    max_concurrency: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _marks_ordered(self) -> Self:
-        if self.low_watermark_pct >= self.high_watermark_pct:
-            raise ValueError(
-                f"low_watermark_pct ({self.low_watermark_pct}) must be below "
-                f"high_watermark_pct ({self.high_watermark_pct})"
-            )
-        return self
+class RuntimeSpec(ChannelSettings):
+    """The ``runtime:`` section: how channels are sized (the runtime's :class:`ChannelSettings`)."""
 
     def to_run_config(self) -> RunConfig:
         """The runtime's ``RunConfig`` with these sizes."""

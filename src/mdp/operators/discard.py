@@ -19,7 +19,6 @@ from mdp.runtime.operator import Context, Sink
 class Discard(Sink):
     """Drop every record that arrives, counting the rows and frames."""
 
-    component_id: ClassVar[str] = "sink.discard"
     Params: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self) -> None:

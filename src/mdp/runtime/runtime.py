@@ -16,7 +16,9 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, model_validator
 
 from mdp.clock import DEFAULT_CLOCK, Clock
 from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, InputError, MdpError, NodeError
@@ -31,42 +33,60 @@ NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]
 EdgeCallback = Callable[[str], Any]
 
 
-@dataclass
-class RunConfig:
-    """How a graph runs.
+class ChannelSettings(BaseModel):
+    """How a graph's channels are sized and when they count as full: the job file's ``runtime:`` section,
+    and the base of :class:`RunConfig` (declared once, here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel_capacity: int = Field(default=2048, ge=1, description="messages per edge channel")
+    channel_capacity_rows: int | None = Field(
+        default=262_144, ge=1, description="frame rows per edge channel (bounds memory); null: no row bound"
+    )
+    high_watermark_pct: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="fill fraction of a channel at which it counts as high: once per crossing, the sources "
+        "upstream of it are told to slow down (and `RunConfig.on_high` is called)",
+    )
+    low_watermark_pct: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="fill fraction at which a high channel counts as low again, and the sources may speed up "
+        "(`RunConfig.on_low`); must be below `high_watermark_pct`",
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="most node tasks one runtime may start; a larger graph is rejected"
+    )
+
+    @model_validator(mode="after")
+    def _marks_ordered(self) -> Self:
+        if self.low_watermark_pct >= self.high_watermark_pct:
+            raise ValueError(
+                f"low_watermark_pct ({self.low_watermark_pct}) must be below "
+                f"high_watermark_pct ({self.high_watermark_pct})"
+            )
+        return self
+
+
+class RunConfig(ChannelSettings):
+    """How a graph runs: the channel settings plus what only Python callers give.
 
     Args:
-        channel_capacity: messages per edge channel.
-        high_watermark_pct / low_watermark_pct: channel fill fractions at which ``on_high`` / ``on_low``
-            fire (once per crossing).
-        channel_capacity_rows: frame rows per edge channel (bounds memory on the frame path); None
-            disables the row bound.
-        max_concurrency: most node tasks one runtime may start (None: no limit); a larger graph is
-            rejected before it starts.
         max_input_skew: how far (event-time ns) one input of a multi-input node may run ahead of the
             slowest before its reader pauses; None disables the alignment.
         on_high / on_low: called with the edge name (``"src->dst"``) when that channel crosses a mark.
         clock: processing-time clock given to operators (tests pass a ``ManualClock``).
     """
 
-    channel_capacity: int = 2048
-    high_watermark_pct: float = 0.75
-    low_watermark_pct: float = 0.25
-    channel_capacity_rows: int | None = 262_144
-    max_concurrency: int | None = None
-    max_input_skew: int | None = 0
-    on_high: EdgeCallback | None = None
-    on_low: EdgeCallback | None = None
-    clock: Clock = field(default=DEFAULT_CLOCK)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    def __post_init__(self) -> None:
-        if self.channel_capacity < 1:
-            raise MdpError(f"channel_capacity must be at least 1, got {self.channel_capacity}")
-        if not 0 <= self.low_watermark_pct < self.high_watermark_pct <= 1:
-            raise MdpError(
-                "watermarks need 0 <= low_watermark_pct < high_watermark_pct <= 1, got "
-                f"low={self.low_watermark_pct} high={self.high_watermark_pct}"
-            )
+    max_input_skew: int | None = 0
+    on_high: SkipValidation[EdgeCallback | None] = None
+    on_low: SkipValidation[EdgeCallback | None] = None
+    clock: SkipValidation[Clock] = DEFAULT_CLOCK
 
 
 @dataclass

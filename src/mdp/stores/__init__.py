@@ -18,7 +18,7 @@ The DuckDB and PostgreSQL drivers are imported only when those backends are used
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from mdp.stores.base import DEFAULT_TABLES, KEYS, KINDS, VERSION, ReadFilter, Store, dedupe, prepare
 from mdp.stores.parquet import ParquetStore
@@ -29,19 +29,8 @@ from mdp.stores.source import StoreSource
 from mdp.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from mdp.runtime.operator import Operator
     from mdp.stores.duckdb import DuckdbStore
     from mdp.stores.postgres import PostgresStore
-
-#: component id -> class, for the config registry
-COMPONENTS: Final[dict[str, type[Operator]]] = {
-    "sink.sqlite": SqliteSink,
-    "sink.duckdb": DuckdbSink,
-    "sink.postgres": PostgresSink,
-    "sink.parquet": ParquetSink,
-    "source.store": StoreSource,
-}
-
 
 def __getattr__(name: str) -> Any:
     if name in ("DuckdbStore", "PostgresStore"):
@@ -51,7 +40,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BACKENDS",
-    "COMPONENTS",
     "DEFAULT_TABLES",
     "KEYS",
     "KINDS",

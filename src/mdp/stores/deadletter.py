@@ -94,7 +94,6 @@ class DeadLetterSink(Sink):
             holds other columns.
     """
 
-    component_id: ClassVar[str] = "sink.deadletter"
     Params: ClassVar[type[BaseModel] | None] = DeadLetterParams
 
     def __init__(

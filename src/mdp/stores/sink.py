@@ -28,12 +28,12 @@ committed write with its latency and rows (the metrics' histogram hooks in there
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, TypedDict, Unpack
+from typing import Any, ClassVar, Self
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from mdp.durations import DurationNs, parse_duration
+from mdp.durations import DurationNs
 from mdp.errors import MdpError
 from mdp.records import Bar, Quote, QuoteBar, RecordKind, Trade, to_frame
 from mdp.runtime.operator import Context, Sink
@@ -48,21 +48,42 @@ _DataFrame = pl.DataFrame
 DEFAULT_MAX_WRITE_LATENCY = 1_000_000_000
 
 
-class WriteOptions(TypedDict, total=False):
-    """The batching, backpressure and retry options every store sink takes (see ``SinkParams``)."""
+class WriteSettings(BaseModel):
+    """The batching, backpressure and retry settings every store sink takes (declared once, here)."""
 
-    batch_rows: int
-    max_delay: str | int
-    max_backlog_rows: int | None
-    max_write_latency: str | int | None
-    retries: int
-    max_retry_time: str | int
-    retry_base_delay: str | int
-    retry_max_delay: str | int
+    model_config = ConfigDict(extra="forbid")
+
+    batch_rows: int = Field(default=50_000, ge=1, description="write as soon as this many rows are held")
+    max_delay: DurationNs = Field(
+        default=1_000_000_000, description="at a watermark, write if the oldest held row waited this long ('1s')"
+    )
+    max_backlog_rows: int | None = Field(
+        default=None,
+        ge=0,
+        description="rows written behind the sink before it stops reading its channel (default: batch_rows; "
+        "0: wait for every write)",
+    )
+    max_write_latency: DurationNs | None = Field(
+        default=DEFAULT_MAX_WRITE_LATENCY,
+        description="a write slower than this ('1s') stops the write-ahead until the store keeps up; null: never",
+    )
+    retries: int = Field(default=DEFAULT_RETRIES, ge=0, description="retries of a write that failed transiently")
+    max_retry_time: DurationNs = Field(
+        default=DEFAULT_MAX_RETRY_TIME, description="no retry starts this long after the first failure ('60s')"
+    )
+    retry_base_delay: DurationNs = Field(
+        default=DEFAULT_BASE_DELAY, description="wait before the first retry, doubled each retry, jittered ('100ms')"
+    )
+    retry_max_delay: DurationNs = Field(default=DEFAULT_MAX_DELAY, description="longest wait between retries ('5s')")
 
 
-def _ns(value: str | int) -> int:
-    return parse_duration(value) if isinstance(value, str) else int(value)
+class SinkParams(WriteSettings):
+    """What every store sink is configured with: the record kind, its table and the write settings."""
+
+    kind: RecordKind = Field(default="bar", description="record kind arriving: bar, trade, quote or quote_bar")
+    table: str | None = Field(
+        default=None, description="table name (default by kind: bars, trades, quotes, quote_bars)"
+    )
 
 
 class StoreSink(Sink):
@@ -79,33 +100,23 @@ class StoreSink(Sink):
         retries / max_retry_time / retry_base_delay / retry_max_delay: see :class:`RetryPolicy`.
     """
 
-    def __init__(self, store: Store, *, kind: str = "bar", **options: Unpack[WriteOptions]) -> None:
-        batch_rows = options.get("batch_rows", 50_000)
-        if batch_rows < 1:
-            raise MdpError(f"batch_rows must be at least 1, got {batch_rows}")
-        backlog = options.get("max_backlog_rows")
-        backlog = batch_rows if backlog is None else backlog
-        if backlog < 0:
-            raise MdpError(f"max_backlog_rows must be 0 or more, got {backlog}")
-        latency = options.get("max_write_latency", DEFAULT_MAX_WRITE_LATENCY)
+    def __init__(self, store: Store, *, kind: str = "bar", **settings: Any) -> None:
+        self._start(store, kind, WriteSettings(**settings))
+
+    def _start(self, store: Store, kind: str, settings: WriteSettings) -> None:
+        """Set the sink up on ``store`` (what ``__init__`` and the configured sinks share)."""
+        backlog = settings.batch_rows if settings.max_backlog_rows is None else settings.max_backlog_rows
         retry = RetryPolicy(
-            options.get("retries", DEFAULT_RETRIES),
-            _ns(options.get("max_retry_time", DEFAULT_MAX_RETRY_TIME)),
-            _ns(options.get("retry_base_delay", DEFAULT_BASE_DELAY)),
-            _ns(options.get("retry_max_delay", DEFAULT_MAX_DELAY)),
+            settings.retries, settings.max_retry_time, settings.retry_base_delay, settings.retry_max_delay
         )
         self.store = store
         self.kind: RecordKind = check_kind(kind)
         # graph validation reads input_kind; it is per instance here (the ClassVar is the default)
         setattr(self, "input_kind", self.kind)  # noqa: B010
-        self.batch_rows = batch_rows
-        self.max_delay_ns = _ns(options.get("max_delay", "1s"))
+        self.batch_rows = settings.batch_rows
+        self.max_delay_ns = settings.max_delay
         self.writer = BatchWriter(
-            store,
-            self.kind,
-            retry=retry,
-            max_backlog_rows=backlog,
-            max_write_latency=None if latency is None else _ns(latency),
+            store, self.kind, retry=retry, max_backlog_rows=backlog, max_write_latency=settings.max_write_latency
         )
         self._held: list[pl.DataFrame] = []
         self._held_rows = 0
@@ -213,92 +224,58 @@ class StoreSink(Sink):
         }
 
 
-class SinkParams(BaseModel):
-    """What every store sink is configured with."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: RecordKind = Field(default="bar", description="record kind arriving: bar, trade, quote or quote_bar")
-    table: str | None = Field(
-        default=None, description="table name (default by kind: bars, trades, quotes, quote_bars)"
-    )
-    batch_rows: int = Field(default=50_000, ge=1, description="write as soon as this many rows are held")
-    max_delay: DurationNs = Field(
-        default=1_000_000_000, description="at a watermark, write if the oldest held row waited this long ('1s')"
-    )
-    max_backlog_rows: int | None = Field(
-        default=None,
-        ge=0,
-        description="rows written behind the sink before it stops reading its channel (default: batch_rows; "
-        "0: wait for every write)",
-    )
-    max_write_latency: DurationNs | None = Field(
-        default=DEFAULT_MAX_WRITE_LATENCY,
-        description="a write slower than this ('1s') stops the write-ahead until the store keeps up; null: never",
-    )
-    retries: int = Field(default=DEFAULT_RETRIES, ge=0, description="retries of a write that failed transiently")
-    max_retry_time: DurationNs = Field(
-        default=DEFAULT_MAX_RETRY_TIME, description="no retry starts this long after the first failure ('60s')"
-    )
-    retry_base_delay: DurationNs = Field(
-        default=DEFAULT_BASE_DELAY, description="wait before the first retry, doubled each retry, jittered ('100ms')"
-    )
-    retry_max_delay: DurationNs = Field(default=DEFAULT_MAX_DELAY, description="longest wait between retries ('5s')")
-
-
 def _tables(kind: str, table: str | None, default: str | None = None) -> dict[str, str]:
     k = check_kind(kind)
     return {k: table or default or DEFAULT_TABLES[k]}
 
 
-class SqliteSink(StoreSink):
-    """Write to a SQLite file in WAL mode (component ``sink.sqlite``); other processes can read meanwhile."""
+class ConfiguredSink(StoreSink):
+    """A store sink built from its ``Params`` alone: keyword arguments in Python, ``params`` in a config."""
 
-    component_id: ClassVar[str] = "sink.sqlite"
+    Params: ClassVar[type[SinkParams]] = SinkParams
+
+    def __init__(self, **params: Any) -> None:
+        self._configure(self.Params(**params))
+
+    @classmethod
+    def from_params(cls, params: BaseModel) -> Self:
+        sink = cls.__new__(cls)
+        sink._configure(cls.Params.model_validate(params))
+        return sink
+
+    def _configure(self, params: SinkParams) -> None:
+        self._start(self.store_for(params), params.kind, params)
+
+    def store_for(self, params: Any) -> Store:
+        """The unopened store these params name."""
+        raise NotImplementedError
+
+
+class SqliteSink(ConfiguredSink):
+    """Write to a SQLite file in WAL mode (component ``sink.sqlite``); other processes can read meanwhile."""
 
     class Params(SinkParams):
         path: str = Field(default="mdp.sqlite", description="the SQLite database file (created if missing)")
         busy_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for another writer's lock")
 
-    def __init__(
-        self,
-        *,
-        path: str = "mdp.sqlite",
-        kind: str = "bar",
-        table: str | None = None,
-        busy_timeout: float = 5.0,
-        **options: Unpack[WriteOptions],
-    ) -> None:
-        store = SqliteStore(path, tables=_tables(kind, table), busy_timeout=busy_timeout)
-        super().__init__(store, kind=kind, **options)
+    def store_for(self, params: Params) -> Store:
+        return SqliteStore(params.path, tables=_tables(params.kind, params.table), busy_timeout=params.busy_timeout)
 
 
-class DuckdbSink(StoreSink):
+class DuckdbSink(ConfiguredSink):
     """Write to a DuckDB file (component ``sink.duckdb``); it locks the file against every other process."""
-
-    component_id: ClassVar[str] = "sink.duckdb"
 
     class Params(SinkParams):
         path: str = Field(default="mdp.duckdb", description="the DuckDB database file (created if missing)")
 
-    def __init__(
-        self,
-        *,
-        path: str = "mdp.duckdb",
-        kind: str = "bar",
-        table: str | None = None,
-        **options: Unpack[WriteOptions],
-    ) -> None:
+    def store_for(self, params: Params) -> Store:
         from mdp.stores.duckdb import DuckdbStore  # the driver is imported only when used
 
-        store = DuckdbStore(path, tables=_tables(kind, table))
-        super().__init__(store, kind=kind, **options)
+        return DuckdbStore(params.path, tables=_tables(params.kind, params.table))
 
 
-class PostgresSink(StoreSink):
+class PostgresSink(ConfiguredSink):
     """Write to PostgreSQL (component ``sink.postgres``), a TimescaleDB hypertable when available."""
-
-    component_id: ClassVar[str] = "sink.postgres"
 
     class Params(SinkParams):
         dsn: str | None = Field(default=None, description="libpq DSN or URL; default: the env MDP_POSTGRES_DSN")
@@ -307,30 +284,22 @@ class PostgresSink(StoreSink):
             default="mdp", description="connection name shown in pg_stat_activity (a dsn that sets one wins)"
         )
 
-    def __init__(
-        self,
-        *,
-        dsn: str | None = None,
-        kind: str = "bar",
-        table: str | None = None,
-        hypertable: bool = True,
-        application_name: str = "mdp",
-        **options: Unpack[WriteOptions],
-    ) -> None:
+    def store_for(self, params: Params) -> Store:
         from mdp.stores.postgres import PostgresStore  # the driver is imported only when used
 
-        tables = _tables(kind, table)
-        store = PostgresStore(dsn, tables=tables, hypertable=hypertable, application_name=application_name)
-        super().__init__(store, kind=kind, **options)
+        return PostgresStore(
+            params.dsn,
+            tables=_tables(params.kind, params.table),
+            hypertable=params.hypertable,
+            application_name=params.application_name,
+        )
 
 
-class ParquetSink(StoreSink):
+class ParquetSink(ConfiguredSink):
     """Capture to Parquet files under ``root``, by date and symbol (component ``sink.parquet``).
 
     ``table`` is the folder of the kind under ``root`` (default ``kind=<kind>``).
     """
-
-    component_id: ClassVar[str] = "sink.parquet"
 
     class Params(SinkParams):
         root: str = Field(default="capture", description="folder holding kind=<kind>/date=<day>/symbol=<sym>/ parts")
@@ -342,14 +311,6 @@ class ParquetSink(StoreSink):
             description="one folder per symbol under each date; false: one file per date and batch (many symbols)",
         )
 
-    def __init__(
-        self,
-        *,
-        root: str = "capture",
-        kind: str = "trade",
-        table: str | None = None,
-        symbol_folders: bool = True,
-        **options: Unpack[WriteOptions],
-    ) -> None:
-        store = ParquetStore(root, tables=_tables(kind, table, f"kind={kind}"), symbol_folders=symbol_folders)
-        super().__init__(store, kind=kind, **options)
+    def store_for(self, params: Params) -> Store:
+        tables = _tables(params.kind, params.table, f"kind={params.kind}")
+        return ParquetStore(params.root, tables=tables, symbol_folders=params.symbol_folders)

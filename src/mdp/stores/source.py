@@ -15,7 +15,7 @@ Example config::
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,7 +52,6 @@ class StoreSource(Source):
         max_out_of_orderness: watermark bound in ns (or ``"5s"``); 0 suits rows read back in order.
     """
 
-    component_id: ClassVar[str] = "source.store"
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

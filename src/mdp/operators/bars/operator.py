@@ -69,7 +69,6 @@ class BarsOperator(FieldState, Operator):
     """
 
     Params: ClassVar[type[BaseModel] | None] = BarsParams
-    component_id: ClassVar[str] = "operator.bars"
     input_kind: ClassVar[str | None] = "trade"
     output_kind: ClassVar[str | None] = "bar"
     outputs: Sequence[str] = ("out", LATE_PORT)

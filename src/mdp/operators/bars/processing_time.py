@@ -44,7 +44,6 @@ class ProcessingTimeBars(Operator):
     """
 
     Params: ClassVar[type[BaseModel] | None] = ProcessingTimeParams
-    component_id: ClassVar[str] = "operator.processing_time_bars"
     input_kind: ClassVar[str | None] = "trade"
     output_kind: ClassVar[str | None] = "bar"
 

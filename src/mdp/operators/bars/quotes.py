@@ -137,7 +137,6 @@ class QuoteBars(FieldState, Operator):
     """Quote bars per symbol and window. Keyword arguments: the fields of :class:`QuoteBarsParams`."""
 
     Params: ClassVar[type[QuoteBarsParams]] = QuoteBarsParams  # type: ignore[misc]
-    component_id: ClassVar[str] = "operator.quote_bars"
     input_kind: ClassVar[str | None] = "quote"
     output_kind: ClassVar[str | None] = "quote_bar"
     outputs: Sequence[str] = ("out", LATE_PORT)

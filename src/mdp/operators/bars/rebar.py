@@ -63,7 +63,6 @@ class Rebar(FieldState, Operator):
     """Aggregate bar frames into longer bars on aligned boundaries. Keyword arguments: :class:`RebarParams`."""
 
     Params: ClassVar[type[BaseModel] | None] = RebarParams
-    component_id: ClassVar[str] = "operator.bars_of_bars"
     input_kind: ClassVar[str | None] = "bar"
     output_kind: ClassVar[str | None] = "bar"
     outputs: Sequence[str] = ("out", LATE_PORT)

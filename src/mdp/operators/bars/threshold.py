@@ -98,7 +98,6 @@ class ThresholdBars(FieldState, Operator):
     """Tick, volume or dollar bars per symbol. Keyword arguments: the fields of :class:`ThresholdParams`."""
 
     Params: ClassVar[type[ThresholdParams]] = ThresholdParams  # type: ignore[misc]
-    component_id: ClassVar[str] = "operator.threshold_bars"
     input_kind: ClassVar[str | None] = "trade"
     output_kind: ClassVar[str | None] = "bar"
     outputs: Sequence[str] = ("out", LATE_PORT)

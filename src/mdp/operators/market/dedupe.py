@@ -31,7 +31,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -133,7 +133,6 @@ class Dedupe(Operator):
     """
 
     Params = DedupeParams
-    component_id: ClassVar[str] = "operator.dedupe"
     outputs = ("out", "expired")
 
     def __init__(

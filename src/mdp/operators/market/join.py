@@ -32,7 +32,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -120,7 +120,6 @@ class AsofJoin(_TwoInputs):
     """
 
     Params = AsofJoinParams
-    component_id: ClassVar[str] = "operator.asof_join"
 
     def __init__(
         self,
@@ -298,7 +297,6 @@ class WindowJoin(_TwoInputs):
     """
 
     Params = WindowJoinParams
-    component_id: ClassVar[str] = "operator.window_join"
 
     def __init__(
         self,

@@ -95,7 +95,6 @@ class Consolidate(Operator):
     """
 
     Params: ClassVar[type[BaseModel] | None] = NbboParams
-    component_id: ClassVar[str] = "operator.nbbo"
     input_kind: ClassVar[str | None] = "quote"
     output_kind: ClassVar[str | None] = "quote"
     outputs: Sequence[str] = ("out",)

@@ -28,7 +28,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,7 +67,6 @@ class QuoteResample(Operator):
     """
 
     Params = QuoteResampleParams
-    component_id: ClassVar[str] = "operator.resample"
     input_kind = "quote"
     output_kind = "quote"
     outputs = ("out", "late")

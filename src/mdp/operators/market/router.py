@@ -38,7 +38,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -92,7 +92,6 @@ class Router(Operator):
     """
 
     Params = RouterParams
-    component_id: ClassVar[str] = "operator.router"
 
     def __init__(
         self,

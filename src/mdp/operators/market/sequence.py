@@ -29,7 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,7 +62,6 @@ class SequenceCheck(Operator):
     """
 
     Params = SequenceCheckParams
-    component_id: ClassVar[str] = "operator.sequence_check"
     outputs = ("out", "gaps")
 
     def __init__(

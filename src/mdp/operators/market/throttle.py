@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -128,7 +128,6 @@ class Throttle(Operator):
     """
 
     Params = ThrottleParams
-    component_id: ClassVar[str] = "operator.throttle"
 
     def __init__(
         self,
