@@ -98,6 +98,7 @@ async def pump(
             position.sent(rows, sent)
             if sent < frame.height:
                 return False
+            await ctx.checkpoint_point()  # between two frames the position is exact
     return True
 
 
