@@ -153,8 +153,11 @@ def run(
             help="the address --metrics-port listens on; 0.0.0.0 exposes it to every network this machine is on",
         ),
     ] = DEFAULT_METRICS_HOST,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="forget the job's last checkpoint and start from the beginning")
+    ] = False,
 ) -> None:
-    """Run a job to its end. Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
+    """Run a job to its end, or on from its last checkpoint (--fresh: from the start). Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
 
     Keys are overridden by MDP_* environment variables (MDP_RUNTIME__CHANNEL_CAPACITY=4096,
     MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.
@@ -178,6 +181,7 @@ def run(
             debug=debug,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            fresh=fresh,
         )
     )
     raise typer.Exit(code)

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
+from mdp.app.resume import prepare
 from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs
@@ -95,6 +96,7 @@ async def run_job(
     debug: bool,
     metrics_port: int | None = None,
     metrics_host: str = DEFAULT_METRICS_HOST,
+    fresh: bool = False,
 ) -> int:
     """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome.
 
@@ -108,6 +110,14 @@ async def run_job(
             record[0].finish(record[1], "failed", {}, message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+    try:
+        resume = prepare(job, dag, name, fresh=fresh)
+    except MdpError as exc:
+        return failed_start(str(exc))
+    if resume.line is not None:
+        log.info(resume.line)
+        print(resume.line, file=sys.stderr)
 
     metrics = None
     if metrics_port is not None:
@@ -143,7 +153,7 @@ async def run_job(
         on_stop=lambda sig: err.print(f"received {sig}: stopping, draining and flushing (again to abort)")
     ):
         try:
-            await rt.start_dag(dag, name)
+            await rt.start_dag(dag, name, checkpoints=resume.board)
         except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
             if metrics is not None:
                 metrics.close()
