@@ -308,12 +308,18 @@ def list_jobs(json_out: JsonOpt = False) -> None:
 
 @app.command()
 def status(job: JobOpt, json_out: JsonOpt = False) -> None:
-    """Show the state and live counters of a job's newest run."""
+    """Show the state and live counters of a job's newest run, and its last checkpoint."""
     try:
         record = _store().get(job)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    print(json.dumps(record.to_dict(), indent=2) if json_out else render_status(record))
+    from mdp.app.resume import checkpoint_status, render_checkpoint
+
+    checkpoint = checkpoint_status(record.config_path, record.name)
+    if json_out:
+        print(json.dumps({**record.to_dict(), "checkpoint": checkpoint}, indent=2))
+    else:
+        print(render_status(record) + "\n" + render_checkpoint(checkpoint))
 
 
 @app.command()

@@ -170,4 +170,37 @@ def last_checkpoint(job: JobConfig, dag: Dag, name: str) -> tuple[Checkpoint | N
         return store.load_checkpoint(job.checkpoint.key or name), store.location
 
 
-__all__ = ["Resume", "checkpoint_sink", "last_checkpoint", "prepare"]
+def checkpoint_status(config_path: str | None, name: str) -> dict[str, Any]:
+    """What ``mdp status`` says of a job's last checkpoint: ``{"checkpoint": summary or None, "where": ...}``
+    (``where``: the store, or why there is none to show). Never raises: status must show the rest."""
+    if not config_path:
+        return {"checkpoint": None, "where": "the run recorded no config file"}
+    try:
+        from mdp.config.builder import build_dag
+        from mdp.config.loading import load_config
+
+        job = load_config(Path(config_path))
+        checkpoint, where = last_checkpoint(job, build_dag(job), name)
+    except Exception as exc:  # a moved config, a store another process locks: say so, show the rest
+        return {"checkpoint": None, "where": f"cannot be read ({type(exc).__name__}: {exc})"}
+    return {"checkpoint": None if checkpoint is None else checkpoint.summary(), "where": where}
+
+
+def render_checkpoint(status: dict[str, Any]) -> str:
+    """The ``checkpoint`` line of ``mdp status``."""
+    from mdp.durations import format_time
+
+    cp = status["checkpoint"]
+    if cp is None:
+        return f"checkpoint none ({status['where']})"
+    sources = ", ".join(
+        f"{node} at row {pos.get('rows_emitted', pos.get('offset', 0)):,}" for node, pos in sorted(cp["offsets"].items())
+    )
+    stop = ", taken at a stop" if cp["final"] else ""
+    return (
+        f"checkpoint {cp['epoch']} at {format_time(cp['committed_ns'])}{stop}: {cp['rows']:,} rows in"
+        f"{'; ' + sources if sources else ''} (in {status['where']})"
+    )
+
+
+__all__ = ["Resume", "checkpoint_sink", "checkpoint_status", "last_checkpoint", "prepare", "render_checkpoint"]

@@ -114,7 +114,7 @@ class BatchWriter:
 
     async def drain(self) -> None:
         """Wait until every submitted batch is committed (raise the error of one that failed)."""
-        await self._wait(lambda: self.backlog_rows > 0, pressure=False)
+        await self._wait(lambda: self.backlog_rows > 0 or bool(self._queue), pressure=False)
 
     def check(self) -> None:
         """Raise the error of a write that failed for good, if any."""

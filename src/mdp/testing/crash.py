@@ -231,13 +231,15 @@ def trial(
     rng: random.Random,
     span: tuple[float, float],
     env: dict[str, str] | None = None,
+    parity: int = 0,
 ) -> Trial:
     """Kill the job up to ``kills`` times, each after a delay drawn from ``span`` (seconds), every other kill
-    waiting for a transaction in flight; then let it run to its end and compare its table."""
+    (from ``parity``) waiting for a transaction in flight; then let it run to its end and compare its table."""
     result = Trial(target)
     while result.kills < kills:
         delay = rng.uniform(*span)
-        r = run(config, kill_after=delay, wait_in_flight=result.kills % 2 == 1, probe=target.in_flight, env=env)
+        wait = (result.kills + parity) % 2 == 1
+        r = run(config, kill_after=delay, wait_in_flight=wait, probe=target.in_flight, env=env)
         result.runs.append(r)
         if not r.killed:
             break
@@ -287,19 +289,21 @@ def campaign(
     full_wall: float | None = None,
 ) -> list[Trial]:
     """Trials of ``backend`` until ``kills`` kills were made in all; each kill after a random share
-    (0.45 to 1.0) of the uninterrupted run's wall time."""
+    (0.45 to 0.95) of the wall time of the fastest uninterrupted run seen so far."""
     if expected is None or full_wall is None:
         expected, first = baseline(backend, trades, work, dsn)
         full_wall = first.wall
     trials: list[Trial] = []
     n = 0
-    while sum(t.kills for t in trials) < kills:
+    while (made := sum(t.kills for t in trials)) < kills:
         n += 1
         target = targets(backend, work, n, dsn)
         config = work / f"{backend}-t{n}.yaml"
         config.write_text(job_yaml(f"crash-{backend}-t{n}", trades, target))
-        left = kills - sum(t.kills for t in trials)
-        trials.append(trial(config, target, expected, kills=left, rng=rng, span=(0.45 * full_wall, full_wall)))
+        span = (0.45 * full_wall, 0.95 * full_wall)
+        trials.append(trial(config, target, expected, kills=kills - made, rng=rng, span=span, parity=made))
+        whole = [r.wall for r in trials[-1].runs if not r.killed and r.resumed is None]
+        full_wall = min([full_wall, *whole])
         if not trials[-1].equal or n > 4 * kills:
             break
     return trials
