@@ -157,7 +157,10 @@ def run(
         bool, typer.Option("--fresh", help="forget the job's last checkpoint and start from the beginning")
     ] = False,
 ) -> None:
-    """Run a job to its end, or on from its last checkpoint (--fresh: from the start). Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
+    """Run a job to its end, or on from its last checkpoint (--fresh: from the start).
+
+    Ctrl-C, SIGTERM or mdp stop stops it gracefully: a last checkpoint is committed, and the next run of
+    the same job goes on from there.
 
     Keys are overridden by MDP_* environment variables (MDP_RUNTIME__CHANNEL_CAPACITY=4096,
     MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.

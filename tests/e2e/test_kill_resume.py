@@ -40,4 +40,5 @@ def test_sigkill_at_random_moments_then_resume_ends_with_the_uninterrupted_table
     assert sum(t.in_flight_kills for t in trials) >= 1, details  # a commit was cut in the middle at least once
     resumed = [r.resumed for t in trials for r in t.runs if r.resumed is not None]
     assert resumed, "no run resumed a checkpoint: the kills all came before the first commit"
-    assert sum(KILLS.values()) >= 20 and ROWS >= 2_000_000  # the counts, kept by this configuration
+    assert sum(KILLS.values()) >= 20
+    assert ROWS >= 2_000_000

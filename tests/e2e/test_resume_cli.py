@@ -78,7 +78,7 @@ def test_stop_then_run_reads_no_row_twice_and_the_bars_equal_an_uninterrupted_ru
             time.sleep(0.05)
         stopped = mdp("stop", "--job", "paced", cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        out, err = proc.communicate(timeout=60)
+        out, _err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -89,11 +89,15 @@ def test_stop_then_run_reads_no_row_twice_and_the_bars_equal_an_uninterrupted_ru
     assert checkpoint_rows(tmp_path / "bars.sqlite") == read_first  # the stop's checkpoint holds all it read
 
     status = mdp("status", "--job", "paced", cwd=tmp_path)
-    assert re.search(rf"checkpoint \d+ at .*taken at a stop.*trades at row {read_first:,}", status.stdout), status.stdout
+    assert re.search(rf"checkpoint \d+ at .*taken at a stop.*trades at row {read_first:,}", status.stdout), (
+        status.stdout
+    )
 
     second = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert re.search(r"^resumed job paced from checkpoint \d+: \d+ rows already in$", second.stderr, re.M), second.stderr
+    assert re.search(r"^resumed job paced from checkpoint \d+: \d+ rows already in$", second.stderr, re.M), (
+        second.stderr
+    )
     read_second = rows_out(json.loads(second.stdout))
     assert read_first + read_second == ROWS  # no row read twice, none left out
     assert bars(tmp_path / "bars.sqlite").equals(bars(tmp_path / "whole.sqlite"))
@@ -107,7 +111,10 @@ dag:
   nodes:
     - id: trades
       type: source.replay
-      params: {{path: trades.csv.gz, columns: {{ts_event: ts_ns, symbol: symbol, price: price, size: size}}, ts_unit: ns}}
+      params:
+        path: trades.csv.gz
+        columns: {{ts_event: ts_ns, symbol: symbol, price: price, size: size}}
+        ts_unit: ns
     - {{id: bars, type: operator.bars, params: {{timeframe: {tf}}}}}
     - {{id: store, type: sink.sqlite, params: {{path: bars.sqlite, table: bars}}}}
   edges: [[trades, bars], [bars, store]]
@@ -115,13 +122,15 @@ dag:
     (tmp_path / "job.yaml").write_text(job.format(tf="1m"))
     assert mdp("run", "-c", "job.yaml", cwd=tmp_path).returncode == 0
     again = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
-    assert again.returncode == 0 and "resumed job bars from checkpoint" in again.stderr
+    assert again.returncode == 0
+    assert "resumed job bars from checkpoint" in again.stderr
     assert rows_out(json.loads(again.stdout)) == 0  # the whole file was in: nothing is read again
 
     (tmp_path / "job.yaml").write_text(job.format(tf="5m"))
     refused = mdp("run", "-c", "job.yaml", cwd=tmp_path)
     assert refused.returncode == 2
-    assert "node bars changed" in refused.stderr and "--fresh" in refused.stderr, refused.stderr
+    assert "node bars changed" in refused.stderr, refused.stderr
+    assert "--fresh" in refused.stderr
 
     fresh = mdp("run", "-c", "job.yaml", "--fresh", "--json", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
@@ -147,7 +156,8 @@ dag:
     )
     for _ in range(2):
         run = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
-        assert run.returncode == 0 and "resumed" not in run.stderr
+        assert run.returncode == 0
+        assert "resumed" not in run.stderr
         assert rows_out(json.loads(run.stdout)) == rows
     with sqlite3.connect(tmp_path / "bars.sqlite") as con:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -66,8 +66,8 @@ def graph_prints(job: JobConfig, dag: Dag) -> dict[str, str]:
     """One fingerprint per node (component and params) and one of the edges."""
     prints: dict[str, str] = {}
     if job.mode is RuntimeMode.dag and job.dag is not None:
-        for spec in job.dag.nodes:
-            prints[f"node {spec.id}"] = fingerprint([spec.type, spec.params])
+        for node in job.dag.nodes:
+            prints[f"node {node.id}"] = fingerprint([node.type, node.params])
     elif job.classic is not None:
         c = job.classic
         specs = [c.source, *c.operators, *([c.batcher] if c.batcher else []), c.sink]
@@ -194,7 +194,8 @@ def render_checkpoint(status: dict[str, Any]) -> str:
     if cp is None:
         return f"checkpoint none ({status['where']})"
     sources = ", ".join(
-        f"{node} at row {pos.get('rows_emitted', pos.get('offset', 0)):,}" for node, pos in sorted(cp["offsets"].items())
+        f"{node} at row {pos.get('rows_emitted', pos.get('offset', 0)):,}"
+        for node, pos in sorted(cp["offsets"].items())
     )
     stop = ", taken at a stop" if cp["final"] else ""
     return (

@@ -151,7 +151,14 @@ class CheckpointBoard:
         return self.nodes - set(states) - {sink}
 
     def checkpoint(
-        self, epoch: int, states: Mapping[str, bytes], offsets: dict[str, Any], *, watermark: int, rows: int, final: bool
+        self,
+        epoch: int,
+        states: Mapping[str, bytes],
+        offsets: dict[str, Any],
+        *,
+        watermark: int,
+        rows: int,
+        final: bool,
     ) -> Checkpoint:
         """The checkpoint of ``epoch`` as a sink commits it."""
         import time

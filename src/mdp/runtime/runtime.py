@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
@@ -462,9 +463,7 @@ class DagRuntime:
 
         board.ended(ctx.node, snapshot_node(op, ctx), _offsets(op))
 
-    async def _barrier(
-        self, op: Operator, ctx: Context, barrier: Barrier, marks: dict[str, int] | None = None
-    ) -> None:
+    async def _barrier(self, op: Operator, ctx: Context, barrier: Barrier, marks: dict[str, int] | None = None) -> None:
         """Every open input brought ``barrier``: record this node's state, let it act, forward the barrier."""
         board = self.checkpoints
         inner = op.op if isinstance(op, _Serialized) else op
@@ -606,15 +605,17 @@ class DagRuntime:
                         moved.notify_all()
                         await moved.wait_for(lambda: not ahead(name))
                 elif type(msg) is Barrier:
-                    epoch = msg.epoch
                     async with moved:
-                        parked[name] = epoch
+                        parked[name] = msg.epoch
                         moved.notify_all()
-                        await moved.wait_for(lambda: released >= epoch)
+                        await moved.wait_for(partial(_reached, msg.epoch))
             async with moved:
                 sent[name] = END_OF_TIME
                 moved.notify_all()
             await merged.put((name, closed))
+
+        def _reached(epoch: int) -> bool:
+            return released >= epoch
 
         arrived: dict[int, set[str]] = {}
         pending: dict[int, Barrier] = {}

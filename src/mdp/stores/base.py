@@ -263,6 +263,7 @@ class Store(ABC):
         """Rows written from now on belong to checkpointed epochs of ``job`` (a store that cannot hide
         the rows of an uncommitted epoch, as SQL stores cannot, ignores this: a resumed run writes the same
         rows again, which leaves them as they are)."""
+        return None
 
     def load_checkpoint(self, job: str) -> Checkpoint | None:
         """The last checkpoint committed for ``job`` (None: there is none)."""

@@ -136,7 +136,9 @@ _CHECKPOINT_COLUMNS = (
 def create_checkpoints(integer: str, text: str, blob: str) -> str:
     """``CREATE TABLE IF NOT EXISTS mdp_checkpoints``: one row per job, its last committed checkpoint."""
     types = {"job": text, "graph": text, "inputs": text, "offsets": text, "state": blob}
-    cols = ", ".join(f"{col(c)} {types.get(c, integer)}{' NOT NULL' if c == 'job' else ''}" for c in _CHECKPOINT_COLUMNS)
+    cols = ", ".join(
+        f"{col(c)} {types.get(c, integer)}{' NOT NULL' if c == 'job' else ''}" for c in _CHECKPOINT_COLUMNS
+    )
     return f"CREATE TABLE IF NOT EXISTS {col(CHECKPOINT_TABLE)} ({cols}, PRIMARY KEY ({col('job')}))"
 
 

@@ -91,8 +91,8 @@ class Target:
         if self.backend == "postgres":
             import psycopg
 
-            with psycopg.connect(self.where, autocommit=True) as con:
-                row = con.execute(
+            with psycopg.connect(self.where, autocommit=True) as pg:
+                row = pg.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mdp-crash' "
                     "AND datname = current_database() AND state IN ('active', 'idle in transaction')"
                 ).fetchone()
@@ -167,7 +167,9 @@ def run(
     out_path, err_path = config.with_suffix(".out"), config.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([*mdp_command(), "run", "--config", str(config), *extra], stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(
+            [*mdp_command(), "run", "--config", str(config), *extra], stdout=out, stderr=err, env=env
+        )
         killed = in_flight = False
         try:
             if kill_after is not None:
@@ -268,6 +270,7 @@ def targets(backend: str, work: Path, n: int, dsn: str | None = None) -> Target:
 
 def baseline(backend: str, trades: Path, work: Path, dsn: str | None = None) -> tuple[pl.DataFrame, RunResult]:
     """The uninterrupted run of the job into a fresh target, and its table."""
+    work.mkdir(parents=True, exist_ok=True)
     target = targets(backend, work, 0, dsn)
     config = work / f"{backend}-t0.yaml"
     config.write_text(job_yaml(f"crash-{backend}-t0", trades, target))
