@@ -83,13 +83,13 @@ class DuckdbStore(Store):
         conn = self._connection()
         if not self._columns(conn, sql.CHECKPOINT_TABLE):
             return None
-        row = conn.execute(sql.select_checkpoint("?"), [job]).fetchone()
-        return None if row is None else sql.checkpoint_from_row(row)
+        rows = conn.execute(sql.select_checkpoint("?"), [job]).fetchall()
+        return sql.checkpoint_from_row(rows[0]) if rows else None
 
     def _drop_checkpoint(self, job: str) -> None:
         conn = self._connection()
         if self._columns(conn, sql.CHECKPOINT_TABLE):
-            conn.execute(sql.delete_checkpoint("?"), [job])
+            conn.execute(sql.delete_checkpoint("?"), [job]).fetchall()
 
     def _write(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint | None = None) -> None:
         conn = self._connection()
@@ -101,8 +101,8 @@ class DuckdbStore(Store):
                 if frame.height:
                     conn.execute(statement)
                 if checkpoint is not None:
-                    conn.execute(sql.create_checkpoints("BIGINT", "VARCHAR", "BLOB"))
-                    conn.execute(sql.upsert_checkpoint("?"), list(sql.checkpoint_row(checkpoint)))
+                    conn.execute(sql.create_checkpoints("BIGINT", "VARCHAR", "BLOB")).fetchall()
+                    conn.execute(sql.upsert_checkpoint("?"), list(sql.checkpoint_row(checkpoint))).fetchall()
                 self._staged()
                 conn.execute("COMMIT")
             except BaseException:
