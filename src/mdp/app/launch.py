@@ -20,12 +20,12 @@ from typing import Any
 from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
-from mdp.app.resume import prepare
+from mdp.app.resume import Resume, prepare
 from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs
 from mdp.config.model import JobConfig
-from mdp.errors import ConfigError, MdpError, NodeError
+from mdp.errors import ConfigError, MdpError, NodeError, StoreError
 from mdp.runtime.graph import Dag
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -111,8 +111,15 @@ async def run_job(
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
+    unread: str | None = None
     try:
         resume = prepare(job, dag, name, fresh=fresh)
+    except StoreError as exc:  # the sink will meet the same store: its failure, if any, is the run's
+        resume = Resume(None)
+        unread = (
+            f"warning: the checkpoint of job {name!r} could not be read ({exc}); this run started from the "
+            "beginning and took no checkpoints"
+        )
     except MdpError as exc:
         return failed_start(str(exc))
     if resume.line is not None:
@@ -194,6 +201,8 @@ async def run_job(
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         return code
+    if unread is not None:
+        print(unread, file=sys.stderr)
     log.info(summary_line(summary))
     if json_out:
         out.print_json(json.dumps(summary.to_dict()))

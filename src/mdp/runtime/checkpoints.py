@@ -11,8 +11,8 @@ before the barrier on every input. The sink that receives barrier N collects the
 run that recorded them would have.
 
 A graceful stop sends a *final* barrier from each source before it ends: the state at the stop is
-committed and the rows the graph flushes after it (bars cut short by the end of input) are not written,
-because the resumed run produces them whole.
+committed, and nothing is flushed after it: operators keep the bars still open (they are in the
+checkpoint, and the resumed run closes them whole), and a sink writes nothing that arrives after it.
 """
 
 from __future__ import annotations
@@ -137,6 +137,8 @@ class CheckpointBoard:
         self._offsets: dict[int, dict[str, Any]] = {}
         #: the nodes whose states make a checkpoint whole (set by the runtime)
         self.nodes: set[str] = set()
+        #: a graceful stop took its final checkpoint (the runtime then flushes nothing at the end of input)
+        self.final_taken = False
         #: checkpoints committed in this run, and the last (the sink's writer sets them)
         self.committed = 0
         self.last_committed: Checkpoint | None = None
