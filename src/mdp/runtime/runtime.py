@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, model_validator
