@@ -87,9 +87,9 @@ def graph(sources: dict[str, int]) -> tuple[Dag, Recorder]:
     return dag, sink
 
 
-def run(dag: Dag, board: CheckpointBoard) -> None:
+def run(dag: Dag, board: CheckpointBoard, skew: int | None = 0) -> None:
     async def go() -> None:
-        await asyncio.wait_for(DagRuntime(dag, RunConfig(max_input_skew=None), checkpoints=board).start(), 30)
+        await asyncio.wait_for(DagRuntime(dag, RunConfig(max_input_skew=skew), checkpoints=board).start(), 30)
 
     asyncio.run(go())
 
