@@ -143,11 +143,6 @@ class CheckpointBoard:
         self.committed = 0
         self.last_committed: Checkpoint | None = None
 
-    def next_epoch(self) -> int:
-        """Open an epoch at once (the checkpoint a sink takes at the end of its input)."""
-        self._requested += 1
-        return self._requested
-
     def missing(self, states: Mapping[str, bytes], sink: str) -> set[str]:
         """The nodes (other than ``sink``) without a state in ``states``: such a checkpoint is not whole."""
         return self.nodes - set(states) - {sink}

@@ -435,11 +435,12 @@ class DagRuntime:
             ctx.checkpoint_hook = hook
         return marks
 
-    async def _mark(self, op: Operator, ctx: Context, *, final: bool = False) -> None:
-        """A source between two frames: record its state for the epochs due and send their barriers."""
+    async def _mark(self, op: Operator, ctx: Context, *, final: bool = False, force: bool = False) -> None:
+        """A source between two frames: record its state for the epochs due and send their barriers
+        (``force``: open one now; ``final``: the stop's, after which nothing is flushed)."""
         board = self.checkpoints
         assert board is not None
-        epochs = board.due(ctx.node, force=final)
+        epochs = board.due(ctx.node, force=final or force)
         if not epochs:
             return
         from mdp.runtime.snapshots import snapshot_node
@@ -453,8 +454,9 @@ class DagRuntime:
             await ctx.emit_all(Barrier(epoch, final=final and epoch == epochs[-1]))
 
     async def _source_ended(self, op: Operator, ctx: Context, broke: bool) -> None:
-        """After a source's ``run``: a stopped source takes the final checkpoint; one at the end of its
-        input leaves its final state for the checkpoints after it."""
+        """After a source's ``run``: a stopped source takes the final checkpoint. One at the end of its
+        input takes a checkpoint before its final watermark (the bars still open are in it, so a run on a
+        file that grew goes on with them) and leaves its state for the checkpoints of other sources."""
         board = self.checkpoints
         if board is None or broke:
             return
@@ -463,6 +465,7 @@ class DagRuntime:
             return
         from mdp.runtime.snapshots import snapshot_node
 
+        await self._mark(op, ctx, force=True)
         board.ended(ctx.node, snapshot_node(op, ctx), _offsets(op))
 
     async def _barrier(self, op: Operator, ctx: Context, barrier: Barrier, marks: dict[str, int] | None = None) -> None:

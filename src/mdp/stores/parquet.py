@@ -14,7 +14,7 @@ Each file is written under a hidden temporary name, synced, and renamed into pla
 so a reader sees a whole file or none of it.
 
 Checkpointed runs (``hold_for_checkpoints``) name their parts ``part-<ns>-<uuid>.ckpt.parquet``; such a
-part is read only once a checkpoint manifest names it: ``<root>/_checkpoints/<job>/epoch-<N>.json``,
+part is read only once a checkpoint manifest names it: ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json``,
 written (synced, then renamed into place) after the epoch's files, lists them with the checkpoint. So
 the files of an epoch whose checkpoint was never committed (the process died between them) are never
 read, and the resumed run writes those rows again.
@@ -204,7 +204,10 @@ class ParquetStore(Store):
             "state": base64.b64encode(checkpoint.state).decode(),
             "files": list(self._uncommitted),
         }
-        _write_atomic(folder / f"epoch-{checkpoint.epoch:012d}.json", json.dumps(doc, default=str).encode())
+        # one manifest per commit (an epoch committed again, with the rows the end of input flushed after
+        # it, names only those): the newest by name is the last checkpoint
+        name = f"epoch-{checkpoint.epoch:012d}-{time.time_ns():020d}.json"
+        _write_atomic(folder / name, json.dumps(doc, default=str).encode())
         self._uncommitted.clear()
 
     def _manifests(self, job: str | None = None) -> list[Path]:

@@ -28,6 +28,8 @@ committed write with its latency and rows (the metrics' histogram hooks in there
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import polars as pl
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mdp.durations import DurationNs
 from mdp.errors import MdpError
 from mdp.records import Bar, Quote, QuoteBar, RecordKind, Trade, to_frame
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.runtime.operator import Context, Sink
 from mdp.stores.base import DEFAULT_TABLES, KINDS, Store, check_kind
 from mdp.stores.parquet import ParquetStore
@@ -125,6 +128,7 @@ class StoreSink(Sink):
         #: rows that came after the final checkpoint of a stopped run (not written: the resumed run makes them)
         self.rows_after_stop = 0
         self._final = False
+        self._last: Checkpoint | None = None
 
     def kind_advice(self, produced: str) -> str:
         if produced in KINDS:
@@ -223,15 +227,18 @@ class StoreSink(Sink):
         else:
             batch = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         self._final = final
+        self._last = checkpoint
         await self.writer.submit(batch, checkpoint)
 
     async def on_close(self, ctx: Context) -> None:
-        board = ctx.checkpoints
-        if board is not None and not self._final:  # the end of the input: the last checkpoint says so
-            epoch = board.next_epoch()
-            states, offsets = board.collect(epoch)
-            if not board.missing(states, ctx.node):
-                await self._commit(ctx, epoch, states, offsets, final=False)
+        if self._last is not None and not self._final:
+            # what the end of input flushed came after the last checkpoint: commit it with that checkpoint
+            # again (a store that holds an epoch's rows until its checkpoint, as Parquet does, shows them)
+            frames, self._held, self._held_rows = self._held, [], 0
+            batch = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            board = ctx.checkpoints
+            rows = self._last.rows if board is None else board.rows_before + self.rows_received
+            await self.writer.submit(batch, replace(self._last, committed_ns=time.time_ns(), rows=rows))
         await self._flush(ctx)
         await self.writer.drain()
         await asyncio.to_thread(self.store.close)
