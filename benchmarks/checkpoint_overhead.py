@@ -32,7 +32,8 @@ VARIANTS = {"off": "false", "default (5s)": None, "every 100ms": "{interval: 100
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Run ``cmd``; (wall seconds, CPU seconds of the process)."""
     started = time.perf_counter()
-    pid = os.posix_spawn(cmd[0], cmd, {**os.environ}, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    pid = os.posix_spawn(cmd[0], cmd, {**os.environ}, file_actions=quiet)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
