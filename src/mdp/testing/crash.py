@@ -289,13 +289,15 @@ def campaign(
     rng: random.Random,
     dsn: str | None = None,
     expected: pl.DataFrame | None = None,
-    full_wall: float | None = None,
+    first: RunResult | None = None,
 ) -> list[Trial]:
-    """Trials of ``backend`` until ``kills`` kills were made in all; each kill after a random share
-    (0.45 to 0.95) of the wall time of the fastest uninterrupted run seen so far."""
-    if expected is None or full_wall is None:
+    """Trials of ``backend`` until ``kills`` kills were made in all. Each kill comes after the process's
+    start-up (its wall time less the job time it reports) and a random 5% to 95% of the job time of the
+    uninterrupted run ``first`` (made here if not given)."""
+    if expected is None or first is None:
         expected, first = baseline(backend, trades, work, dsn)
-        full_wall = first.wall
+    job = first.job_seconds or first.wall / 2
+    startup = max(first.wall - job, 0.0)
     trials: list[Trial] = []
     n = 0
     while (made := sum(t.kills for t in trials)) < kills:
@@ -303,10 +305,8 @@ def campaign(
         target = targets(backend, work, n, dsn)
         config = work / f"{backend}-t{n}.yaml"
         config.write_text(job_yaml(f"crash-{backend}-t{n}", trades, target))
-        span = (0.45 * full_wall, 0.95 * full_wall)
+        span = (startup + 0.05 * job, startup + 0.95 * job)
         trials.append(trial(config, target, expected, kills=kills - made, rng=rng, span=span, parity=made))
-        whole = [r.wall for r in trials[-1].runs if not r.killed and r.resumed is None]
-        full_wall = min([full_wall, *whole])
         if not trials[-1].equal or n > 4 * kills:
             break
     return trials
