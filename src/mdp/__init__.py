@@ -52,6 +52,15 @@ if TYPE_CHECKING:
     from mdp.compat import (
         tumbling_window as tumbling_window,
     )
+    from mdp.compat import (
+        PipelineBuilder as PipelineBuilder,
+    )
+    from mdp.compat import (
+        PipelineService as PipelineService,
+    )
+    from mdp.compat import (
+        create_pipeline as create_pipeline,
+    )
     from mdp.config import (
         JobConfig,
         build_dag,
@@ -228,6 +237,9 @@ _SEED = {
     "filter_async": "mdp.compat",
     "map_async": "mdp.compat",
     "tumbling_window": "mdp.compat",
+    "create_pipeline": "mdp.compat",
+    "PipelineBuilder": "mdp.compat",
+    "PipelineService": "mdp.compat",
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), {**_PUBLIC, **_SEED})
 
