@@ -43,8 +43,9 @@ def classic_job(spec: Spec, *, name: str | None = None) -> JobConfig:
     elif isinstance(spec, ClassicSpec):
         job = JobConfig(mode=RuntimeMode.classic, classic=spec)
     elif isinstance(spec, Mapping):
-        doc = dict(spec) if "classic" in spec else {"classic": dict(spec)}
-        job = JobConfig.from_dict({**doc, "mode": RuntimeMode.classic.value})
+        whole_job = bool(set(spec) & set(JobConfig.model_fields))  # a job (job, mode, dag, ...), not a section
+        doc = dict(spec) if whole_job else {"classic": dict(spec)}
+        job = JobConfig.from_dict({**doc, "mode": RuntimeMode.classic.value} if "classic" in doc else doc)
     else:
         raise ConfigError(
             f"a pipeline spec is a classic section, a job with one, or a job file's path; got {type(spec).__name__}"
