@@ -1,3 +1,4 @@
+# ruff: noqa: RUF015  (the notes' code as they wrote it: list(out.values())[0])
 """The design notes' "Simple Linear DAG": a source, a doubling node and a printing sink.
 
     python examples/simple_linear_dag.py        # prints 0, 2, 4, ..., 18

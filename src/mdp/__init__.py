@@ -32,6 +32,12 @@ if TYPE_CHECKING:
         OrchestratorSettings as OrchestratorSettings,
     )
     from mdp.compat import (
+        PipelineBuilder as PipelineBuilder,
+    )
+    from mdp.compat import (
+        PipelineService as PipelineService,
+    )
+    from mdp.compat import (
         RuntimeOrchestrator as RuntimeOrchestrator,
     )
     from mdp.compat import (
@@ -44,6 +50,9 @@ if TYPE_CHECKING:
         buffer_async as buffer_async,
     )
     from mdp.compat import (
+        create_pipeline as create_pipeline,
+    )
+    from mdp.compat import (
         filter_async as filter_async,
     )
     from mdp.compat import (
@@ -51,15 +60,6 @@ if TYPE_CHECKING:
     )
     from mdp.compat import (
         tumbling_window as tumbling_window,
-    )
-    from mdp.compat import (
-        PipelineBuilder as PipelineBuilder,
-    )
-    from mdp.compat import (
-        PipelineService as PipelineService,
-    )
-    from mdp.compat import (
-        create_pipeline as create_pipeline,
     )
     from mdp.config import (
         JobConfig,

@@ -324,10 +324,14 @@ def shell(command: str, cwd: Path, *, extra_path: Path | None = None, timeout: f
 
 
 def test_every_block_of_both_notes_is_run_or_says_why_not(blocks: dict[str, Block]) -> None:
-    runnable = {name.removeprefix("test_note_").replace("_", "#", 1) for name in globals() if name.startswith("test_note_")}
+    runnable = {
+        name.removeprefix("test_note_").replace("_", "#", 1) for name in globals() if name.startswith("test_note_")
+    }
     for key, block in blocks.items():
         if key in NOT_EXAMPLES:
-            assert block.first_line.strip().startswith(NOT_EXAMPLES[key][0].strip()), f"{key} changed: {block.first_line!r}"
+            assert block.first_line.strip().startswith(NOT_EXAMPLES[key][0].strip()), (
+                f"{key} changed: {block.first_line!r}"
+            )
         else:
             assert key in runnable, f"block {key} ({block.lang}: {block.first_line!r}) is neither run nor excused"
     assert runnable | set(NOT_EXAMPLES) == set(blocks), "a test names a block the notes no longer have"
@@ -355,7 +359,8 @@ def test_every_original_module_path_warns_with_the_one_to_import_from_now() -> N
     for path, new in paths.items():
         line = next((ln for ln in done.stderr.splitlines() if f"MovedNameWarning: {path} is" in ln), None)
         assert line is not None, f"no warning for {path}:\n{done.stderr}"
-        assert new in line and line.startswith("<string>:1:"), line  # attributed to the user's import
+        assert new in line, line
+        assert line.startswith("<string>:1:"), line  # attributed to the user's import, not to mdp
 
 
 # -- the DAG runtime note (000) ---------------------------------------------------------------------------
@@ -383,7 +388,8 @@ def test_note_000_4(blocks: dict[str, Block]) -> None:
             module = ".".join([*package, name.removesuffix(".py")])
             modules.append(module.removeprefix("src.").removesuffix(".__init__"))
     assert len(modules) == blocks["000#4"].text.count(".py") == 8, modules
-    assert "mdp.orchestration.runtime_orchestrator" in modules and "mdp.settings.runtime" in modules
+    assert "mdp.orchestration.runtime_orchestrator" in modules
+    assert "mdp.settings.runtime" in modules
     code = "import importlib, warnings; warnings.simplefilter('ignore')\n" + "\n".join(
         f"importlib.import_module({m!r})" for m in modules
     )
@@ -393,12 +399,14 @@ def test_note_000_4(blocks: dict[str, Block]) -> None:
 def test_note_000_5(blocks: dict[str, Block]) -> None:
     """The note's DAG test files exist (000#18 runs them)."""
     names = re.findall(r"(\w+\.py)", blocks["000#5"].text)
-    assert names and all((REPO / "tests" / "unit" / "dag" / name).exists() for name in names)
+    assert names
+    assert all((REPO / "tests" / "unit" / "dag" / name).exists() for name in names)
 
 
 def test_note_000_6(blocks: dict[str, Block]) -> None:
     """The note's example exists; its phase README is ``docs/migration.md`` here."""
-    assert "run_dag_runtime_basic.py" in blocks["000#6"].text and "PHASE_5.0.1_README.md" in blocks["000#6"].text
+    assert "run_dag_runtime_basic.py" in blocks["000#6"].text
+    assert "PHASE_5.0.1_README.md" in blocks["000#6"].text
     assert (REPO / "examples" / "run_dag_runtime_basic.py").exists()
     assert "PHASE_5.0.1_README.md" in (REPO / "docs" / "migration.md").read_text()
 
@@ -453,7 +461,8 @@ async def test_note_000_16(blocks: dict[str, Block]) -> None:
     printed, ns = await run_block(blocks["000#16"])
     assert printed == "[0, 2, 4, 6, 8]\n"
     orchestrator = ns["orchestrator"]
-    assert orchestrator.state == "stopped" and orchestrator.settings.runtime.channel_capacity == 4096
+    assert orchestrator.state == "stopped"
+    assert orchestrator.settings.runtime.channel_capacity == 4096
 
 
 async def test_note_000_17(blocks: dict[str, Block]) -> None:
@@ -476,7 +485,8 @@ async def test_note_000_17(blocks: dict[str, Block]) -> None:
     dag.add_node(Node("merge", fan_in)).add_node(Node("downstream", downstream))
     dag.add_edge("src1", "merge").add_edge("src2", "merge").add_edge("merge", "downstream")
     stats = await DagRuntime(dag).start()
-    assert list(seen) == ["merge"] and stats.tasks_failed == 0
+    assert list(seen) == ["merge"]
+    assert stats.tasks_failed == 0
 
 
 def test_note_000_18(blocks: dict[str, Block], tmp_path: Path) -> None:
@@ -543,10 +553,12 @@ def test_note_003_4(blocks: dict[str, Block], scratch: Path) -> None:
     any_config = {**both, "job": "my-job", "mode": "classic", "classic": classic["classic"]}
     (scratch / "any-config.yaml").write_text(yaml.safe_dump(any_config))
     outputs = [shell(command, scratch) for command, _ in commands(blocks["003#4"])]
-    assert "job classic-bars finished" in outputs[0] and "job bars finished" in outputs[1]
+    assert "job classic-bars finished" in outputs[0]
+    assert "job bars finished" in outputs[1]
     assert "job my-job finished" in outputs[2]  # the dag section ran: --mode dag wins over the file's mode
     assert all(name in outputs[3] for name in ("classic-bars", "bars", "my-job"))
-    assert re.search(r"job\s+my-job", outputs[4]) and "(dag mode)" in outputs[4]
+    assert re.search(r"job\s+my-job", outputs[4])
+    assert "(dag mode)" in outputs[4]
 
 
 async def test_note_003_5(blocks: dict[str, Block], scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -554,7 +566,8 @@ async def test_note_003_5(blocks: dict[str, Block], scratch: Path, monkeypatch: 
     shutil.copy(scratch / "configs" / "dag" / "bars.yaml", scratch / "config.yaml")
     monkeypatch.setenv("MDP_RUNTIME__CHANNEL_CAPACITY", "4096")
     _, ns = await run_block(blocks["003#5"])
-    assert ns["settings"].job == "bars" and ns["settings"].runtime.channel_capacity == 4096
+    assert ns["settings"].job == "bars"
+    assert ns["settings"].runtime.channel_capacity == 4096
     assert ns["settings"].dag == ns["file_settings"].dag
 
 
@@ -567,8 +580,11 @@ def test_note_003_6(blocks: dict[str, Block], scratch: Path) -> None:
     note = yaml.safe_load(blocks["003#6"].text.replace("{...}", "{}"))
     job = JobConfig.from_dict(note)
     ours = JobConfig.from_file(scratch / "configs" / "dag" / "bars.yaml")
-    assert job.mode == ours.mode == "dag" and job.dag is not None and ours.dag is not None
-    assert set(note["dag"]) == {"nodes", "edges"} and set(note["dag"]["nodes"][0]) == {"id", "type", "params"}
+    assert job.mode == ours.mode == "dag"
+    assert job.dag is not None
+    assert ours.dag is not None
+    assert set(note["dag"]) == {"nodes", "edges"}
+    assert set(note["dag"]["nodes"][0]) == {"id", "type", "params"}
     build_dag(ours)
     if "provider.ibkr.stream" not in default_registry():
         pytest.skip("provider.ibkr.stream (the IBKR source) is issue 20's; the shape is checked above")
@@ -583,7 +599,8 @@ def test_note_003_7(blocks: dict[str, Block], tmp_path: Path) -> None:
         [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path
     )
     try:
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stdin is not None
         ready = proc.stdout.readline().split()
         assert ready[:1] == ["ready"], ready
         with urllib.request.urlopen(f"http://127.0.0.1:{ready[1]}/metrics", timeout=10) as response:
@@ -639,7 +656,8 @@ async def test_note_003_8(blocks: dict[str, Block], scratch: Path) -> None:
     printed, ns = await run_block(blocks["003#8"], {"Dag": Dag, "Node": Node})
     runtime = ns["runtime"]
     assert printed == "running\ndag\n"
-    assert runtime.state is UnifiedRuntimeState.RUNNING and runtime.mode is RuntimeMode.dag
+    assert runtime.state is UnifiedRuntimeState.RUNNING
+    assert runtime.mode is RuntimeMode.dag
     ns["gate"].set()
     await runtime.wait()
     assert runtime.state is UnifiedRuntimeState.STOPPED
@@ -658,7 +676,8 @@ async def test_note_003_9(blocks: dict[str, Block], fresh_registry: None) -> Non
 
     _, ns = await run_block(blocks["003#9"])
     registry = ns["registry"]
-    assert registry.get("operator.custom").origin == "mdp" and registry.get("provider.custom").kind == "source"
+    assert registry.get("operator.custom").origin == "mdp"
+    assert registry.get("provider.custom").kind == "source"
     seen: list[int] = []
 
     async def collect(inputs: dict, _out: dict) -> None:
@@ -707,8 +726,12 @@ def test_note_003_10(blocks: dict[str, Block], scratch: Path) -> None:
     site = scratch / "site"
     (site / "seed_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "seed_plugin.py").write_text(PLUGIN)
-    (site / "seed_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: seed-plugin\nVersion: 0.1\n")
-    (site / "seed_plugin-0.1.dist-info" / "entry_points.txt").write_text("[mdp.components]\nseed = seed_plugin:register\n")
+    (site / "seed_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: seed-plugin\nVersion: 0.1\n"
+    )
+    (site / "seed_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[mdp.components]\nseed = seed_plugin:register\n"
+    )
     nodes = yaml.safe_load(blocks["003#10"].text)["nodes"]
     job = {
         "job": "custom",
@@ -725,11 +748,14 @@ def test_note_003_10(blocks: dict[str, Block], scratch: Path) -> None:
     summary = json.loads(shell("mdp run --config custom.yaml --json", scratch, extra_path=site))
     components = json.loads(shell("mdp components --json", scratch, extra_path=site))
     custom = next(c for c in components["components"] if c["id"] == "operator.custom")
-    assert custom["origin"].startswith("plugin seed_plugin:register") and custom["params"]["threshold"]["type"] == "float"
+    assert custom["origin"].startswith("plugin seed_plugin:register")
+    assert custom["params"]["threshold"]["type"] == "float"
     with contextlib.closing(sqlite3.connect(scratch / "custom.sqlite")) as conn:
         (table,) = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchone()
         kept, low = conn.execute(f"SELECT count(*), min(price) FROM {table}").fetchone()
-    assert summary["rows_in"] == 60_000 and 0 < kept < 60_000 and low > 100.0
+    assert summary["rows_in"] == 60_000
+    assert 0 < kept < 60_000
+    assert low > 100.0
 
 
 async def test_note_003_13(blocks: dict[str, Block]) -> None:
@@ -745,4 +771,5 @@ def test_note_003_15(blocks: dict[str, Block], scratch: Path) -> None:
     (new, _), (old, _) = commands(blocks["003#15"])
     assert "job classic-bars finished" in shell(new, scratch)
     legacy = shell(old, scratch)
-    assert "job classic-bars finished" in legacy and "use that from now on" in legacy
+    assert "job classic-bars finished" in legacy
+    assert "use that from now on" in legacy

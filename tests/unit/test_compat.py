@@ -104,7 +104,8 @@ def _row_orchestrator() -> None:
     (old,) = fresh_import("mdp.orchestration.runtime_orchestrator")
     orchestrator = old.RuntimeOrchestrator(old.OrchestratorSettings(mode="dag", channel_capacity=4096))
     stats = asyncio.run(orchestrator.run_dag(tiny_dag()))
-    assert stats.tasks_completed == 2 and orchestrator.settings.runtime.channel_capacity == 4096
+    assert stats.tasks_completed == 2
+    assert orchestrator.settings.runtime.channel_capacity == 4096
 
 
 def _row_unified_runtime() -> None:
@@ -194,7 +195,9 @@ def _row_cli(tmp: Path) -> list[str]:
     done = cli(mdp_bin, "run", "--config", str(DAG_BARS), "--mode", "dag", cwd=tmp)
     listed = cli(mdp_bin, "list", cwd=tmp)
     status = cli(mdp_bin, "status", "--job", "bars", cwd=tmp)
-    assert "job bars finished" in done.stdout and "bars" in listed.stdout and "finished" in status.stdout
+    assert "job bars finished" in done.stdout
+    assert "bars" in listed.stdout
+    assert "finished" in status.stdout
     return [line for out in (done, listed, status) for line in out.stderr.splitlines() if "original" in line]
 
 
@@ -204,15 +207,20 @@ def _row_metrics() -> None:
     registry = CollectorRegistry()
     assert register_process_metrics(registry)
     text = generate_latest(registry).decode()
-    assert 'runtime_up{mode="dag"}' in text and 'runtime_jobs_running{mode="classic"}' in text
+    assert 'runtime_up{mode="dag"}' in text
+    assert 'runtime_jobs_running{mode="classic"}' in text
 
 
 def _row_channel() -> None:
     crossed: list[str] = []
 
     async def fill() -> None:
-        ch = Channel[int](capacity=4, watermark=Watermark(high=3, low=1), on_high=lambda: crossed.append("high"),
-                          on_low=lambda: crossed.append("low"))
+        ch = Channel[int](
+            capacity=4,
+            watermark=Watermark(high=3, low=1),
+            on_high=lambda: crossed.append("high"),
+            on_low=lambda: crossed.append("low"),
+        )
         for i in range(3):
             await ch.put(i)
         await ch.get()
@@ -224,12 +232,15 @@ def _row_channel() -> None:
 
 def _row_ibkr() -> None:
     registry = default_registry()
-    assert "provider.ibkr.stream" not in registry, "the IBKR source is here now: its row in docs/migration.md must say so"
+    assert "provider.ibkr.stream" not in registry, (
+        "the IBKR source is here now: its row in docs/migration.md must say so"
+    )
     assert {"source.replay", "source.synthetic"} <= set(registry.ids())
 
 
 def _row_phase_docs() -> None:
-    assert not list((REPO / "docs").glob("PHASE_*")) and GUIDE.exists()
+    assert not list((REPO / "docs").glob("PHASE_*"))
+    assert GUIDE.exists()
 
 
 #: the table's first cell → its check (``tmp`` for the checks that write)
@@ -333,7 +344,8 @@ async def test_a_raising_watermark_callback_is_logged_counted_and_the_put_comple
         await asyncio.sleep(0)
     stats = ch.statistics()
     assert (stats.puts, stats.depth, stats.callback_errors) == (2, 1, 2)
-    assert "watermark callback" in caplog.text and "autoscaler unreachable" in caplog.text
+    assert "watermark callback" in caplog.text
+    assert "autoscaler unreachable" in caplog.text
 
 
 async def test_a_seed_style_function_gets_its_params_and_a_misspelt_one_names_the_key() -> None:
@@ -397,7 +409,9 @@ def test_a_plugins_register_records_the_plugin_as_origin_and_a_clash_names_it(tm
         "    registry.register_operator('operator.bars', mine)\n"
     )
     (site / "clash_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: clash\nVersion: 0.1\n")
-    (site / "clash_plugin-0.1.dist-info" / "entry_points.txt").write_text("[mdp.components]\nclash = clash_plugin:register\n")
+    (site / "clash_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[mdp.components]\nclash = clash_plugin:register\n"
+    )
     code = (
         "import json; from mdp.config.registry import builtin_registry; r = builtin_registry(); r.load_entry_points(); "
         "print(json.dumps([r.get('operator.mine').origin, r.plugin_errors]))"
@@ -415,25 +429,31 @@ async def test_two_jobs_in_one_process_count_two_on_a_process_registry() -> None
     from mdp.app.metrics import register_process_metrics
 
     registry = CollectorRegistry()
-    assert register_process_metrics(registry) and not register_process_metrics(registry)
+    assert register_process_metrics(registry)
+    assert not register_process_metrics(registry)
     gate = asyncio.Event()
 
     async def wait(_in: dict, out: dict) -> None:
         await gate.wait()
 
     def value(name: str, mode: str) -> float:
-        line = next(ln for ln in generate_latest(registry).decode().splitlines() if ln.startswith(f'{name}{{mode="{mode}"}}'))
+        line = next(
+            ln for ln in generate_latest(registry).decode().splitlines() if ln.startswith(f'{name}{{mode="{mode}"}}')
+        )
         return float(line.split()[-1])
 
     jobs = [mdp.UnifiedRuntime(JobConfig(job=name)) for name in ("one", "two")]
     for rt in jobs:
         await rt.start_dag(Dag().add_node(Node("src", wait)).add_node(Node("snk", _drain)).add_edge("src", "snk"))
-    assert value("runtime_jobs_running", "dag") == 2 and value("runtime_up", "dag") == 1
-    assert value("runtime_jobs_running", "classic") == 0 and value("runtime_up", "classic") == 0
+    assert value("runtime_jobs_running", "dag") == 2
+    assert value("runtime_up", "dag") == 1
+    assert value("runtime_jobs_running", "classic") == 0
+    assert value("runtime_up", "classic") == 0
     gate.set()
     for rt in jobs:
         await rt.wait()
-    assert value("runtime_jobs_running", "dag") == 0 and value("runtime_up", "dag") == 0
+    assert value("runtime_jobs_running", "dag") == 0
+    assert value("runtime_up", "dag") == 0
 
 
 async def test_the_pipeline_service_runs_named_pipelines_and_names_the_unknown_one(tmp_path: Path) -> None:

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from mdp.app.unified import RuntimeState, UnifiedRuntime
+from mdp.compat.moved import warn_moved
 from mdp.config.model import ClassicSpec, JobConfig, RuntimeMode
 from mdp.config.registry import ComponentRegistry
 from mdp.errors import ConfigError, MdpError
 from mdp.runtime.graph import Dag
 from mdp.runtime.runtime import RunStats
-
-from mdp.compat.moved import warn_moved
 
 Spec = Mapping[str, Any] | ClassicSpec | JobConfig | str | os.PathLike[str]
 _MODERN = "run a job's classic: section with UnifiedRuntime(JobConfig) (or mdp run --mode classic)"

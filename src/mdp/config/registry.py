@@ -295,7 +295,9 @@ class ComponentRegistry:
         self._entries[component_id] = entry
         return entry
 
-    def register_class(self, cls: type[Operator], *, origin: str | None = None, replace: bool = False) -> ComponentEntry:
+    def register_class(
+        self, cls: type[Operator], *, origin: str | None = None, replace: bool = False
+    ) -> ComponentEntry:
         """Register a class under its ``component_id`` attribute."""
         component_id = getattr(cls, "component_id", None)
         if not isinstance(component_id, str):

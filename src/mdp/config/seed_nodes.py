@@ -17,8 +17,9 @@ Function nodes run in ``dag`` mode; a classic pipeline is made of operator class
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -106,11 +107,12 @@ def adapt(obj: Any) -> type[SeedNode]:
     if isinstance(obj, type) and not issubclass(obj, Operator):
         if not (hasattr(obj, "__aiter__") or callable(getattr(obj, "stream", None))):
             raise TypeError(
-                f"provider class {obj.__qualname__} has neither __aiter__ nor stream(); a provider's instance "
-                "must be an async iterable (or have stream() returning one) of the items it sends"
+                f"{obj.__qualname__} is not an mdp Operator, Source or Sink class, and as a seed-style provider "
+                "class it has neither __aiter__ nor stream(): a provider's instance must be an async iterable (or "
+                "have stream() returning one) of the items it sends"
             )
         base: type[SeedNode] = ProviderNode
-        params = _params_model(obj.__qualname__, inspect.signature(obj), skip=0)
+        params = _params_model(obj.__qualname__, inspect.signature(obj), skip=0, of=obj.__init__)
     elif inspect.iscoroutinefunction(obj):
         sig = inspect.signature(obj)
         positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -120,7 +122,7 @@ def adapt(obj: Any) -> type[SeedNode]:
                 "the dicts of channels, then its params as keyword arguments"
             )
         base = ChannelFunctionNode
-        params = _params_model(obj.__qualname__, sig, skip=2)
+        params = _params_model(obj.__qualname__, sig, skip=2, of=obj)
     else:
         raise TypeError(
             f"{obj!r} is not an mdp Operator, Source or Sink class, a seed-style 'async def fn(inputs, outputs)' "
@@ -128,22 +130,34 @@ def adapt(obj: Any) -> type[SeedNode]:
         )
     doc = (inspect.getdoc(obj) or "").strip().splitlines()
     target = obj if isinstance(obj, type) else staticmethod(obj)  # a function attribute would bind to self
-    attrs: dict[str, Any] = {"target": target, "Params": params, "__doc__": doc[0] if doc else "", "__module__": __name__}
+    attrs: dict[str, Any] = {
+        "target": target,
+        "Params": params,
+        "__doc__": doc[0] if doc else "",
+        "__module__": __name__,
+    }
     return type(f"Seed_{getattr(obj, '__name__', 'node')}", (base,), attrs)
 
 
-def _params_model(name: str, sig: inspect.Signature, *, skip: int) -> type[BaseModel]:
-    """A params model from a signature: one field per keyword parameter (required if it has no default);
-    ``**kwargs`` lets other keys through, else an unknown key is an error naming it."""
+def _params_model(name: str, sig: inspect.Signature, *, skip: int, of: Any) -> type[BaseModel]:
+    """A params model from a signature: one field per keyword parameter (required if it has no default),
+    typed by its annotation (resolved from ``of``'s module; unresolvable ones take any value); ``**kwargs``
+    lets other keys through, else an unknown key is an error naming it."""
+    try:
+        hints = typing.get_type_hints(of)
+    except Exception:  # an annotation naming what its module cannot resolve: leave the params untyped
+        hints = {}
     fields: dict[str, Any] = {}
-    extra = "forbid"
+    extra: Literal["allow", "forbid"] = "forbid"
     for i, p in enumerate(sig.parameters.values()):
         if i < skip or p.kind is p.VAR_POSITIONAL:
             continue
         if p.kind is p.VAR_KEYWORD:
             extra = "allow"
             continue
-        annotation = Any if p.annotation is p.empty or isinstance(p.annotation, str) else p.annotation
+        annotation = hints.get(
+            p.name, Any if p.annotation is p.empty or isinstance(p.annotation, str) else p.annotation
+        )
         fields[p.name] = (annotation, ... if p.default is p.empty else p.default)
     try:
         model: type[BaseModel] = create_model(  # type: ignore[call-overload]

@@ -9,8 +9,12 @@ from mdp.orchestration.dag import Channel, Watermark
 
 async def test_high_and_low_watermarks_fire_once_per_crossing() -> None:
     calls: list[str] = []
-    ch = Channel[int](capacity=8, watermark=Watermark(high=6, low=2), on_high=lambda: calls.append("high"),
-                      on_low=lambda: calls.append("low"))
+    ch = Channel[int](
+        capacity=8,
+        watermark=Watermark(high=6, low=2),
+        on_high=lambda: calls.append("high"),
+        on_low=lambda: calls.append("low"),
+    )
     for i in range(8):
         await ch.put(i)
     for _ in range(6):
