@@ -479,3 +479,17 @@ def test_the_original_runner_translates_run_spec_and_passes_the_rest() -> None:
     assert translate(["run", "--spec", "a.yaml"]) == ["run", "--config", "a.yaml", "--mode", "classic"]
     assert translate(["run", "--spec=a.yaml", "--mode", "dag"]) == ["run", "--config=a.yaml", "--mode", "dag"]
     assert translate(["list"]) == ["list"]
+
+
+def test_a_job_metrics_joining_a_registry_with_the_process_series_takes_them_over() -> None:
+    from mdp.app.metrics import JobMetrics, register_process_metrics
+
+    registry = CollectorRegistry()
+    assert register_process_metrics(registry)
+    metrics = JobMetrics(job="joined", registry=registry)  # no DuplicateTimeseries: it exports them itself
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        metrics.close()
+    assert text.count("# TYPE runtime_jobs_running gauge") == 1
+    assert 'runtime_up{mode="dag"}' in text

@@ -347,7 +347,8 @@ class ProcessJobsCollector:
         return iter(seed_families())
 
 
-_process_registered: set[int] = set()
+#: id(registry) → the process collector put there (None: the names were taken by another collector)
+_process_registered: dict[int, ProcessJobsCollector | None] = {}
 _process_lock = threading.Lock()
 
 
@@ -365,13 +366,22 @@ def register_process_metrics(registry: CollectorRegistry | None = None) -> bool:
     with _process_lock:
         if id(target) in _process_registered:
             return False
+        collector: ProcessJobsCollector | None = ProcessJobsCollector()
         try:
-            target.register(ProcessJobsCollector())
+            target.register(collector)  # type: ignore[arg-type]
         except ValueError:  # a JobMetrics (or another collector) already exports these names there
-            return False
-        finally:
-            _process_registered.add(id(target))
-    return True
+            collector = None
+        _process_registered[id(target)] = collector
+    return collector is not None
+
+
+def _make_room(registry: CollectorRegistry) -> None:
+    """Take the process collector off ``registry`` (a ``JobMetrics`` about to join it exports the same
+    series, the census included)."""
+    with _process_lock:
+        collector = _process_registered.pop(id(registry), None)
+    if collector is not None:
+        registry.unregister(collector)  # type: ignore[arg-type]
 
 
 def _family(kind: str, name: str, doc: str, labels: tuple[str, ...]) -> CounterMetricFamily | GaugeMetricFamily:
@@ -443,6 +453,7 @@ class JobMetrics(RuntimeCollector):
         super().__init__(job, mode, StoreLatencyObserver(buckets), snapshot_timeout=snapshot_timeout)
         # a registry of its own gets the process, platform and GC series too
         self.registry = registry if registry is not None else add_standard_collectors(CollectorRegistry())
+        _make_room(self.registry)
         self.registry.register(self)
         self.server: MetricsServer | None = None
 
