@@ -507,7 +507,9 @@ def test_note_000_18(blocks: dict[str, Block], tmp_path: Path) -> None:
             assert "6 passed" in output
         ran.append(command)
     assert len(ran) == 4
-    assert not subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True, text=True).stdout
+    copy = tmp_path / "src" / "mdp" / "orchestration"
+    for original in (REPO / "src" / "mdp" / "orchestration").rglob("*.py"):  # --fix found nothing to fix
+        assert (copy / original.relative_to(REPO / "src" / "mdp" / "orchestration")).read_text() == original.read_text()
 
 
 # -- the unified runtime note (003) -----------------------------------------------------------------------
@@ -773,3 +775,23 @@ def test_note_003_15(blocks: dict[str, Block], scratch: Path) -> None:
     legacy = shell(old, scratch)
     assert "job classic-bars finished" in legacy
     assert "use that from now on" in legacy
+
+
+# -- the examples the notes name, beyond their blocks ----------------------------------------------------
+
+
+def test_the_ibkr_to_store_example_runs_with_the_synthetic_feed_swapped_in(scratch: Path) -> None:
+    """``examples/run_dag_to_store.py`` (IBKR → DAG → store) end to end, its source swapped by ``--set`` as
+    its header says; the job file itself builds wherever the IBKR source is registered."""
+    from mdp.config import JobConfig, build_dag
+
+    header = (REPO / "examples" / "run_dag_to_store.yaml").read_text()
+    swap = re.search(r"python examples/run_dag_to_store\.py (--set .*?)\n#\s+(--set .*?)\n", header)
+    assert swap is not None, "the job file's header shows the swap"
+    first = swap.group(1).removesuffix("\\").strip()  # the line continues with a backslash
+    command = f"python examples/run_dag_to_store.py {first} {swap.group(2)}"
+    assert shell(command, scratch).strip() == "job ibkr-bars: 15,000 trades in, 15 bars written"
+    assert bars_in(scratch / "ibkr_bars.sqlite") == 15
+    job = JobConfig.from_file(REPO / "examples" / "run_dag_to_store.yaml")
+    if "provider.ibkr.stream" in default_registry():
+        build_dag(job)
