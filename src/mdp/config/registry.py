@@ -41,6 +41,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ),
     ("source.synthetic", "source", "mdp.sources.synthetic:SyntheticSource", "a seeded synthetic trade or quote feed"),
     ("source.store", "source", "mdp.stores.source:StoreSource", "read records back from a store"),
+    ("source.arcticdb", "source", "mdp.stores.source:ArcticdbSource", "read records back from an ArcticDB library"),
     ("operator.map", "operator", "mdp.operators.basic:Map", "add or replace frame columns, or apply a function"),
     ("operator.filter", "operator", "mdp.operators.basic:Filter", "keep the rows matching a condition"),
     ("operator.buffer", "operator", "mdp.operators.buffer:Buffer", "micro-batch by count, rows or age"),
@@ -96,6 +97,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ("sink.duckdb", "sink", "mdp.stores.sink:DuckdbSink", "upsert records into a DuckDB file"),
     ("sink.postgres", "sink", "mdp.stores.sink:PostgresSink", "upsert records into PostgreSQL"),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
+    ("sink.arcticdb", "sink", "mdp.stores.sink:ArcticdbSink", "upsert records into an ArcticDB library (LMDB, S3)"),
     (
         "sink.deadletter",
         "sink",

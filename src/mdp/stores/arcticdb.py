@@ -4,9 +4,10 @@ Layout: the library (default ``mdp``) holds one ArcticDB *symbol* per table (``b
 every instrument in it, indexed by the kind's event time (``start`` for bars and quote bars, ``ts_event``
 for trades and quotes) as a ``datetime64[ns]`` index, rows sorted by that time and then by key. The
 canonical columns are kept as they are (``start``, ``symbol``... stay plain columns beside the index), so
-``lib.read("bars_1m", output_format="polars")`` in a notebook gives the bars back. An Int64 column that
-holds nulls (``ts_recv``) cannot be kept by ArcticDB as such: it is written with 0 in place of null and a
-boolean column ``<name>__null`` beside it, which :class:`ArcticStore` reads back as null.
+``lib.read("bars_1m", output_format="polars")`` in a notebook gives the bars back. ArcticDB keeps no null
+in an integer column, so ``ts_recv`` (trades, quotes; null where a feed gives no receive time) is written
+with 0 in place of null and a boolean column ``ts_recv__null`` beside it, which :class:`ArcticStore` reads
+back as null (a null in another integer column is refused).
 
 Writes: a batch is merged with the stored rows of its time range by the key rule of
 :mod:`mdp.stores.base` (stored rows come first, so among equal revisions the first written stays; a
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 DEFAULT_LIBRARY: Final = "mdp"
 #: the suffix of the boolean column that marks the nulls of an Int64 column
 NULL_SUFFIX: Final = "__null"
+#: the Int64 columns that may hold nulls: each is kept beside its ``__null`` flag column, always
+NULLABLE_INTS: Final = ("ts_recv",)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _URI = re.compile(r"^(lmdb|s3s?|azure|mem)://", re.IGNORECASE)
 
@@ -58,6 +61,22 @@ def check_uri(uri: str) -> str:
             "(a local folder: lmdb:///absolute/folder or lmdb://relative/folder)"
         )
     return uri
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``URI`` or ``URI#LIBRARY`` (what ``arcticdb:...`` store specs hold) as ``(uri, library)``."""
+    uri, _, library = target.partition("#")
+    return check_uri(uri.strip()), library.strip() or DEFAULT_LIBRARY
+
+
+def list_tables(store: ArcticStore) -> list[str]:
+    """The ArcticDB symbols (tables) of the store's library, sorted; none when the library does not exist."""
+    import arcticdb
+
+    arctic = arcticdb.Arctic(store.uri)
+    if not arctic.has_library(store.library):
+        return []
+    return sorted(str(s) for s in arctic.get_library(store.library).list_symbols())
 
 
 class ArcticStore(Store):
@@ -176,7 +195,10 @@ def _encode(frame: pl.DataFrame, time: str) -> pd.DataFrame:
     """The pandas frame ArcticDB keeps: indexed by ``time``, Int64 nulls as 0 plus a ``__null`` flag column."""
     import pandas as pd
 
-    nullable = [n for n, t in frame.schema.items() if t == pl.Int64 and frame.get_column(n).null_count()]
+    nullable = [n for n in NULLABLE_INTS if n in frame.columns]
+    other = [n for n, t in frame.schema.items() if t == pl.Int64 and n not in nullable and frame[n].null_count()]
+    if other:
+        raise PermanentStoreError(f"ArcticDB cannot keep nulls in the integer columns {other}; fill them first")
     flags = [pl.col(n).is_null().alias(n + NULL_SUFFIX) for n in nullable]
     data = frame.with_columns(*flags).with_columns(pl.col(nullable).fill_null(0)).to_pandas()
     data.index = pd.DatetimeIndex(frame.get_column(time).to_numpy().astype("datetime64[ns]"), name=None)
