@@ -142,7 +142,8 @@ class DbnFile:
         day_of = block["ts_event"] if self.kind == "bar" or "ts_recv" not in names else block["ts_recv"]
         ids = block["instrument_id"]
         dates = (day_of // _DAY_NS).astype("datetime64[D]")
-        symbol = pl.Series("symbol", self.symbols.resolve_many(ids.astype(np.uint64), dates), dtype=pl.String)
+        resolved = self.symbols.resolve_many(ids.astype(np.uint64), dates)
+        symbol = pl.Series("symbol", resolved.tolist(), dtype=pl.String)
         common = [symbol, pl.Series("instrument_id", ids, pl.Int64), pl.Series("publisher_id", block["publisher_id"], pl.Int64)]
         if self.kind == "bar":
             timeframe, length = OHLCV_TIMEFRAMES[self.schema]

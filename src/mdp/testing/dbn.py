@@ -79,6 +79,7 @@ def write_dbn(
     dataset: str = "MDP.SAMPLE",
     publisher_id: int = 1,
     ts_recv: str = "ts_recv",
+    unmapped: frozenset[str] = frozenset(),
 ) -> Path:
     """Write ``frame`` (trades, quotes or bars in canonical columns) as a DBN file of ``schema``.
 
@@ -87,6 +88,7 @@ def write_dbn(
         size_decimals: sizes are written as integers of ``10**-size_decimals`` units.
         remap: instrument ids change from day to day (the symbology follows).
         ts_recv: the column giving ``ts_recv`` (null: ``ts_event``).
+        unmapped: symbols whose instrument ids the symbology leaves out (a reader cannot name them).
     """
     import databento_dbn as dbn
 
@@ -96,7 +98,7 @@ def write_dbn(
     if kind != "bar":
         frame = frame.with_columns(pl.coalesce(pl.col(ts_recv), pl.col("ts_event")).alias("_recv"))
     # the package resolves symbols on the date of ts_recv (ts_event for bars): map those dates
-    mappings = _mappings(frame, time if kind == "bar" else "_recv")
+    mappings = [m for m in _mappings(frame, time if kind == "bar" else "_recv") if m.raw_symbol not in unmapped]
     lo, hi = frame.get_column(time).min(), frame.get_column(time).max()
     assert isinstance(lo, int) and isinstance(hi, int)
     metadata = dbn.Metadata(
