@@ -63,6 +63,8 @@ PRICE_SCALE: Final = 1e9
 _UNDEF_PRICE: Final = 2**63 - 1
 _UNDEF_TIMESTAMP: Final = 2**64 - 1
 _DAY_NS: Final = 86_400_000_000_000
+#: DBN's side byte: Ask, Bid, None
+_SIDES: Final[dict[int, str]] = {ord("A"): "A", ord("B"): "B", ord("N"): "N"}
 _COMMON: Final = ["symbol", "instrument_id", "publisher_id"]
 COLUMNS: Final[dict[RecordKind, list[str]]] = {
     "trade": [*_COMMON, "ts_event", "ts_recv", "price", "size", "side", "sequence", "flags"],
@@ -141,9 +143,7 @@ class DbnFile:
         ts_event = _timestamps(block["ts_event"])
         day_of = block["ts_event"] if self.kind == "bar" or "ts_recv" not in names else block["ts_recv"]
         ids = block["instrument_id"]
-        dates = (day_of // _DAY_NS).astype("datetime64[D]")
-        resolved = self.symbols.resolve_many(ids.astype(np.uint64), dates)
-        symbol = pl.Series("symbol", resolved.tolist(), dtype=pl.String)
+        symbol = self._symbols(ids, day_of)
         common = [symbol, pl.Series("instrument_id", ids, pl.Int64), pl.Series("publisher_id", block["publisher_id"], pl.Int64)]
         if self.kind == "bar":
             timeframe, length = OHLCV_TIMEFRAMES[self.schema]
@@ -169,11 +169,18 @@ class DbnFile:
         columns += [
             _price(block["price"]).alias("price"),
             self._size(block["size"]).alias("size"),
-            pl.Series("side", block["side"]).cast(pl.String),
+            pl.Series("side", block["side"].view(np.uint8)).replace_strict(_SIDES, default=None, return_dtype=pl.String),
             pl.Series("sequence", block["sequence"], pl.Int64),
             pl.Series("flags", block["flags"], pl.Int64),
         ]
         return pl.DataFrame(columns)
+
+    def _symbols(self, ids: np.ndarray[Any, Any], day_of: np.ndarray[Any, Any]) -> pl.Series:
+        """The symbol of each (instrument id, UTC date): the package resolves each distinct pair once."""
+        keys = pl.Series("symbol", (ids.astype(np.int64) << 24) | (day_of // _DAY_NS).astype(np.int64))
+        pairs = keys.unique().to_numpy()
+        resolved = self.symbols.resolve_many((pairs >> 24).astype(np.uint64), (pairs & 0xFFFFFF).astype("datetime64[D]"))
+        return keys.replace_strict(pairs, resolved.tolist(), return_dtype=pl.String)
 
     def _size(self, values: np.ndarray[Any, Any]) -> pl.Series:
         return pl.Series(values.astype(np.float64) / self.size_divisor)
