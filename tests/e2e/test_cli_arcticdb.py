@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import mdp
-from mdp.stores.arcticdb import ArcticStore
+from mdp.stores.arcticdb import ArcticStore, arctic
 from tests.binance import TRADES_FILE, trades_node
 from tests.e2e.test_cli import mdp as run_mdp
 
@@ -65,10 +65,10 @@ def _job(folder: Path, data: Path, name: str, sink: str, params: str) -> str:
 
 def test_a_job_writing_twice_to_arcticdb_leaves_one_row_per_bar(tmp_path: Path, shared_data: Path) -> None:
     uri = f"lmdb://{tmp_path / 'arctic'}"
-    arctic = _job(tmp_path, shared_data, "arctic.yaml", "sink.arcticdb", f"{{uri: '{uri}', table: bars_1m}}")
+    arctic_job = _job(tmp_path, shared_data, "arctic.yaml", "sink.arcticdb", f"{{uri: '{uri}', table: bars_1m}}")
     sqlite = _job(tmp_path, shared_data, "sqlite.yaml", "sink.sqlite", "{path: bars.sqlite, table: bars_1m}")
     for _ in range(2):
-        done = run_mdp("run", "-c", arctic, cwd=tmp_path)
+        done = run_mdp("run", "-c", arctic_job, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     assert run_mdp("run", "-c", sqlite, cwd=tmp_path).returncode == 0
 
@@ -80,9 +80,7 @@ def test_a_job_writing_twice_to_arcticdb_leaves_one_row_per_bar(tmp_path: Path, 
         assert store.read("bar").select("symbol", "timeframe", "start").is_unique().all()
 
     # the layout a notebook sees: one ArcticDB symbol per table, indexed by bar start
-    import arcticdb
-
-    raw = arcticdb.Arctic(uri).get_library("mdp").read("bars_1m", output_format="polars").data
+    raw = arctic(uri).get_library("mdp").read("bars_1m", output_format="polars").data
     assert raw.height == 61
     assert set(expected.columns) <= set(raw.columns)
 

@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -51,6 +52,23 @@ NULL_SUFFIX: Final = "__null"
 NULLABLE_INTS: Final = ("ts_recv",)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _URI = re.compile(r"^(lmdb|s3s?|azure|mem)://", re.IGNORECASE)
+#: one ``arcticdb.Arctic`` per URI in a process: LMDB does not support opening one folder twice in a process
+#: (a job reading with source.arcticdb and writing with sink.arcticdb shares the instance)
+_ARCTICS: dict[str, Any] = {}
+_ARCTICS_LOCK = threading.Lock()
+
+
+def arctic(uri: str) -> Any:
+    """The process's ``arcticdb.Arctic`` over ``uri`` (made on first use; ArcticDB logs warnings only)."""
+    with _ARCTICS_LOCK:
+        found = _ARCTICS.get(uri)
+        if found is None:
+            import arcticdb
+            from arcticdb.config import set_log_level
+
+            set_log_level("WARN")  # its INFO lines ("Column ... does not have non null elements") are noise
+            found = _ARCTICS[uri] = arcticdb.Arctic(uri)
+        return found
 
 
 def check_uri(uri: str) -> str:
@@ -71,12 +89,10 @@ def split_target(target: str) -> tuple[str, str]:
 
 def list_tables(store: ArcticStore) -> list[str]:
     """The ArcticDB symbols (tables) of the store's library, sorted; none when the library does not exist."""
-    import arcticdb
-
-    arctic = arcticdb.Arctic(store.uri)
-    if not arctic.has_library(store.library):
+    instance = arctic(store.uri)
+    if not instance.has_library(store.library):
         return []
-    return sorted(str(s) for s in arctic.get_library(store.library).list_symbols())
+    return sorted(str(s) for s in instance.get_library(store.library).list_symbols())
 
 
 class ArcticStore(Store):
@@ -105,7 +121,6 @@ class ArcticStore(Store):
         self.uri = check_uri(uri)
         self.library = self.check_table(library)
         self.keep_versions = keep_versions
-        self._arctic: Any = None
         self._lib: Any = None
 
     @classmethod
@@ -116,7 +131,7 @@ class ArcticStore(Store):
 
     @property
     def location(self) -> str:
-        return f"arcticdb:{self.uri} library {self.library}"
+        return f"arcticdb:{self.uri} library {self.library} table {', '.join(self.tables.values())}"
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -129,13 +144,11 @@ class ArcticStore(Store):
     # -- backend ------------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        import arcticdb
-
-        self._arctic = arcticdb.Arctic(self.uri)
+        instance = arctic(self.uri)
         if self.read_only:
-            self._lib = self._arctic.get_library(self.library) if self._arctic.has_library(self.library) else None
+            self._lib = instance.get_library(self.library) if instance.has_library(self.library) else None
         else:
-            self._lib = self._arctic.get_library(self.library, create_if_missing=True)
+            self._lib = instance.get_library(self.library, create_if_missing=True)
 
     def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
         symbol, time = self.tables[kind], TIME_COLUMN[kind]
@@ -171,8 +184,7 @@ class ArcticStore(Store):
         return _decode(read.data, where.kind)
 
     def _close(self) -> None:
-        self._lib = None
-        self._arctic = None
+        self._lib = None  # the Arctic instance stays for the process (see ``arctic``)
 
     def _translate(self, exc: Exception, step: str) -> StoreError | None:
         import arcticdb.exceptions as adb_errors
