@@ -87,7 +87,9 @@ def main() -> None:
     for fmt in FORMATS:
         print(f"{fmt:<10}{rows / best[fmt]:>14,.0f}{sizes[fmt] / 1e6:>10.1f}")
     if args.json:
-        args.json.write_text(json.dumps({fmt: {"rows_per_s": rows / best[fmt], "bytes": sizes[fmt]} for fmt in FORMATS}))
+        args.json.write_text(
+            json.dumps({fmt: {"rows_per_s": rows / best[fmt], "bytes": sizes[fmt]} for fmt in FORMATS})
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write ``trades.dbn.zst``: seeded synthetic trades as a Databento DBN file (the input of ``examples/dbn_to_arcticdb.yaml``).
+"""Write ``trades.dbn.zst``: seeded synthetic trades as a Databento DBN file (``examples/dbn_to_arcticdb.yaml``).
 
 Usage::
 

@@ -85,8 +85,20 @@ def test_a_job_writing_twice_to_arcticdb_leaves_one_row_per_bar(tmp_path: Path, 
     assert set(expected.columns) <= set(raw.columns)
 
     out = tmp_path / "export.parquet"
-    done = run_mdp("export", "--store", f"arcticdb:{uri}#mdp", "--table", "bars_1m", "--kind", "bar", "--to", "parquet",
-                   "--out", str(out), cwd=tmp_path)
+    done = run_mdp(
+        "export",
+        "--store",
+        f"arcticdb:{uri}#mdp",
+        "--table",
+        "bars_1m",
+        "--kind",
+        "bar",
+        "--to",
+        "parquet",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert_frame_equal(pl.read_parquet(out), expected, check_exact=True)
 
@@ -107,5 +119,6 @@ def test_bars_of_bars_from_arcticdb_equal_those_from_sqlite(tmp_path: Path, shar
         assert done.returncode == 0, done.stderr
     got = mdp.read_bars(tmp_path / "from_arctic.sqlite", "bars_5m")
     want = mdp.read_bars(tmp_path / "from_sqlite.sqlite", "bars_5m")
-    assert want.height > 0 and set(want.get_column("timeframe")) == {"5m"}
+    assert want.height > 0
+    assert set(want.get_column("timeframe")) == {"5m"}
     assert_frame_equal(got, want, check_exact=True)

@@ -28,10 +28,22 @@ from mdp.testing.dbn import write_dbn
 pytestmark = pytest.mark.services
 
 SIZE_DECIMALS = 5
-TRADE_COLUMNS = {"ts_event": "trade_ts_ms", "ts_recv": "recv_ts_ns", "symbol": "{venue}:{symbol}", "price": "price",
-                 "size": "qty"}
-QUOTE_COLUMNS = {"ts_event": "transact_ts_ms", "ts_recv": "recv_ts_ns", "symbol": "{venue}:{symbol}",
-                 "bid": "bid_price", "bid_size": "bid_qty", "ask": "ask_price", "ask_size": "ask_qty"}
+TRADE_COLUMNS = {
+    "ts_event": "trade_ts_ms",
+    "ts_recv": "recv_ts_ns",
+    "symbol": "{venue}:{symbol}",
+    "price": "price",
+    "size": "qty",
+}
+QUOTE_COLUMNS = {
+    "ts_event": "transact_ts_ms",
+    "ts_recv": "recv_ts_ns",
+    "symbol": "{venue}:{symbol}",
+    "bid": "bid_price",
+    "bid_size": "bid_qty",
+    "ask": "ask_price",
+    "ask_size": "ask_qty",
+}
 
 
 def _trades_frame(folder: Path) -> pl.DataFrame:
@@ -62,7 +74,9 @@ def _quotes_frame(folder: Path) -> pl.DataFrame:
 async def _run(source: Source, operator: Operator) -> tuple[pl.DataFrame, pl.DataFrame]:
     sink, dead = ListSink(), ListSink()
     dag = Dag().add_node(Node("src", source)).add_node(Node("op", operator)).add_node(Node("sink", sink))
-    dag.add_node(Node("dead", dead)).add_edge("src", "op").add_edge("op", "sink").add_edge("src", "dead", port="deadletter")
+    dag.add_node(Node("dead", dead)).add_edge("src", "op").add_edge("op", "sink").add_edge(
+        "src", "dead", port="deadletter"
+    )
     await run_graph(dag)
     return sink.frame, dead.frame
 
@@ -88,11 +102,16 @@ def test_the_written_file_holds_instrument_ids_and_their_symbology(trade_files: 
     assert dbn.kind == "trade"
     mappings = dbn.store.metadata.mappings
     assert sorted(mappings) == [
-        "binance-coinm:BTCUSD_PERP", "binance-coinm:ETHUSD_PERP", "binance-spot:BTCUSDT", "binance-spot:ETHUSDT",
-        "binance-usdm:BTCUSDT", "binance-usdm:ETHUSDT",
+        "binance-coinm:BTCUSD_PERP",
+        "binance-coinm:ETHUSD_PERP",
+        "binance-spot:BTCUSDT",
+        "binance-spot:ETHUSDT",
+        "binance-usdm:BTCUSDT",
+        "binance-usdm:ETHUSDT",
     ]
     first = next(dbn.frames(1_000))
-    assert first.get_column("instrument_id").n_unique() > 1 and first.get_column("symbol").null_count() == 0
+    assert first.get_column("instrument_id").n_unique() > 1
+    assert first.get_column("symbol").null_count() == 0
 
 
 @pytest.mark.parametrize("name", ["trades.dbn", "trades.dbn.zst"])
@@ -101,22 +120,34 @@ async def test_bars_from_dbn_trades_equal_bars_from_the_csv(
     shared_data: Path, trade_files: dict[str, Path], name: str, frame_rows: int
 ) -> None:
     csv = ReplaySource(
-        path=shared_data / "binance_hftbacktest_trades.csv.gz", columns=TRADE_COLUMNS, ts_unit="ms",
-        ts_recv_unit="ns", max_out_of_orderness="5s", frame_rows=frame_rows,
+        path=shared_data / "binance_hftbacktest_trades.csv.gz",
+        columns=TRADE_COLUMNS,
+        ts_unit="ms",
+        ts_recv_unit="ns",
+        max_out_of_orderness="5s",
+        frame_rows=frame_rows,
     )
     dbn = ReplaySource(
         path=trade_files[name], size_decimals=SIZE_DECIMALS, max_out_of_orderness="5s", frame_rows=frame_rows
     )
     want, want_dead = await _run(csv, BarsOperator(timeframe="1m"))
     got, got_dead = await _run(dbn, BarsOperator(timeframe="1m"))
-    assert want.height == 61 and want_dead.height == 0 and got_dead.height == 0
+    assert want.height == 61
+    assert want_dead.height == 0
+    assert got_dead.height == 0
     assert_frame_equal(got, want, check_exact=True)
 
 
 async def test_quote_bars_from_dbn_mbp1_equal_quote_bars_from_the_csv(shared_data: Path, quote_file: Path) -> None:
     csv = ReplaySource(
-        path=shared_data / "binance_hftbacktest_bookticker.csv.gz", kind="quote", columns=QUOTE_COLUMNS,
-        ts_unit="ms", ts_recv_unit="ns", ts_fallback="recv_ts_ns", ts_fallback_unit="ns", max_out_of_orderness="2s",
+        path=shared_data / "binance_hftbacktest_bookticker.csv.gz",
+        kind="quote",
+        columns=QUOTE_COLUMNS,
+        ts_unit="ms",
+        ts_recv_unit="ns",
+        ts_fallback="recv_ts_ns",
+        ts_fallback_unit="ns",
+        max_out_of_orderness="2s",
     )
     dbn = ReplaySource(path=quote_file, kind="quote", size_decimals=SIZE_DECIMALS, max_out_of_orderness="2s")
     want, want_dead = await _run(csv, QuoteBars(timeframe="1m"))

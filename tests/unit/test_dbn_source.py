@@ -66,28 +66,34 @@ def test_an_instrument_the_symbology_does_not_name_is_a_dead_letter(tmp_path: Pa
     good, bad = _read(ReplaySource(path=path, size_decimals=3, max_bad_share=None))
     missing = trades.filter(pl.col("symbol") == "SYM02").height
     assert missing > 0
-    assert bad.height == missing and set(bad.get_column("reason")) == {"missing_symbol"}
-    assert good.height == trades.height - missing and "SYM02" not in good.get_column("symbol").to_list()
+    assert bad.height == missing
+    assert set(bad.get_column("reason")) == {"missing_symbol"}
+    assert good.height == trades.height - missing
+    assert "SYM02" not in good.get_column("symbol").to_list()
 
 
 def test_the_kind_must_match_the_schema(tmp_path: Path) -> None:
     path = write_dbn(tmp_path / "t.dbn", synthetic_trades(10), "trades")
-    with pytest.raises(SourceError, match="which are trades; set params.kind: trade"):
+    with pytest.raises(SourceError, match=r"which are trades; set params\.kind: trade"):
         ReplaySource(path=path, kind="quote").plan()
-    with pytest.raises(SourceError, match="source.replay"):
+    with pytest.raises(SourceError, match=r"source\.replay"):
         DbnBarsSource(path=str(path), size_decimals=3).open_file()
     (tmp_path / "x.dbn").write_bytes(b"not dbn at all")
-    with pytest.raises(SourceError, match="cannot read .* as DBN"):
+    with pytest.raises(SourceError, match=r"cannot read .* as DBN"):
         ReplaySource(path=tmp_path / "x.dbn").plan()
 
 
 @pytest.mark.parametrize("cut", [0.2, 0.5, 0.9])
 def test_dbn_replay_resumes_exactly_where_it_stopped(tmp_path: Path, cut: float) -> None:
-    path = write_dbn(tmp_path / "t.dbn.zst", synthetic_trades(3_000, symbols=3), "trades", size_decimals=3,
-                     unmapped=frozenset({"SYM01"}))
+    path = write_dbn(
+        tmp_path / "t.dbn.zst",
+        synthetic_trades(3_000, symbols=3),
+        "trades",
+        size_decimals=3,
+        unmapped=frozenset({"SYM01"}),
+    )
     check_round_trip(
-        lambda: ReplaySource(path=path, size_decimals=3, frame_rows=257, max_bad_share=None,
-                             max_out_of_orderness="1s"),
+        lambda: ReplaySource(path=path, size_decimals=3, frame_rows=257, max_bad_share=None, max_out_of_orderness="1s"),
         cut,
     )
 
@@ -137,10 +143,13 @@ def test_ohlcv_bars_feed_bars_of_bars(tmp_path: Path) -> None:
 
     got = asyncio.run(_through(DbnBarsSource(path=str(path), size_decimals=3), Rebar(timeframe="5m")))
     unknown = bars.with_columns(  # what DBN OHLCV bars do not carry
-        pl.lit(None, pl.Float64).alias("notional"), pl.lit(None, pl.Int64).alias("trades"), pl.lit("complete").alias("quality")
+        pl.lit(None, pl.Float64).alias("notional"),
+        pl.lit(None, pl.Int64).alias("trades"),
+        pl.lit("complete").alias("quality"),
     )
     want = asyncio.run(_through(_StoredBars(unknown), Rebar(timeframe="5m")))
-    assert got.height > 0 and got.get_column("notional").null_count() == got.height
+    assert got.height > 0
+    assert got.get_column("notional").null_count() == got.height
     assert_frame_equal(got.sort(keys), want.sort(keys), check_exact=True)
 
 
@@ -153,3 +162,24 @@ class _StoredBars(Source):
         for piece in tracker.pieces(self.bars.get_column("start").to_numpy()):
             await ctx.emit(self.bars[piece.start : piece.stop])
         await ctx.emit_watermark(tracker.watermark)
+
+
+@pytest.mark.parametrize("schema", ["mbp-1", "tbbo", "bbo-1s"])
+def test_quote_schemas_give_level_zero_quotes(tmp_path: Path, schema: str) -> None:
+    quotes = pl.DataFrame(
+        {
+            "symbol": ["A", "B", "A"],
+            "ts_event": [1_723_161_600_000_000_000 + i for i in range(3)],
+            "bid": [1.5, 2.25, 61837.63],
+            "ask": [1.75, 2.5, 61837.64],
+            "bid_size": [1.0, 2.0, 0.00123],
+            "ask_size": [3.0, 4.0, 5.5],
+            "ts_recv": [None, 1_723_161_600_000_000_009, 1_723_161_600_000_000_010],
+        }
+    )
+    path = write_dbn(tmp_path / f"q.{schema}.dbn", quotes, schema, size_decimals=5)
+    good, bad = _read(ReplaySource(path=path, kind="quote", size_decimals=5))
+    assert bad.height == 0
+    want = quotes.with_columns(pl.coalesce("ts_recv", "ts_event").alias("ts_recv"))  # the writer's stand-in
+    cols = ["symbol", "ts_event", "bid", "ask", "bid_size", "ask_size", "ts_recv"]
+    assert_frame_equal(good.select(cols), want.select(cols), check_exact=True)

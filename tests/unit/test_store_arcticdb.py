@@ -27,9 +27,11 @@ def test_batches_with_and_without_null_receive_times_share_one_table(tmp_path: P
 
 def test_a_null_in_another_integer_column_is_refused(tmp_path: Path) -> None:
     bars = sample_bars(2).with_columns(pl.lit(None, pl.Int64).alias("trades"))
-    with ArcticStore(f"lmdb://{tmp_path}", tables={"bar": "bars"}) as store:
-        with pytest.raises(PermanentStoreError, match="integer columns"):
-            store.write("bar", bars)
+    with (
+        ArcticStore(f"lmdb://{tmp_path}", tables={"bar": "bars"}) as store,
+        pytest.raises(PermanentStoreError, match="integer columns"),
+    ):
+        store.write("bar", bars)
 
 
 def test_a_rewrite_of_an_overlapping_range_keeps_the_rows_outside_it(tmp_path: Path) -> None:
@@ -38,8 +40,11 @@ def test_a_rewrite_of_an_overlapping_range_keeps_the_rows_outside_it(tmp_path: P
         store.write("bar", sample_bars(12)[4:8].with_columns(pl.col("revision") + 1, pl.col("close") * 2))
         got = store.read("bar")
     want = pl.concat(
-        [sample_bars(12)[:4], sample_bars(12)[4:8].with_columns(pl.col("revision") + 1, pl.col("close") * 2),
-         sample_bars(12)[8:]]
+        [
+            sample_bars(12)[:4],
+            sample_bars(12)[4:8].with_columns(pl.col("revision") + 1, pl.col("close") * 2),
+            sample_bars(12)[8:],
+        ]
     )
     assert_frame_equal(got, want.sort("symbol", "timeframe", "start"), check_exact=True)
 

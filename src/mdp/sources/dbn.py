@@ -69,7 +69,17 @@ _COMMON: Final = ["symbol", "instrument_id", "publisher_id"]
 COLUMNS: Final[dict[RecordKind, list[str]]] = {
     "trade": [*_COMMON, "ts_event", "ts_recv", "price", "size", "side", "sequence", "flags"],
     "quote": [
-        *_COMMON, "ts_event", "ts_recv", "bid", "ask", "bid_size", "ask_size", "price", "size", "side", "sequence",
+        *_COMMON,
+        "ts_event",
+        "ts_recv",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "price",
+        "size",
+        "side",
+        "sequence",
         "flags",
     ],
     "bar": [*_COMMON, "timeframe", "start", "end", "open", "high", "low", "close", "volume"],
@@ -144,7 +154,11 @@ class DbnFile:
         day_of = block["ts_event"] if self.kind == "bar" or "ts_recv" not in names else block["ts_recv"]
         ids = block["instrument_id"]
         symbol = self._symbols(ids, day_of)
-        common = [symbol, pl.Series("instrument_id", ids, pl.Int64), pl.Series("publisher_id", block["publisher_id"], pl.Int64)]
+        common = [
+            symbol,
+            pl.Series("instrument_id", ids, pl.Int64),
+            pl.Series("publisher_id", block["publisher_id"], pl.Int64),
+        ]
         if self.kind == "bar":
             timeframe, length = OHLCV_TIMEFRAMES[self.schema]
             return pl.DataFrame(common).with_columns(
@@ -169,7 +183,9 @@ class DbnFile:
         columns += [
             _price(block["price"]).alias("price"),
             self._size(block["size"]).alias("size"),
-            pl.Series("side", block["side"].view(np.uint8)).replace_strict(_SIDES, default=None, return_dtype=pl.String),
+            pl.Series("side", block["side"].view(np.uint8)).replace_strict(
+                _SIDES, default=None, return_dtype=pl.String
+            ),
             pl.Series("sequence", block["sequence"], pl.Int64),
             pl.Series("flags", block["flags"], pl.Int64),
         ]
@@ -179,7 +195,9 @@ class DbnFile:
         """The symbol of each (instrument id, UTC date): the package resolves each distinct pair once."""
         keys = pl.Series("symbol", (ids.astype(np.int64) << 24) | (day_of // _DAY_NS).astype(np.int64))
         pairs = keys.unique().to_numpy()
-        resolved = self.symbols.resolve_many((pairs >> 24).astype(np.uint64), (pairs & 0xFFFFFF).astype("datetime64[D]"))
+        resolved = self.symbols.resolve_many(
+            (pairs >> 24).astype(np.uint64), (pairs & 0xFFFFFF).astype("datetime64[D]")
+        )
         return keys.replace_strict(pairs, resolved.tolist(), return_dtype=pl.String)
 
     def _size(self, values: np.ndarray[Any, Any]) -> pl.Series:

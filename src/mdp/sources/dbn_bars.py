@@ -105,8 +105,12 @@ class DbnBarsSource(Source):
         """Records read (bars sent plus dead letters) and the watermark tracker, between two frames."""
         if self._resume is not None:
             return self._resume
-        return {"records": self.records, "rows_emitted": self.rows_emitted, "bad_records": self.bad_records,
-                "tracker": self._tracker.snapshot()}
+        return {
+            "records": self.records,
+            "rows_emitted": self.rows_emitted,
+            "bad_records": self.bad_records,
+            "tracker": self._tracker.snapshot(),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._resume = state

@@ -153,7 +153,8 @@ class ArcticStore(Store):
     def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
         symbol, time = self.tables[kind], TIME_COLUMN[kind]
         lo, hi = frame.get_column(time).min(), frame.get_column(time).max()
-        assert isinstance(lo, int) and isinstance(hi, int)
+        assert isinstance(lo, int)
+        assert isinstance(hi, int)
         span = (_timestamp(lo), _timestamp(hi))
         if self._lib.has_symbol(symbol):
             stored = self._lib.read(symbol, date_range=span, output_format="polars").data

@@ -6,9 +6,9 @@ What ``mdp export`` runs::
         --start 2024-08-09T00:00:00Z --end 2024-08-10T00:00:00Z --to parquet --out btc.parquet
 
 A store is named ``backend:target``: ``sqlite:PATH``, ``duckdb:PATH``, ``postgres:DSN`` (a libpq string
-or a ``postgresql://`` URL), ``parquet:DIR`` or ``arcticdb:URI[#LIBRARY]`` (``arcticdb:lmdb:///data/arctic``;
-library ``mdp`` unless named, the table being the ArcticDB symbol); it is opened read-only, so exporting from a SQLite file
-works while a job writes it (a DuckDB file does not: DuckDB admits one process at a time). The rows
+or a ``postgresql://`` URL), ``parquet:DIR`` or ``arcticdb:URI[#LIBRARY]`` (``arcticdb:lmdb:///data/arctic``,
+library ``mdp`` unless named, the table being the ArcticDB symbol); it is opened read-only, so exporting
+from a SQLite file works while a job writes it (a DuckDB file does not: DuckDB admits one process at a time). The rows
 come back by key, duplicates resolved by the store's rule. ``--out`` ending in ``.parquet`` is one file,
 written under a temporary name and renamed into place (a reader never sees half of it); any other path
 is a folder laid out as a Parquet store (``kind=<kind>/date=<day>/symbol=<symbol>/``), which

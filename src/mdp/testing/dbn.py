@@ -14,6 +14,7 @@ It builds one record object per row: fine for fixtures, not a converter for larg
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,7 @@ def write_dbn(
         ts_recv: the column giving ``ts_recv`` (null: ``ts_event``).
         unmapped: symbols whose instrument ids the symbology leaves out (a reader cannot name them).
     """
-    import databento_dbn as dbn
+    dbn: Any = importlib.import_module("databento_dbn")  # its stubs type enum members as str
 
     kind = SCHEMA_KINDS[schema]
     time = "start" if kind == "bar" else "ts_event"
@@ -100,7 +101,8 @@ def write_dbn(
     # the package resolves symbols on the date of ts_recv (ts_event for bars): map those dates
     mappings = [m for m in _mappings(frame, time if kind == "bar" else "_recv") if m.raw_symbol not in unmapped]
     lo, hi = frame.get_column(time).min(), frame.get_column(time).max()
-    assert isinstance(lo, int) and isinstance(hi, int)
+    assert isinstance(lo, int)
+    assert isinstance(hi, int)
     metadata = dbn.Metadata(
         dataset=dataset,
         start=lo,
@@ -135,11 +137,16 @@ def _ints(values: pl.Series, scale: int) -> list[int]:
 
 
 def _trades(frame: pl.DataFrame, scale: int, publisher: int) -> list[Any]:
-    import databento_dbn as dbn
+    dbn: Any = importlib.import_module("databento_dbn")  # its stubs type enum members as str
 
     rows = zip(
-        frame["instrument_id"], frame["ts_event"], _fixed(frame["price"]), _ints(frame["size"], scale),
-        frame["_recv"], range(frame.height), strict=True,
+        frame["instrument_id"],
+        frame["ts_event"],
+        _fixed(frame["price"]),
+        _ints(frame["size"], scale),
+        frame["_recv"],
+        range(frame.height),
+        strict=True,
     )
     return [
         dbn.TradeMsg(publisher, ident, ts, px, sz, dbn.Action.TRADE, dbn.Side.NONE, 0, recv, flags=0, sequence=seq)
@@ -148,33 +155,74 @@ def _trades(frame: pl.DataFrame, scale: int, publisher: int) -> list[Any]:
 
 
 def _quotes(frame: pl.DataFrame, scale: int, publisher: int, bbo: bool = False) -> list[Any]:
-    import databento_dbn as dbn
+    dbn: Any = importlib.import_module("databento_dbn")  # its stubs type enum members as str
 
     rows = zip(
-        frame["instrument_id"], frame["ts_event"], frame["_recv"], _fixed(frame["bid"]), _fixed(frame["ask"]),
-        _ints(frame["bid_size"], scale), _ints(frame["ask_size"], scale), range(frame.height), strict=True,
+        frame["instrument_id"],
+        frame["ts_event"],
+        frame["_recv"],
+        _fixed(frame["bid"]),
+        _fixed(frame["ask"]),
+        _ints(frame["bid_size"], scale),
+        _ints(frame["ask_size"], scale),
+        range(frame.height),
+        strict=True,
     )
-    out = []
+    out: list[Any] = []
     for ident, ts, recv, bid, ask, bid_sz, ask_sz, seq in rows:
         level = dbn.BidAskPair(bid_px=bid, ask_px=ask, bid_sz=bid_sz, ask_sz=ask_sz, bid_ct=1, ask_ct=1)
         if bbo:
-            out.append(dbn.BBOMsg(dbn.RType.BBO_1S, publisher, ident, ts, _UNDEF_PRICE, 0, dbn.Side.NONE, recv,
-                                  flags=0, sequence=seq, levels=level))
+            out.append(
+                dbn.BBOMsg(
+                    dbn.RType.BBO_1S,
+                    publisher,
+                    ident,
+                    ts,
+                    _UNDEF_PRICE,
+                    0,
+                    dbn.Side.NONE,
+                    recv,
+                    flags=0,
+                    sequence=seq,
+                    levels=level,
+                )
+            )
         else:
-            out.append(dbn.MBP1Msg(publisher, ident, ts, bid, bid_sz, dbn.Action.ADD, dbn.Side.BID, 0, recv,
-                                   flags=0, sequence=seq, levels=level))
+            out.append(
+                dbn.MBP1Msg(
+                    publisher,
+                    ident,
+                    ts,
+                    bid,
+                    bid_sz,
+                    dbn.Action.ADD,
+                    dbn.Side.BID,
+                    0,
+                    recv,
+                    flags=0,
+                    sequence=seq,
+                    levels=level,
+                )
+            )
     return out
 
 
 def _bars(schema: str) -> Callable[[pl.DataFrame, int, int], list[Any]]:
     def make(frame: pl.DataFrame, scale: int, publisher: int) -> list[Any]:
-        import databento_dbn as dbn
+        dbn: Any = importlib.import_module("databento_dbn")  # its stubs type enum members as str
 
-        rtype = {"ohlcv-1s": dbn.RType.OHLCV_1S, "ohlcv-1m": dbn.RType.OHLCV_1M, "ohlcv-1h": dbn.RType.OHLCV_1H,
-                 "ohlcv-1d": dbn.RType.OHLCV_1D}[schema]
+        rtype = {
+            "ohlcv-1s": dbn.RType.OHLCV_1S,
+            "ohlcv-1m": dbn.RType.OHLCV_1M,
+            "ohlcv-1h": dbn.RType.OHLCV_1H,
+            "ohlcv-1d": dbn.RType.OHLCV_1D,
+        }[schema]
         rows = zip(
-            frame["instrument_id"], frame["start"], *[_fixed(frame[c]) for c in ("open", "high", "low", "close")],
-            _ints(frame["volume"], scale), strict=True,
+            frame["instrument_id"],
+            frame["start"],
+            *[_fixed(frame[c]) for c in ("open", "high", "low", "close")],
+            _ints(frame["volume"], scale),
+            strict=True,
         )
         return [dbn.OHLCVMsg(rtype, publisher, i, ts, o, h, lo, c, v) for i, ts, o, h, lo, c, v in rows]
 
@@ -190,8 +238,14 @@ _RECORDS: dict[str, Callable[[pl.DataFrame, int, int], list[Any]]] = {
 }
 
 
-def synthetic_trades(rows: int = 100_000, symbols: int = 8, *, seed: int = 7, start_ns: int = 1_723_161_600_000_000_000,
-                     span_ns: int = 2 * _DAY_NS) -> pl.DataFrame:
+def synthetic_trades(
+    rows: int = 100_000,
+    symbols: int = 8,
+    *,
+    seed: int = 7,
+    start_ns: int = 1_723_161_600_000_000_000,
+    span_ns: int = 2 * _DAY_NS,
+) -> pl.DataFrame:
     """A seeded trade frame: ``rows`` trades of ``symbols`` symbols over ``span_ns`` from ``start_ns``,
     prices with 2 decimals around 100, sizes with 3 decimals."""
     rng = np.random.default_rng(seed)
