@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mdp.errors import ConfigError, PermanentStoreError
-from mdp.stores.arcticdb import ArcticStore, split_target
+from mdp.stores.arcticdb import ArcticStore, lmdb_folder, split_target
 from mdp.stores.read import store_spec
 from mdp.stores.samples import sample_bars, sample_trades
 
@@ -49,7 +49,20 @@ def test_a_rewrite_of_an_overlapping_range_keeps_the_rows_outside_it(tmp_path: P
     assert_frame_equal(got, want.sort("symbol", "timeframe", "start"), check_exact=True)
 
 
+def test_validate_connect_reaches_an_arcticdb_store_without_making_its_folder(tmp_path: Path) -> None:
+    from mdp.config.connect import check_store
+
+    missing = tmp_path / "not_yet"
+    check_store(ArcticStore(f"lmdb://{missing}", tables={"bar": "bars_1m"}))
+    assert not missing.exists()
+    with ArcticStore(f"lmdb://{tmp_path / 'there'}", tables={"bar": "bars_1m"}) as store:
+        store.write("bar", sample_bars(2))
+    check_store(ArcticStore(f"lmdb://{tmp_path / 'there'}", tables={"bar": "bars_1m"}))
+
+
 def test_uris_and_specs() -> None:
+    assert lmdb_folder("lmdb:///data/arctic?map_size=2GB") == Path("/data/arctic")
+    assert lmdb_folder("s3://host:bucket") is None
     assert split_target("lmdb:///data/arctic#research") == ("lmdb:///data/arctic", "research")
     assert split_target("lmdb:///data/arctic") == ("lmdb:///data/arctic", "mdp")
     assert store_spec("lmdb:///data/arctic") == "arcticdb:lmdb:///data/arctic"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import polars as pl
@@ -79,6 +80,13 @@ def check_uri(uri: str) -> str:
             "(a local folder: lmdb:///absolute/folder or lmdb://relative/folder)"
         )
     return uri
+
+
+def lmdb_folder(uri: str) -> Path | None:
+    """The local folder of an ``lmdb://`` URI (options after ``?`` dropped); None for another storage."""
+    if not uri.lower().startswith("lmdb://"):
+        return None
+    return Path(uri[len("lmdb://") :].split("?", 1)[0])
 
 
 def split_target(target: str) -> tuple[str, str]:
