@@ -1,0 +1,227 @@
+"""One live feed per watched job: its status from the job registry and its new bars from its store.
+
+The job process is left alone: a feed reads what the job already publishes, the registry row its
+heartbeat updates every second and the bars its store sink commits (a SQLite file in WAL mode serves
+readers while the job writes). One feed serves every WebSocket watching that job, so twenty browsers
+cost one registry read and one store read per poll, and each message is encoded once.
+
+Bars are read from a window at the head of the store: every bar whose start is at most
+``revision_bars`` bar lengths before the newest start seen. A bar in that window whose values or
+revision changed since the last read is sent again (the chart replaces it); a revision of an older bar
+is not sent live (the REST endpoint has it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import polars as pl
+
+from mdp.app.jobs import JobRecord, JobStore
+from mdp.durations import parse_duration
+from mdp.errors import ConfigError, MdpError
+from mdp.stores.base import Store
+from mdp.stores.registry import open_store
+
+log = logging.getLogger("mdp.web")
+
+#: what a bar message carries per bar (``t``: the bar's start in ms since the epoch, for the chart)
+BAR_FIELDS: Final = ("symbol", "timeframe", "start", "open", "high", "low", "close", "volume", "revision")
+#: messages a slow WebSocket may have queued before it is dropped (it reconnects and starts afresh)
+QUEUE_LIMIT: Final = 256
+
+
+def bar_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """The bars of ``frame`` as JSON-ready dicts (``t`` in ms for the chart)."""
+    cols = [c for c in BAR_FIELDS if c in frame.columns]
+    rows = frame.select(cols).to_dicts()
+    for row in rows:
+        row["t"] = row["start"] // 1_000_000
+    return rows
+
+
+def bar_store(record: JobRecord) -> Store | None:
+    """A read-only store over the bars ``record``'s job writes (its first bar sink), or None."""
+    graph = record.counters.get("graph") or {}
+    for sink in graph.get("stores", []):
+        if sink.get("kind") != "bar":
+            continue
+        spec = dict(sink.get("spec") or {})
+        spec.pop("busy_timeout", None)
+        try:
+            return open_store(str(sink["backend"]), **spec, read_only=True)
+        except (MdpError, TypeError) as exc:
+            log.warning("job %s: cannot read its store %s: %s", record.name, sink.get("backend"), exc)
+    return None
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One WebSocket's queue of encoded messages, and the symbols it wants bars of (empty: all)."""
+
+    symbols: set[str] = field(default_factory=set)
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+
+    def offer(self, message: str) -> bool:
+        """Queue ``message``; False when the queue is full (the subscriber is too slow and is dropped)."""
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+class JobFeed:
+    """Polls one job's registry row and store; sends status and bar changes to its subscribers.
+
+    Args:
+        registry: the job registry.
+        job: the job name.
+        interval: seconds between two polls.
+        revision_bars: how many bar lengths behind the newest bar a revision is still sent live.
+    """
+
+    def __init__(self, registry: JobStore, job: str, *, interval: float = 0.25, revision_bars: int = 3) -> None:
+        self.registry = registry
+        self.job = job
+        self.interval = interval
+        self.revision_bars = revision_bars
+        self.subscribers: set[Subscriber] = set()
+        self.bars: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.status: dict[str, Any] | None = None
+        self._status_text: str | None = None
+        self._store: Store | None = None
+        self._store_open = False
+        self._run_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.polls = 0
+
+    # -- subscribers --------------------------------------------------------------------------------
+
+    def subscribe(self, symbols: set[str] | None = None) -> Subscriber:
+        """A new subscriber, given the current status and the bars of the window at once; starts polling."""
+        sub = Subscriber(set(symbols or ()))
+        if self._status_text is not None:
+            sub.offer(self._status_text)
+        current = [b for b in self.bars.values() if not sub.symbols or b["symbol"] in sub.symbols]
+        if current:
+            sub.offer(json.dumps({"type": "bars", "bars": sorted(current, key=lambda b: (b["symbol"], b["start"]))}))
+        self.subscribers.add(sub)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"feed {self.job}")
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.to_thread(self._close_store)
+        for sub in list(self.subscribers):
+            self._end(sub)
+
+    # -- polling ------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while self.subscribers:
+                try:
+                    await self.poll()
+                except Exception:  # a failed poll (store busy, registry locked) is retried next time
+                    log.exception("job %s: poll failed", self.job)
+                await asyncio.sleep(self.interval)
+        finally:
+            await asyncio.to_thread(self._close_store)
+
+    async def poll(self) -> None:
+        """One round: the registry row (status), then the bars window (changed bars only)."""
+        self.polls += 1
+        status, changed = await asyncio.to_thread(self._read)
+        if status is not None:
+            self._status_text = json.dumps({"type": "status", "job": status})
+            self.status = status
+            for sub in list(self.subscribers):
+                self._send(sub, self._status_text)
+        if changed:
+            symbols = {b["symbol"] for b in changed}
+            everything = json.dumps({"type": "bars", "bars": changed})
+            for sub in list(self.subscribers):
+                if not sub.symbols:
+                    self._send(sub, everything)
+                elif sub.symbols & symbols:
+                    self._send(sub, json.dumps({"type": "bars", "bars": [b for b in changed if b["symbol"] in sub.symbols]}))
+
+    def _send(self, sub: Subscriber, message: str) -> None:
+        if not sub.offer(message):
+            log.warning("job %s: a WebSocket fell %d messages behind; dropping it", self.job, QUEUE_LIMIT)
+            self._end(sub)
+
+    def _end(self, sub: Subscriber) -> None:
+        """Drop ``sub`` and wake its writer with the end marker (None), making room for it if need be."""
+        self.subscribers.discard(sub)
+        with contextlib.suppress(asyncio.QueueEmpty):
+            if sub.queue.full():
+                sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
+
+    def _read(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """In a worker thread: the job's newest record (if it changed) and the bars that changed."""
+        record = self.registry.get(self.job)
+        data = record.to_dict()
+        text = json.dumps(data, sort_keys=True)
+        status = data if text != (json.dumps(self.status, sort_keys=True) if self.status else None) else None
+        if record.run_id != self._run_id:  # a new run (perhaps another store): start afresh
+            self._close_store()
+            self._run_id, self.bars = record.run_id, {}
+        if self._store is None:
+            self._store = bar_store(record)
+            if self._store is None:
+                return status, []
+        return status, self._changed_bars(self._store)
+
+    def _changed_bars(self, store: Store) -> list[dict[str, Any]]:
+        cutoff = None
+        if self.bars:
+            newest = max(b["start"] for b in self.bars.values())
+            length = min(_timeframe_ns(b["timeframe"]) for b in self.bars.values())
+            cutoff = newest - self.revision_bars * length
+        try:
+            if not self._store_open:
+                store.open()
+                self._store_open = True
+            frame = store.read("bar", None, None, cutoff, None)
+        except MdpError as exc:  # the table is not there yet (the job has written nothing): try again later
+            log.debug("job %s: no bars yet: %s", self.job, exc)
+            self._close_store()
+            return []
+        changed = []
+        for row in bar_rows(frame):
+            key = (row["symbol"], row["timeframe"], row["start"])
+            if self.bars.get(key) != row:
+                self.bars[key] = row
+                changed.append(row)
+        if cutoff is not None:
+            self.bars = {k: v for k, v in self.bars.items() if k[2] >= cutoff}
+        return changed
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        was_open, self._store_open = self._store_open, False
+        if store is not None and was_open:
+            with contextlib.suppress(MdpError):
+                store.close()
+
+
+def _timeframe_ns(timeframe: str) -> int:
+    try:
+        return parse_duration(timeframe)
+    except (ConfigError, ValueError):
+        return 60_000_000_000
