@@ -181,8 +181,7 @@ class Dashboard:
         q = request.query_params
         try:
             record = await asyncio.to_thread(self.registry.get, name)
-            start = parse_time(q["start"]) if q.get("start") else None
-            end = parse_time(q["end"]) if q.get("end") else None
+            start, end = _time(q.get("start")), _time(q.get("end"))
         except ConfigError as exc:
             return _error(str(exc), 404 if "no job named" in str(exc) else 400)
         store = bar_store(record)
@@ -204,6 +203,8 @@ class Dashboard:
     # -- live ---------------------------------------------------------------------------------------
 
     async def live(self, ws: WebSocket) -> None:
+        # accepted, then closed with a code the page can show (a refused handshake reaches JS as 1006)
+        await ws.accept()
         if not authorized(ws, self.settings.token):
             await ws.close(code=4401, reason="this needs the dashboard token (?token=)")
             return
@@ -211,7 +212,6 @@ class Dashboard:
         if await asyncio.to_thread(self.registry.latest, name) is None:
             await ws.close(code=4404, reason=f"no job named {name!r}")
             return
-        await ws.accept()
         feed = self.feeds.get(name)
         if feed is None:
             feed = self.feeds[name] = JobFeed(self.registry, name, interval=self.settings.poll_interval)
@@ -256,6 +256,13 @@ def validate_for_start(path: Path, settings: Settings) -> str:
     job = check_config(path)
     check_paths(job, settings.roots, settings.cwd)
     return job.job
+
+
+def _time(text: str | None) -> int | None:
+    """A query's time: ns since the epoch (digits) or ISO-8601; None when absent."""
+    if not text:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else parse_time(text)
 
 
 def _remove_upload(path: Path) -> None:
