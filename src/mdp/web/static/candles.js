@@ -41,7 +41,7 @@ const Candles = {
     const layout = {
       paper_bgcolor: "#171d24", plot_bgcolor: "#171d24", font: { color: "#d7dde4" }, showlegend: false,
       margin: { l: 60, r: 20, t: 10, b: 30 }, uirevision: Candles.symbol,
-      xaxis: { rangeslider: { visible: false }, type: "date", gridcolor: "#2a323c" },
+      xaxis: { rangeslider: { visible: false }, type: "date", gridcolor: "#2a323c", tickformat: "%H:%M:%S" },
       yaxis: { domain: [0.28, 1], gridcolor: "#2a323c", title: { text: "price" } },
       yaxis2: { domain: [0, 0.22], gridcolor: "#2a323c", title: { text: "volume" } },
     };
