@@ -58,7 +58,7 @@ class Settings:
     roots: Sequence[Path]
     cwd: Path = field(default_factory=Path.cwd)
     allowed_hosts: Sequence[str] = ("127.0.0.1", "localhost", "[::1]", "::1", "testserver")
-    poll_interval: float = 0.25
+    poll_interval: float = 0.1
 
 
 def plotly_js() -> Path:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -82,12 +85,22 @@ class JobFeed:
     Args:
         registry: the job registry.
         job: the job name.
-        interval: seconds between two polls.
+        interval: seconds between two reads of the store.
+        status_interval: seconds between two reads of the job registry.
         revision_bars: how many bar lengths behind the newest bar a revision is still sent live.
     """
 
-    def __init__(self, registry: JobStore, job: str, *, interval: float = 0.25, revision_bars: int = 3) -> None:
+    def __init__(
+        self,
+        registry: JobStore,
+        job: str,
+        *,
+        interval: float = 0.1,
+        status_interval: float = 0.5,
+        revision_bars: int = 2,
+    ) -> None:
         self.registry = registry
+        self.status_interval = status_interval
         self.job = job
         self.interval = interval
         self.revision_bars = revision_bars
@@ -97,6 +110,11 @@ class JobFeed:
         self._status_text: str | None = None
         self._store: Store | None = None
         self._store_open = False
+        self._newest: int | None = None  # the newest bar start seen
+        self._length: int | None = None  # the shortest bar length seen (ns)
+        self._status_due = 0.0
+        self._record: JobRecord | None = None
+        self._mark: tuple[int, ...] | None = None
         self._run_id: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.polls = 0
@@ -133,11 +151,12 @@ class JobFeed:
     async def _run(self) -> None:
         try:
             while self.subscribers:
+                began = time.monotonic()
                 try:
                     await self.poll()
                 except Exception:  # a failed poll (store busy, registry locked) is retried next time
                     log.exception("job %s: poll failed", self.job)
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))
         finally:
             await asyncio.to_thread(self._close_store)
 
@@ -173,26 +192,35 @@ class JobFeed:
         sub.queue.put_nowait(None)
 
     def _read(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """In a worker thread: the job's newest record (if it changed) and the bars that changed."""
-        record = self.registry.get(self.job)
-        data = record.to_dict()
-        text = json.dumps(data, sort_keys=True)
-        status = data if text != (json.dumps(self.status, sort_keys=True) if self.status else None) else None
+        """In a worker thread: the job's newest record (if it changed, read at most every
+        ``status_interval``: the job writes it once a second) and the bars that changed."""
+        status = None
+        now = time.monotonic()
+        if now >= self._status_due or self._record is None:
+            self._status_due = now + self.status_interval
+            record = self._record = self.registry.get(self.job)
+            data = record.to_dict()
+            status = data if data != self.status else None
+        record = self._record
         if record.run_id != self._run_id:  # a new run (perhaps another store): start afresh
             self._close_store()
-            self._run_id, self.bars = record.run_id, {}
+            self._run_id, self.bars, self._newest, self._length = record.run_id, {}, None, None
+            self._mark = None
         if self._store is None:
             self._store = bar_store(record)
             if self._store is None:
                 return status, []
-        return status, self._changed_bars(self._store)
+        mark = _file_mark(self._store)
+        if mark is not None and mark == self._mark:  # nothing committed since the last read
+            return status, []
+        changed = self._changed_bars(self._store)
+        self._mark = mark
+        return status, changed
 
     def _changed_bars(self, store: Store) -> list[dict[str, Any]]:
         cutoff = None
-        if self.bars:
-            newest = max(b["start"] for b in self.bars.values())
-            length = min(_timeframe_ns(b["timeframe"]) for b in self.bars.values())
-            cutoff = newest - self.revision_bars * length
+        if self._newest is not None and self._length is not None:
+            cutoff = self._newest - self.revision_bars * self._length
         try:
             if not self._store_open:
                 store.open()
@@ -208,6 +236,9 @@ class JobFeed:
             if self.bars.get(key) != row:
                 self.bars[key] = row
                 changed.append(row)
+                length = _timeframe_ns(row["timeframe"])
+                self._length = length if self._length is None else min(self._length, length)
+                self._newest = row["start"] if self._newest is None else max(self._newest, row["start"])
         if cutoff is not None:
             self.bars = {k: v for k, v in self.bars.items() if k[2] >= cutoff}
         return changed
@@ -220,6 +251,24 @@ class JobFeed:
                 store.close()
 
 
+def _file_mark(store: Store) -> tuple[int, ...] | None:
+    """Size and mtime of a file store and its WAL: unchanged means nothing was committed since (None: can't
+    tell, as for a server or a folder, so read every time)."""
+    path = store.spec().get("path")
+    if not isinstance(path, str) or store.backend not in ("sqlite", "duckdb"):
+        return None
+    mark: list[int] = []
+    for name in (path, f"{path}-wal", f"{path}.wal"):
+        try:
+            st = os.stat(name)
+        except OSError:
+            mark += [-1, -1]
+        else:
+            mark += [st.st_size, st.st_mtime_ns]
+    return tuple(mark)
+
+
+@functools.lru_cache(maxsize=64)
 def _timeframe_ns(timeframe: str) -> int:
     try:
         return parse_duration(timeframe)

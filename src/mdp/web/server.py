@@ -82,7 +82,7 @@ def serve(
     print(f"mdp dashboard on {url_of(host, actual, token)}", file=out, flush=True)
     print(f"jobs from {home / 'jobs.sqlite'}; jobs may use files under {', '.join(map(str, roots))}", file=out,
           flush=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     try:
         asyncio.run(server.serve(sockets=[sock]))
