@@ -131,13 +131,21 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
         if loaded:
             board = subprocess.Popen(
                 [sys.executable, "-m", "mdp", "dashboard", "--port", "0"],
-                cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             assert board.stdout is not None
             url = board.stdout.readline().split(" on ", 1)[1].strip()
         job = subprocess.Popen(
             [sys.executable, "-m", "mdp", "run", "-c", "job.yaml", "--json"],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         watch = StoreWatch(folder / "bench.sqlite")
         watch.start()
@@ -156,7 +164,7 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
                 received.extend(maps)
                 tasks = [asyncio.create_task(client(ws_url, m, connected, done)) for m in maps]
                 while not ended:
-                    pid, status, usage = os.wait4(job.pid, os.WNOHANG)
+                    pid, status, usage = os.wait4(job.pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks)
                     if pid:
                         ended.append((status, usage))
                     await asyncio.sleep(0.2)
@@ -257,8 +265,10 @@ def main() -> None:
     print(f"| no dashboard | {b:,.0f} | {cpu_b:.1f} | | | |")
     p50 = statistics.median(r["lag_p50"] for r in loaded_runs) * 1e3
     p99 = statistics.median(r["lag_p99"] for r in loaded_runs) * 1e3
-    print(f"| dashboard + {args.clients} clients | {lo:,.0f} | {cpu_l:.1f} | {p50:.0f} ms | {p99:.0f} ms | "
-          f"{worst * 1e3:.0f} ms |")
+    print(
+        f"| dashboard + {args.clients} clients | {lo:,.0f} | {cpu_l:.1f} | {p50:.0f} ms | {p99:.0f} ms | "
+        f"{worst * 1e3:.0f} ms |"
+    )
     drop = (b - lo) / b * 100
     print(f"throughput change: {-drop:+.1f}% (goal: a drop under 10%); worst client lag {worst:.3f} s (goal: < 1 s)")
     print(f"this process (clients + store watch) used {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} s CPU")

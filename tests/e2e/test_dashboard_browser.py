@@ -174,12 +174,14 @@ def test_job_page_shows_the_dag_and_live_candles_and_stops_the_job(
     # the candles: a chart of the first symbol whose last candle moves on as bars close
     page.wait_for_function(f"() => {{ const c = ({LAST_CANDLE})(); return c && c.count >= 2; }}", timeout=20_000)
     first = page.evaluate(LAST_CANDLE)
-    assert first["symbol"] == "SYM000" and first["volume"] > 0
+    assert first["symbol"] == "SYM000"
+    assert first["volume"] > 0
     page.wait_for_function(
         f"(x) => {{ const c = ({LAST_CANDLE})(); return c && c.x !== x; }}", arg=first["x"], timeout=15_000
     )
     later = page.evaluate(LAST_CANDLE)
-    assert later["count"] > first["count"] and later["x"] > first["x"]
+    assert later["count"] > first["count"]
+    assert later["x"] > first["x"]
     assert page.locator("#chart g.trace.boxes path.box").count() >= later["count"]  # drawn, not just held
 
     # late rows (the feed delivers 2% of its trades up to 1.5 s late) are counted live on the bars node
@@ -191,7 +193,8 @@ def test_job_page_shows_the_dag_and_live_candles_and_stops_the_job(
         page.wait_for_function(f"() => ({LAST_CANDLE})().count >= 20", timeout=60_000)
     shot = ARTIFACTS / "dashboard-job.png"
     page.screenshot(path=str(shot), full_page=True)
-    assert png_size(shot)[0] == 1400 and shot.stat().st_size > 20_000
+    assert png_size(shot)[0] == 1400
+    assert shot.stat().st_size > 20_000
     if os.environ.get("MDP_DOCS_SCREENSHOT") == "1":
         DOCS_PICTURE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_PICTURE)

@@ -111,7 +111,8 @@ def bearer(token: str) -> dict[str, str]:
 def test_the_token_is_kept_owner_only_and_reused(home: Path) -> None:
     first = load_token(home)
     assert stat.S_IMODE((home / TOKEN_FILE).stat().st_mode) == 0o600
-    assert load_token(home) == first and len(first) >= 32
+    assert load_token(home) == first
+    assert len(first) >= 32
     (home / TOKEN_FILE).chmod(0o644)
     assert load_token(home) == first
     assert stat.S_IMODE((home / TOKEN_FILE).stat().st_mode) == 0o600
@@ -123,18 +124,21 @@ def test_jobs_job_bars_and_live_feed_of_a_running_job(
     assert [j["name"] for j in client.get("/api/jobs").json()["jobs"]] == ["live"]
     # the first heartbeat carries the graph: nodes, channels against capacity, the store
     job = wait_for(lambda: (r := client.get("/api/jobs/live").json())["counters"].get("graph") and r, what="graph")
-    assert job["state"] == "running" and job["pid"] == live.pid
+    assert job["state"] == "running"
+    assert job["pid"] == live.pid
     graph = job["counters"]["graph"]
     assert [n["id"] for n in graph["nodes"]] == ["trades", "bars", "store"]
     assert [(c["src"], c["dst"]) for c in graph["channels"]] == [("trades", "bars"), ("bars", "store")]
     assert all(c["capacity"] > 0 for c in graph["channels"])
-    assert graph["stores"][0]["backend"] == "sqlite" and graph["stores"][0]["kind"] == "bar"
+    assert graph["stores"][0]["backend"] == "sqlite"
+    assert graph["stores"][0]["kind"] == "bar"
     assert set(job["checkpoint"]) == {"trades", "bars", "store"}
     assert "graph" not in client.get("/api/jobs").json()["jobs"][0]["counters"]
     assert client.get("/api/jobs/nope").status_code == 404
 
     bars = wait_for(lambda: client.get("/api/jobs/live/bars", params={"symbol": "SYM000"}).json()["bars"], what="bars")
-    assert {b["symbol"] for b in bars} == {"SYM000"} and {b["timeframe"] for b in bars} == {"1s"}
+    assert {b["symbol"] for b in bars} == {"SYM000"}
+    assert {b["timeframe"] for b in bars} == {"1s"}
     assert all(b["low"] <= b["open"] <= b["high"] and b["t"] == b["start"] // 1_000_000 for b in bars)
     first = bars[0]["start"]
     ranged = client.get("/api/jobs/live/bars", params={"symbol": "SYM000", "start": str(first), "end": str(first + 1)})
@@ -152,8 +156,10 @@ def test_jobs_job_bars_and_live_feed_of_a_running_job(
                 assert {b["symbol"] for b in message["bars"]} == {"SYM001"}
                 starts += [b["start"] for b in message["bars"]]
             else:
-                assert message["job"]["name"] == "live" and "graph" in message["job"]["counters"]
-        assert kinds == {"status", "bars"} and len(set(starts)) >= 3
+                assert message["job"]["name"] == "live"
+                assert "graph" in message["job"]["counters"]
+        assert kinds == {"status", "bars"}
+        assert len(set(starts)) >= 3
 
 
 @pytest.mark.parametrize("query", ["", "?token=wrong"])
@@ -171,12 +177,14 @@ def test_stop_needs_the_token_and_then_stops_the_job(
     assert client.post("/api/jobs/live/stop?token=wrong").status_code == 401
     assert live.poll() is None  # refused requests changed nothing
     answer = client.post("/api/jobs/live/stop", headers=bearer(token))
-    assert answer.status_code == 200 and answer.json()["state"] == "stopping"
+    assert answer.status_code == 200
+    assert answer.json()["state"] == "stopping"
     live.communicate(timeout=30)
     assert live.returncode == 0
     assert wait_for(lambda: client.get("/api/jobs/live").json()["state"] == "stopped", what="stopped")
     again = client.post("/api/jobs/live/stop", headers=bearer(token))
-    assert again.status_code == 409 and "not running" in again.json()["error"]
+    assert again.status_code == 409
+    assert "not running" in again.json()["error"]
     assert client.post("/api/jobs/nope/stop", headers=bearer(token)).status_code == 404
 
 
@@ -187,9 +195,11 @@ def test_start_from_a_file_and_from_an_upload(client: TestClient, token: str, tm
     try:
         answer = client.post("/api/jobs", json={"path": "started.yaml"}, headers=bearer(token))
         assert answer.status_code == 201, answer.text
-        assert answer.json()["name"] == "started" and answer.json()["state"] == "running"
+        assert answer.json()["name"] == "started"
+        assert answer.json()["state"] == "running"
         twice = client.post("/api/jobs", json={"path": "started.yaml"}, headers=bearer(token))
-        assert twice.status_code == 400 and "already running" in twice.json()["error"]
+        assert twice.status_code == 400
+        assert "already running" in twice.json()["error"]
 
         upload = {"config": LIVE.format(name="uploaded"), "filename": "uploaded.yaml", "job": "up"}
         answer = client.post(f"/api/jobs?token={token}", json=upload)
@@ -217,13 +227,15 @@ def test_an_upload_naming_a_path_outside_the_allowed_folders_is_refused(
     answer = client.post("/api/jobs", json={"config": config, "filename": "sneaky.yaml"}, headers=bearer(token))
     assert answer.status_code == 400
     message = answer.json()["error"]
-    assert "dag.nodes[2].params.path" in message and "outside the folders this dashboard may use" in message
+    assert "dag.nodes[2].params.path" in message
+    assert "outside the folders this dashboard may use" in message
     assert client.get("/api/jobs/sneaky").status_code == 404  # nothing started
 
 
 def test_a_config_file_outside_the_allowed_folders_is_refused(client: TestClient, token: str) -> None:
     answer = client.post("/api/jobs", json={"path": "/etc/passwd"}, headers=bearer(token))
-    assert answer.status_code == 400 and "outside the folders" in answer.json()["error"]
+    assert answer.status_code == 400
+    assert "outside the folders" in answer.json()["error"]
 
 
 def test_validate_says_what_mdp_validate_says(client: TestClient, tmp_path: Path) -> None:
@@ -240,10 +252,12 @@ def test_validate_says_what_mdp_validate_says(client: TestClient, tmp_path: Path
     ok = client.post("/api/validate", json={"config": good, "filename": "good.yaml"}).json()
     (tmp_path / "good.yaml").write_text(good)
     cli_ok = mdp("validate", "-c", "good.yaml", cwd=tmp_path)
-    assert ok["ok"] is True and ok["job"] == "good"
+    assert ok["ok"] is True
+    assert ok["job"] == "good"
     assert cli_ok.stdout.strip() == f"{ok['graph']}\n{ok['message']}"
     broken = client.post("/api/validate", json={"config": "dag: [unclosed", "filename": "x.yaml"}).json()
-    assert broken["ok"] is False and broken["message"]
+    assert broken["ok"] is False
+    assert broken["message"]
     assert client.post("/api/validate", content=b"not json").status_code == 400
 
 
@@ -257,14 +271,17 @@ def test_components_are_what_mdp_components_lists(client: TestClient, tmp_path: 
 def test_pages_assets_hosts_and_no_cors(client: TestClient) -> None:
     for page in ("/", "/jobs/any", "/config"):
         answer = client.get(page)
-        assert answer.status_code == 200 and "<html" in answer.text
+        assert answer.status_code == 200
+        assert "<html" in answer.text
     bundle = client.get("/assets/plotly.min.js")
-    assert bundle.status_code == 200 and "plotly" in bundle.text[:2000].lower()
+    assert bundle.status_code == 200
+    assert "plotly" in bundle.text[:2000].lower()
     assert client.get("/static/job.js").status_code == 200
     # no page loads anything from the internet
     for name in ("index.html", "job.html", "config.html"):
         text = client.get(f"/static/{name}").text
-        assert "http://" not in text and "https://" not in text
+        assert "http://" not in text
+        assert "https://" not in text
     # another site's page gets no CORS grant; a DNS-rebound host name is refused
     answer = client.get("/api/jobs", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in answer.headers
@@ -286,7 +303,8 @@ def test_mdp_dashboard_prints_the_token_url_and_warns_off_localhost(tmp_path: Pa
             assert proc.stdout is not None
             line = proc.stdout.readline()
             token = (tmp_path / ".mdp-home" / TOKEN_FILE).read_text().strip()
-            assert line.startswith("mdp dashboard on http://127.0.0.1:") and line.strip().endswith(f"/?token={token}")
+            assert line.startswith("mdp dashboard on http://127.0.0.1:")
+            assert line.strip().endswith(f"/?token={token}")
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=20)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
 from mdp.app.live import LiveSnapshot, live_graph, store_specs
-from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
+from mdp.app.summary import ProgressDisplay, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs, node_types
 from mdp.config.model import JobConfig

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -176,7 +176,8 @@ class JobFeed:
                 if not sub.symbols:
                     self._send(sub, everything)
                 elif sub.symbols & symbols:
-                    self._send(sub, json.dumps({"type": "bars", "bars": [b for b in changed if b["symbol"] in sub.symbols]}))
+                    mine = [b for b in changed if b["symbol"] in sub.symbols]
+                    self._send(sub, json.dumps({"type": "bars", "bars": mine}))
 
     def _send(self, sub: Subscriber, message: str) -> None:
         if not sub.offer(message):

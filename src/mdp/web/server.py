@@ -73,15 +73,20 @@ def serve(
             "beyond this machine; use it only on a network you trust",
             file=sys.stderr,
         )
-    settings = Settings(home=home, token=token, roots=roots, cwd=cwd, allowed_hosts=(
-        ("127.0.0.1", "localhost", "[::1]", "::1") if local else ("*",)
-    ))
+    settings = Settings(
+        home=home,
+        token=token,
+        roots=roots,
+        cwd=cwd,
+        allowed_hosts=(("127.0.0.1", "localhost", "[::1]", "::1") if local else ("*",)),
+    )
     app = create_app(settings)
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     print(f"mdp dashboard on {url_of(host, actual, token)}", file=out, flush=True)
-    print(f"jobs from {home / 'jobs.sqlite'}; jobs may use files under {', '.join(map(str, roots))}", file=out,
-          flush=True)
+    print(
+        f"jobs from {home / 'jobs.sqlite'}; jobs may use files under {', '.join(map(str, roots))}", file=out, flush=True
+    )
     config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     try:
