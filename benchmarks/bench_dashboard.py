@@ -11,7 +11,9 @@ clients in this one, each watching every symbol of the job (the heaviest subscri
 * **client lag**: for each bar, the time from its commit in the store to its arrival at a client. A thread
   here polls the store every 5 ms (read-only, WAL) and notes when each bar first appears; the lag is
   the client's receipt minus that moment (so it includes up to 5 ms of polling error, in either
-  direction). Only bars committed after the clients connected count.
+  direction). Only bars committed after the clients connected count. It is split at the ``read_at``
+  stamp of the dashboard's message: commit to the dashboard's read, and read to the client's receipt
+  (encoding, the socket, and this process's own wait for the CPU).
 
 Run: ``.venv/bin/python benchmarks/bench_dashboard.py [--seconds 60] [--clients 20] [--symbols 500]
 [--rate 50000] [--repeat 2] [--speed 1]``
@@ -85,7 +87,13 @@ class StoreWatch(threading.Thread):
             conn.close()
 
 
-async def client(url: str, received: dict[tuple[str, int], float], connected: list[float], done: asyncio.Event) -> int:
+async def client(
+    url: str,
+    received: dict[tuple[str, int], float],
+    read_at: dict[tuple[str, int], float],
+    connected: list[float],
+    done: asyncio.Event,
+) -> int:
     """One WebSocket watching every symbol: note when each bar first arrives; return messages seen."""
     messages = 0
     async with websockets.connect(url, max_size=None) as ws:
@@ -102,7 +110,10 @@ async def client(url: str, received: dict[tuple[str, int], float], connected: li
             messages += 1
             if message["type"] == "bars":
                 for bar in message["bars"]:
-                    received.setdefault((bar["symbol"], bar["start"]), now)
+                    key = (bar["symbol"], bar["start"])
+                    if key not in received:
+                        received[key] = now
+                        read_at[key] = message.get("read_at", now)
     return messages
 
 
@@ -150,6 +161,7 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
         watch = StoreWatch(folder / "bench.sqlite")
         watch.start()
         received: list[dict[tuple[str, int], float]] = []
+        read_times: list[dict[tuple[str, int], float]] = []
         connected: list[float] = []
         counts: list[int] = []
         ended: list[tuple[int, Any]] = []
@@ -161,8 +173,12 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
             async def clients() -> None:
                 done = asyncio.Event()
                 maps: list[dict[tuple[str, int], float]] = [{} for _ in range(args.clients)]
+                reads: list[dict[tuple[str, int], float]] = [{} for _ in range(args.clients)]
                 received.extend(maps)
-                tasks = [asyncio.create_task(client(ws_url, m, connected, done)) for m in maps]
+                read_times.extend(reads)
+                tasks = [
+                    asyncio.create_task(client(ws_url, m, r, connected, done)) for m, r in zip(maps, reads, strict=True)
+                ]
                 while not ended:
                     pid, status, usage = os.wait4(job.pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks)
                     if pid:
@@ -178,7 +194,10 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
         out, err = job.communicate()
         watch.stop.set()
         watch.join()
+        board_cpu = None
         if board is not None:
+            fields = Path(f"/proc/{board.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            board_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
             board.terminate()
             board.communicate(timeout=20)
         if job.returncode != 0:
@@ -191,26 +210,36 @@ def one_run(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
             "rows_per_second": summary["rows_in"] / summary["seconds"],
             "bars": summary["bars_out"],
             "job_cpu": usage.ru_utime + usage.ru_stime,
+            "dashboard_cpu": board_cpu,
+            "load_average": os.getloadavg()[0],
         }
         if loaded:
             since = max(connected)
-            lags = []
+            lags, server, transit = [], [], []
             per_client_max = []
             missing = 0
-            for got in received:
+            for got, reads in zip(received, read_times, strict=True):
                 mine = []
                 for key, seen in watch.first_seen.items():
                     if seen <= since:
                         continue
                     if key in got:
                         mine.append(max(0.0, got[key] - seen))
+                        server.append(max(0.0, reads[key] - seen))
+                        transit.append(max(0.0, got[key] - reads[key]))
                     else:
                         missing += 1
                 lags += mine
                 per_client_max.append(max(mine) if mine else float("nan"))
             lags.sort()
+            server.sort()
+            transit.sort()
             result.update(
                 {
+                    "server_p50": server[len(server) // 2],
+                    "server_max": server[-1],
+                    "transit_p50": transit[len(transit) // 2],
+                    "transit_max": transit[-1],
                     "lag_p50": lags[len(lags) // 2],
                     "lag_p99": lags[int(len(lags) * 0.99)],
                     "lag_max": lags[-1],
@@ -240,13 +269,16 @@ def main() -> None:
             runs.append(r)
             extra = (
                 f", lag p50 {r['lag_p50'] * 1e3:.0f} ms p99 {r['lag_p99'] * 1e3:.0f} ms max {r['lag_max'] * 1e3:.0f} ms"
-                f" over {r['bars_timed']:,} bar receipts, {r['bars_missing']} missing"
+                f" over {r['bars_timed']:,} bar receipts, {r['bars_missing']} missing; commit to read p50"
+                f" {r['server_p50'] * 1e3:.0f} ms max {r['server_max'] * 1e3:.0f} ms, read to client p50"
+                f" {r['transit_p50'] * 1e3:.0f} ms max {r['transit_max'] * 1e3:.0f} ms"
                 if loaded
                 else ""
             )
             print(
                 f"pair {i + 1} {'loaded' if loaded else 'bare  '}: {r['rows_per_second']:,.0f} rows/s, "
-                f"{r['bars']:,} bars, job CPU {r['job_cpu']:.1f} s{extra}",
+                f"{r['bars']:,} bars, job CPU {r['job_cpu']:.1f} s, load average {r['load_average']:.1f}{extra}"
+                + (f", dashboard CPU {r['dashboard_cpu']:.1f} s" if r["dashboard_cpu"] is not None else ""),
                 flush=True,
             )
     bare = [r for r in runs if not r["loaded"]]

@@ -164,6 +164,7 @@ class JobFeed:
         """One round: the registry row (status), then the bars window (changed bars only)."""
         self.polls += 1
         status, changed = await asyncio.to_thread(self._read)
+        read_at = round(time.time(), 4)  # wall time the bars were read: clients can tell our delay from theirs
         if status is not None:
             self._status_text = json.dumps({"type": "status", "job": status})
             self.status = status
@@ -171,13 +172,13 @@ class JobFeed:
                 self._send(sub, self._status_text)
         if changed:
             symbols = {b["symbol"] for b in changed}
-            everything = json.dumps({"type": "bars", "bars": changed})
+            everything = json.dumps({"type": "bars", "read_at": read_at, "bars": changed})
             for sub in list(self.subscribers):
                 if not sub.symbols:
                     self._send(sub, everything)
                 elif sub.symbols & symbols:
                     mine = [b for b in changed if b["symbol"] in sub.symbols]
-                    self._send(sub, json.dumps({"type": "bars", "bars": mine}))
+                    self._send(sub, json.dumps({"type": "bars", "read_at": read_at, "bars": mine}))
 
     def _send(self, sub: Subscriber, message: str) -> None:
         if not sub.offer(message):
