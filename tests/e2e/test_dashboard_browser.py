@@ -144,6 +144,17 @@ LAST_CANDLE = """() => {
 }"""
 
 
+REVISE_LAST = """() => {
+  const series = Candles.series(Candles.symbol), last = series[series.length - 1];
+  const close = last.close + 1;
+  Candles.add([{...last, close, high: Math.max(last.high, close), revision: last.revision + 1}]);
+  Candles.draw(document.getElementById('chart'));
+  const d = document.getElementById('chart').data[0];
+  return {before: series.length, after: Candles.series(Candles.symbol).length, close,
+          drawn_count: d.x.length, drawn_close: d.close[d.close.length - 1]};
+}"""
+
+
 def test_job_page_shows_the_dag_and_live_candles_and_stops_the_job(
     browser: Any, dashboard: str, live_job: subprocess.Popen[str]
 ) -> None:
@@ -183,6 +194,12 @@ def test_job_page_shows_the_dag_and_live_candles_and_stops_the_job(
     assert later["count"] > first["count"]
     assert later["x"] > first["x"]
     assert page.locator("#chart g.trace.boxes path.box").count() >= later["count"]  # drawn, not just held
+
+    # a revision replaces its bar (same start, higher revision): the chart keeps one candle per start
+    revised = page.evaluate(REVISE_LAST)
+    assert revised["after"] == revised["before"]
+    assert revised["drawn_close"] == revised["close"]
+    assert revised["drawn_count"] == revised["before"]
 
     # late rows (the feed delivers 2% of its trades up to 1.5 s late) are counted live on the bars node
     page.wait_for_function(

@@ -40,8 +40,8 @@ from mdp.app.jobs import JobStore
 from mdp.config.registry import default_registry
 from mdp.durations import parse_time
 from mdp.errors import ConfigError, MdpError
+from mdp.web import configs
 from mdp.web.auth import authorized
-from mdp.web.configs import check_file_allowed, check_paths, save_upload, start_job, validate
 from mdp.web.feed import JobFeed, bar_rows, bar_store
 
 STATIC = Path(__file__).parent / "static"
@@ -134,7 +134,7 @@ class Dashboard:
             path = await asyncio.to_thread(self._config_file, body)
             job = await asyncio.to_thread(validate_for_start, path, self.settings)
             name = await asyncio.to_thread(
-                start_job,
+                configs.start_job,
                 path,
                 self.registry,
                 self.settings.home / "logs",
@@ -151,9 +151,9 @@ class Dashboard:
     def _config_file(self, body: dict[str, Any]) -> Path:
         """The job file a request names (``path``) or uploads (``config``), inside the allowed folders."""
         if isinstance(body.get("config"), str):
-            return save_upload(self.settings.home, str(body.get("filename") or "upload.yaml"), body["config"])
+            return configs.save_upload(self.settings.home, str(body.get("filename") or "upload.yaml"), body["config"])
         if isinstance(body.get("path"), str):
-            return check_file_allowed(self.settings.cwd / Path(body["path"]).expanduser(), self.settings.roots)
+            return configs.check_file_allowed(self.settings.cwd / Path(body["path"]).expanduser(), self.settings.roots)
         raise ConfigError('send {"path": "job.yaml"} or {"config": "<the job file>", "filename": "job.yaml"}')
 
     # -- components, validation, bars ---------------------------------------------------------------
@@ -171,7 +171,7 @@ class Dashboard:
             path = await asyncio.to_thread(self._config_file, body)
         except ConfigError as exc:
             return JSONResponse({"ok": False, "message": str(exc), "graph": None, "job": None})
-        result = await asyncio.to_thread(validate, path)
+        result = await asyncio.to_thread(configs.validate, path)
         if isinstance(body.get("config"), str):
             await asyncio.to_thread(_remove_upload, path)
         return JSONResponse(result.to_dict())
@@ -251,10 +251,8 @@ class Dashboard:
 
 def validate_for_start(path: Path, settings: Settings) -> str:
     """Check ``path`` as ``mdp validate`` does and fence its paths; return the job's name."""
-    from mdp.web.configs import check_config
-
-    job = check_config(path)
-    check_paths(job, settings.roots, settings.cwd)
+    job = configs.check_config(path)
+    configs.check_paths(job, settings.roots, settings.cwd)
     return job.job
 
 

@@ -63,11 +63,10 @@ def check_config(path: Path) -> JobConfig:
 def validate(path: Path) -> Validation:
     """``mdp validate --config path``: the graph and ``ok``, or the message after ``error:``."""
     try:
-        job = load_config(path)
-        dag = build_dag(job)
-        preflight(dag, node_specs(job, dag))
+        job = check_config(path)
     except ConfigError as exc:
         return Validation(False, str(exc))
+    dag = build_dag(job)
     graph = render_graph(dag, node_types(job, dag), "text", f"{job.job} ({job.mode.value} mode)")
     return Validation(True, "ok: the job is valid", graph, job.job)
 
