@@ -105,7 +105,8 @@ class JobFeed:
         self.interval = interval
         self.revision_bars = revision_bars
         self.subscribers: set[Subscriber] = set()
-        self.bars: dict[tuple[str, str, int], dict[str, Any]] = {}
+        #: the bars of the last read (the window at the head of the store)
+        self._window: pl.DataFrame | None = None
         self.status: dict[str, Any] | None = None
         self._status_text: str | None = None
         self._store: Store | None = None
@@ -126,9 +127,11 @@ class JobFeed:
         sub = Subscriber(set(symbols or ()))
         if self._status_text is not None:
             sub.offer(self._status_text)
-        current = [b for b in self.bars.values() if not sub.symbols or b["symbol"] in sub.symbols]
-        if current:
-            sub.offer(json.dumps({"type": "bars", "bars": sorted(current, key=lambda b: (b["symbol"], b["start"]))}))
+        window = self._window
+        if window is not None and sub.symbols:
+            window = window.filter(pl.col("symbol").is_in(sorted(sub.symbols)))
+        if window is not None and window.height:
+            sub.offer(json.dumps({"type": "bars", "bars": bar_rows(window.sort("symbol", "start"))}))
         self.subscribers.add(sub)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"feed {self.job}")
@@ -206,7 +209,7 @@ class JobFeed:
         record = self._record
         if record.run_id != self._run_id:  # a new run (perhaps another store): start afresh
             self._close_store()
-            self._run_id, self.bars, self._newest, self._length = record.run_id, {}, None, None
+            self._run_id, self._window, self._newest, self._length = record.run_id, None, None, None
             self._mark = None
         if self._store is None:
             self._store = bar_store(record)
@@ -232,18 +235,14 @@ class JobFeed:
             log.debug("job %s: no bars yet: %s", self.job, exc)
             self._close_store()
             return []
-        changed = []
-        for row in bar_rows(frame):
-            key = (row["symbol"], row["timeframe"], row["start"])
-            if self.bars.get(key) != row:
-                self.bars[key] = row
-                changed.append(row)
-                length = _timeframe_ns(row["timeframe"])
-                self._length = length if self._length is None else min(self._length, length)
-                self._newest = row["start"] if self._newest is None else max(self._newest, row["start"])
-        if cutoff is not None:
-            self.bars = {k: v for k, v in self.bars.items() if k[2] >= cutoff}
-        return changed
+        frame = frame.select([c for c in BAR_FIELDS if c in frame.columns])
+        # new or changed bars: those with no identical row in the last read (a join in polars, not a loop)
+        fresh = frame if self._window is None else frame.join(self._window, on=frame.columns, how="anti")
+        self._window = frame
+        if frame.height:
+            self._newest = int(frame["start"].max())  # type: ignore[arg-type]
+            self._length = min(_timeframe_ns(tf) for tf in frame["timeframe"].unique().to_list())
+        return bar_rows(fresh.sort("symbol", "start"))
 
     def _close_store(self) -> None:
         store, self._store = self._store, None
