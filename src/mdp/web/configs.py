@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -167,6 +168,8 @@ def start_job(
             start_new_session=True,  # the job outlives the dashboard, like an mdp run in a terminal
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+    # reap it when it ends, so a long-running dashboard collects no zombies
+    threading.Thread(target=proc.wait, name=f"reap {job_name}", daemon=True).start()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         record = registry.latest(job_name)
