@@ -37,6 +37,11 @@ test: lint typecheck pytest
 docs: $(VENV)/.base
 	$(PY) -m mdp.docgen
 
+# docs/img/dashboard-job.png: the job page, taken by the browser test (needs Debian's chromium)
+.PHONY: dashboard-screenshot
+dashboard-screenshot: $(VENV)/.dev
+	MDP_DOCS_SCREENSHOT=1 $(PY) -m pytest -q tests/e2e/test_dashboard_browser.py -k job_page
+
 # make bench BENCH_ARGS=--quick for a small smoke run
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)

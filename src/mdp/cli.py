@@ -339,6 +339,35 @@ def stop(
     raise typer.Exit(EXIT_OK if record.state == "stopped" else EXIT_FAILED)
 
 
+@app.command()
+def dashboard(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="address to listen on; anything but this machine (127.0.0.1) warns"),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on (0: any free one)")] = 8765,
+    allow_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-dir",
+            help="a folder (besides the current one) whose files jobs started from the dashboard may use (repeatable)",
+        ),
+    ] = None,
+) -> None:
+    """Serve the web dashboard: jobs, their DAG and live candles, start/stop and config validation.
+
+    It prints a URL with the access token (kept in MDP_HOME); stopping and starting jobs need that token.
+    """
+    from mdp.web.server import serve  # the web stack is imported only for this command
+
+    try:
+        serve(host, port, allow_dir or [])
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
 def main() -> None:
     """Entry point of the ``mdp`` console script."""
     try:

@@ -103,6 +103,9 @@ class NodeStats:
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: event-time progress in ns: the watermark a source sent, or the one an operator or sink received
+    #: (the minimum over its inputs); None before the first
+    watermark: int | None = None
 
 
 @dataclass
@@ -553,6 +556,8 @@ class DagRuntime:
             ctx = self.contexts.get(node.name)
             if ctx is not None:
                 s.counters = dict(ctx.counters)
+                mark = ctx.watermark_out if not self.dag.inputs_of(node.name) else ctx.watermark
+                s.watermark = None if mark == NO_WATERMARK else mark
             op = node.operator
             if op is not None:
                 s.extra = op.stats()
