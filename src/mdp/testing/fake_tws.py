@@ -64,7 +64,7 @@ OutageKind = Literal["drop", "lost", "kept", "stall"]
 class Outage:
     """One scripted fault, at ``at`` seconds of event time after the file's first second, for ``duration``.
 
-    ``drop``: close every connection and refuse new ones; ``lost``: 1100, no data, then 1101 (the client
+    ``drop``: reset every connection and refuse new ones; ``lost``: 1100, no data, then 1101 (the client
     must resubscribe); ``kept``: 1100, no data, then 1102 (subscriptions kept); ``stall``: send nothing
     (no error), then catch up with what was due.
     """
@@ -168,7 +168,6 @@ class FakeTws:
         self._pacing = _Pacing()
         self._t0: float | None = None  # wall (monotonic) time of the first second, once started
         self._started = asyncio.Event()
-        self._refusing = False
         self._silent = False  # 1100 sent: no data until restored
         self._server: asyncio.Server | None = None
         self._player: asyncio.Task[None] | None = None
@@ -223,9 +222,6 @@ class FakeTws:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        if self._refusing:
-            writer.close()
-            return
         conn = _Conn(writer)
         try:
             if await reader.readexactly(4) != b"API\0":
@@ -365,13 +361,22 @@ class FakeTws:
                 await self._until(at)
                 await self._act(action)
             await self._until(second)
+            batch: list[tuple[_Feed, int, int]] = []
             for k, (feed, tick_type) in enumerate(feeds):
                 i = cursors[k]
                 while i < len(feed.times) and feed.times[i] == second:
-                    if not self._silent:
-                        self._tick(feed, i, tick_type)
+                    batch.append((feed, i, tick_type))
                     i += 1
                 cursors[k] = i
+            sent = 0
+            while events and events[0][0] < second + 1:  # an event inside the second cuts it short
+                at, action = events.pop(0)
+                cut = max(sent, int(len(batch) * (at - second)))
+                self._send(batch[sent:cut])
+                sent = cut
+                await self._until(at)
+                await self._act(action)
+            self._send(batch[sent:])
             for conn in self.conns:
                 with contextlib.suppress(ConnectionError):
                     await conn.writer.drain()
@@ -394,13 +399,14 @@ class FakeTws:
     async def _act(self, action: str) -> None:
         kind, phase, until = action.split(":")
         log.info("fake TWS: %s %s at %s", kind, phase, datetime.fromtimestamp(self.now(), UTC).isoformat())
-        if kind == "drop":
-            self._refusing = phase == "begin"
-            if phase == "begin":
-                for conn in list(self.conns):
-                    transport = conn.writer.transport
-                    transport.abort()
-                    self.conns.remove(conn)
+        if kind == "drop" and phase == "begin":  # TWS goes away: connections reset, new ones refused
+            if self._server is not None:
+                self._server.close()
+            for conn in list(self.conns):
+                conn.writer.transport.abort()
+                self.conns.remove(conn)
+        elif kind == "drop":
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
         elif kind in ("lost", "kept"):
             self._silent = phase == "begin"
             code = 1100 if phase == "begin" else 1101 if kind == "lost" else 1102
@@ -416,6 +422,11 @@ class FakeTws:
         elif kind == "stall":  # nothing goes out meanwhile; then what was due goes out at once
             await self._until(float(until))
             log.info("fake TWS: stall end at %s", datetime.fromtimestamp(self.now(), UTC).isoformat())
+
+    def _send(self, batch: list[tuple[_Feed, int, int]]) -> None:
+        if not self._silent:
+            for feed, i, tick_type in batch:
+                self._tick(feed, i, tick_type)
 
     def _tick(self, feed: _Feed, i: int, tick_type: int) -> None:
         symbol = feed.symbols[i]
@@ -466,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7497, help="7497: TWS paper trading's port")
     parser.add_argument("--speed", type=float, default=1.0, help="event seconds per wall second")
     for kind, text in (
-        ("drop", "close every connection and refuse new ones"),
+        ("drop", "reset every connection and refuse new ones"),
         ("lost", "send 1100, no data, then 1101 (data lost)"),
         ("kept", "send 1100, no data, then 1102 (data kept)"),
         ("stall", "send nothing, then catch up"),
