@@ -183,17 +183,23 @@ class IbkrSource(Source):
                 self._wake.clear()
                 if self._fatal is not None:
                     raise self._fatal
+                if self._idle_over():
+                    log.warning("ibkr: no tick for %.1fs: ending the run (stop_when_idle)", p.stop_when_idle / NS)
+                    break
                 if not self._connected:
                     await self._reconnect(ctx)
                     continue
                 await self._drain(ctx)
                 await self._step_repair(ctx)
-                idle = p.stop_when_idle
-                if idle is not None and self._outage is None and loop.time() - self._last_tick > idle / NS:
-                    log.info("ibkr: no tick for %.1fs: ending the run (stop_when_idle)", idle / NS)
-                    return
+            await self._drain(ctx)
+            if self._outage is not None:  # ending inside an outage: what is held goes out behind a gap
+                await self._finish(ctx, self._outage, None, None)
         finally:
             await self._close()
+
+    def _idle_over(self) -> bool:
+        idle = self.params.stop_when_idle
+        return idle is not None and asyncio.get_running_loop().time() - self._last_tick > idle / NS
 
     async def _connect_first(self) -> None:
         p = self.params
@@ -249,7 +255,7 @@ class IbkrSource(Source):
     async def _reconnect(self, ctx: Context) -> None:
         p = self.params
         attempt = 0
-        while not ctx.stopping:
+        while not ctx.stopping and not self._idle_over():
             delay = min(p.reconnect_max_delay, p.reconnect_delay * 2**attempt) / NS * (1 + 0.25 * random.random())  # noqa: S311
             log.warning("ibkr: reconnecting to %s:%d in %.2fs (attempt %d)", p.host, p.port, delay, attempt + 1)
             await asyncio.sleep(delay)
@@ -411,6 +417,8 @@ class IbkrSource(Source):
         self, ctx: Context, outage: _Outage, last: int | None, history: dict[str, list[Tick]] | None
     ) -> None:
         """Send the backfill (or a gap), then the new session's later ticks, and release the watermark."""
+        if outage.repair is not None and not outage.repair.done():
+            outage.repair.cancel()
         first = outage.first
         held = outage.held
         if first is not None and last is not None:

@@ -17,7 +17,7 @@ What it implements of the protocol (see ``ib_async``'s ``client.py`` and ``decod
 - errors (4): ``200`` for a symbol not in the file, ``100`` when a client sends more than
   ``max_messages_per_second``, ``162`` for a historical pacing violation; ``1100``, ``1101``, ``1102``.
 
-Time: the fake's clock starts at the file's first second when the first subscription arrives and runs
+Time: the fake's clock starts at the file's first second half a second after the first subscription, and runs
 ``speed`` times faster than the wall clock. A tick is sent when the clock reaches its second (tick-by-tick
 times are whole seconds, so sub-second times are floored); history answers only seconds the clock has
 passed. Pacing (IB's published rules): every violation is recorded in :attr:`FakeTws.violations`, so a
@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import struct
 import sys
 import time
@@ -56,6 +57,9 @@ MAX_MESSAGES_PER_SECOND: Final = 50
 HISTORICAL_PER_10_MIN: Final = 60
 HISTORICAL_SAME_CONTRACT_2S: Final = 6
 HISTORICAL_IDENTICAL_S: Final = 15.0
+
+#: wall seconds between the first subscription and the file's first second
+START_DELAY_S: Final = 0.5
 
 OutageKind = Literal["drop", "lost", "kept", "stall"]
 
@@ -91,7 +95,7 @@ class _Feed:
     @classmethod
     def of(cls, frame: pl.DataFrame, columns: Sequence[str]) -> _Feed:
         frame = frame.with_columns((pl.col("ts_event") // 1_000_000_000).alias("sec")).sort("sec", maintain_order=True)
-        texts = [frame.get_column(c).cast(pl.Float64).map_elements(_num, return_dtype=pl.String) for c in columns]
+        texts = [frame.get_column(c).cast(pl.Float64).cast(pl.String) for c in columns]
         return cls(
             frame.get_column("sec").to_list(),
             frame.get_column("symbol").to_list(),
@@ -100,10 +104,6 @@ class _Feed:
 
     def rows_of(self, symbol: str) -> list[int]:
         return [i for i, s in enumerate(self.symbols) if s == symbol]
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
 
 
 @dataclass
@@ -179,7 +179,7 @@ class FakeTws:
         """The fake's clock, event seconds since the epoch (the file's first second until started)."""
         if self._t0 is None:
             return float(self.first_second)
-        return self.first_second + (time.monotonic() - self._t0) * self.speed
+        return self.first_second + max(0.0, time.monotonic() - self._t0) * self.speed
 
     async def _until(self, second: float) -> None:
         assert self._t0 is not None
@@ -290,8 +290,8 @@ class FakeTws:
             return
         conn.subs[req_id] = (symbol, tick_type)
         self.counts["subscriptions"] += 1
-        if self._t0 is None:
-            self._t0 = time.monotonic()
+        if self._t0 is None:  # a moment for the client's other subscriptions to arrive
+            self._t0 = time.monotonic() + START_DELAY_S
             self._started.set()
 
     def _historical(self, conn: _Conn, fields: list[str]) -> None:
@@ -468,6 +468,46 @@ def read_ticks(path: str | Path, kind: Literal["trade", "quote"] = "trade") -> p
     return frame.select(need)
 
 
+def session_trades(
+    symbols: Sequence[str] = ("AAPL", "MSFT", "SPY"),
+    trades: int = 60_000,
+    seconds: int = 6_000,
+    start: str = "2026-03-02T14:30:00Z",
+    seed: int = 0,
+) -> pl.DataFrame:
+    """A seeded scripted session as IB would print it: whole-second times, a cent random walk per symbol,
+    round-lot sizes, and many seconds holding identical trades (same price and size), the case a set would
+    merge. About ``trades`` rows over ``seconds`` seconds (``symbol, ts_event, price, size``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t0 = int(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp())
+    n = trades * 3 // 4  # a third of them is repeated below
+    sec = np.sort(rng.integers(0, seconds, n))
+    sym = rng.integers(0, len(symbols), n)
+    steps = rng.integers(-1, 2, n)
+    price = np.empty(n)
+    for k in range(len(symbols)):
+        mine = sym == k
+        price[mine] = 100.0 + 50 * k + np.cumsum(steps[mine]) * 0.01
+    size = rng.choice([100.0, 100.0, 200.0, 300.0], n)
+    repeat = np.where(rng.random(n) < 1 / 3, 2, 1)  # an identical trade right after
+    frame = pl.DataFrame(
+        {
+            "symbol": np.repeat(np.asarray(symbols, dtype=object)[sym], repeat).tolist(),
+            "ts_event": np.repeat((t0 + sec) * 1_000_000_000, repeat),
+            "price": np.repeat(np.round(price, 2), repeat),
+            "size": np.repeat(size, repeat),
+        }
+    )
+    return frame
+
+
+async def _after_end(fake: FakeTws) -> None:
+    await fake.finished.wait()
+    await asyncio.sleep(3)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mdp.testing.fake_tws``: serve a file until interrupted (or to its end with --exit-at-end)."""
     parser = argparse.ArgumentParser(prog="python -m mdp.testing.fake_tws", description=__doc__.splitlines()[0])
@@ -492,11 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def serve() -> None:
         fake = FakeTws(trades, quotes, speed=args.speed, script=script, host=args.host, port=args.port)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with fake:
             print(f"fake TWS on {args.host}:{fake.port}: {len(fake.symbols)} symbols, speed {args.speed}", flush=True)
-            await fake.finished.wait() if args.exit_at_end else asyncio.Event().wait()
+            waits = [asyncio.create_task(stop.wait())]
             if args.exit_at_end:
-                await asyncio.sleep(3)
+                waits.append(asyncio.create_task(_after_end(fake)))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
         for violation in fake.violations:
             print(f"pacing violation: {violation}", file=sys.stderr)
 
