@@ -70,7 +70,7 @@ class _Outage:
     began: float  # loop time it began; once restored, when its repair began
     restored: bool = False
     held: list[tuple[str, Tick, int]] = field(default_factory=list)  # live ticks of the new session
-    repair: asyncio.Task[tuple[int, dict[str, list[Tick]]]] | None = None
+    repair: asyncio.Task[tuple[int, dict[str, list[Tick]] | None]] | None = None
 
 
 class IbkrSource(Source):
@@ -198,8 +198,10 @@ class IbkrSource(Source):
             await self._close()
 
     def _idle_over(self) -> bool:
-        idle = self.params.stop_when_idle
-        return idle is not None and asyncio.get_running_loop().time() - self._last_tick > idle / NS
+        idle, outage = self.params.stop_when_idle, self._outage
+        if idle is None or (outage is not None and outage.repair is not None and not outage.repair.done()):
+            return False  # a repair under way is not idleness
+        return asyncio.get_running_loop().time() - self._last_tick > idle / NS
 
     async def _connect_first(self) -> None:
         p = self.params
@@ -382,14 +384,15 @@ class IbkrSource(Source):
             log.error("ibkr: could not backfill the outage (%s); it is sent as a gap", err or "timed out")
         await self._finish(ctx, outage, last, history)
 
-    async def _fetch(self, outage: _Outage) -> tuple[int, dict[str, list[Tick]]]:
-        """TWS's time ``E`` once it has passed, and history's ticks of ``[S, E]`` per contract."""
+    async def _fetch(self, outage: _Outage) -> tuple[int, dict[str, list[Tick]] | None]:
+        """TWS's time ``E`` once it has passed, and history's ticks of ``[S, E]`` per contract (None: no
+        backfill, the outage becomes a gap)."""
         ib = self._ib
         end = int((await ib.reqCurrentTimeAsync()).timestamp())
         while int((await ib.reqCurrentTimeAsync()).timestamp()) <= end:  # second E complete on TWS
             await asyncio.sleep(0.2)
         if outage.first is None or not self.params.backfill:
-            return end, {}
+            return end, None
         history: dict[str, list[Tick]] = {}
         for c in self.params.contracts:
             history[c.label] = await self._history(c, outage.first, end)
