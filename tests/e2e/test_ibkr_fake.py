@@ -162,3 +162,61 @@ def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: P
     assert (metric(last, "mdp_broker_gap_seconds_total", node="ticks") or 0) >= 60 + 90
     for symbol in SYMBOLS:
         assert (metric(last, "mdp_broker_backfilled_rows_total", node="ticks", contract=symbol) or 0) > 0
+
+
+ONE_CONTRACT_JOB = """\
+job: ibkr-check
+mode: dag
+dag:
+  nodes:
+    - id: ticks
+      type: source.ibkr
+      params: {{port: {port}, contracts: [{{symbol: {symbol}}}], connect_timeout: 3s, stop_when_idle: 5s}}
+    - id: store
+      type: sink.sqlite
+      params: {{path: ticks.sqlite, table: trades, kind: trade}}
+  edges: [[ticks, store]]
+"""
+
+
+def test_mdp_run_that_cannot_connect_prints_one_paragraph_and_exits_1(tmp_path: Path) -> None:
+    port = free_port()  # nobody listens
+    (tmp_path / "job.yaml").write_text(ONE_CONTRACT_JOB.format(port=port, symbol="AAPL"))
+    env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert time.monotonic() - began < 30
+    assert "Traceback" not in done.stderr
+    paragraph = [line for line in done.stderr.splitlines() if "cannot connect to TWS" in line]
+    assert len(paragraph) == 1 and f"127.0.0.1:{port}" in paragraph[0] and "Check that" in paragraph[0]
+
+
+def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Path) -> None:
+    session_trades(("AAPL",), trades=2_000, seconds=200).write_csv(tmp_path / "session.csv")
+    port = free_port()
+    env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None and "fake TWS on" in fake.stdout.readline()
+        (tmp_path / "job.yaml").write_text(ONE_CONTRACT_JOB.format(port=port, symbol="NOPE"))
+        done = subprocess.run(
+            [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        fake.terminate()
+        fake.communicate(timeout=30)
+    assert done.returncode == 2  # a config error, by the CLI's rule
+    assert "error 200: No security definition has been found for the request" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from mdp.brokers.pacing import HistoricalPacer
 from mdp.brokers.params import ContractParams, IbkrParams
 from mdp.brokers.repair import NewestSecond, Tick, after, reconcile
-from mdp.errors import ConfigError, SourceError
+from mdp.errors import BrokerError, ConfigError
 from mdp.records import Gap, conform
 from mdp.runtime.operator import NO_WATERMARK, Context, Source
 
@@ -51,12 +51,12 @@ NOTICES = frozenset({1100, 1101, 1102, 2103, 2104, 2105, 2106, 2107, 2108, 2119,
 POLL_S = 0.1
 
 
-class IbkrConnectError(SourceError):
-    """TWS / IB Gateway cannot be reached at start."""
+class IbkrConnectError(BrokerError):
+    """TWS / IB Gateway cannot be reached at start (a failed job: exit 1)."""
 
 
-class IbkrContractError(SourceError):
-    """IB refused a contract or a subscription; the message carries IB's code and text."""
+class IbkrContractError(ConfigError):
+    """IB refused a contract or a subscription; the message carries IB's code and text (a config error)."""
 
 
 @dataclass(slots=True)
