@@ -95,8 +95,10 @@ def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: P
     port = free_port()
     env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
     fake = subprocess.Popen(
-        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)]
-        + ["--speed", "250", "--drop", "1500.5:60", "--lost", "3000.4:90", "--stall", "4500:200"],
+        [
+            *(sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)),
+            *("--speed", "250", "--drop", "1500.5:60", "--lost", "3000.4:90", "--stall", "4500:200"),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -136,7 +138,7 @@ def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: P
                 except OSError:
                     pass
             time.sleep(0.3)
-        out, _ = job.communicate(timeout=30)
+        _out, _ = job.communicate(timeout=30)
         reader.join(5)
         assert job.returncode == 0, "".join(err_lines)[-3000:]
     finally:
@@ -185,14 +187,20 @@ def test_mdp_run_that_cannot_connect_prints_one_paragraph_and_exits_1(tmp_path: 
     env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"], cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=60,
+        [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert time.monotonic() - began < 30
     assert "Traceback" not in done.stderr
     paragraph = [line for line in done.stderr.splitlines() if "cannot connect to TWS" in line]
-    assert len(paragraph) == 1 and f"127.0.0.1:{port}" in paragraph[0] and "Check that" in paragraph[0]
+    assert len(paragraph) == 1
+    assert f"127.0.0.1:{port}" in paragraph[0]
+    assert "Check that" in paragraph[0]
 
 
 def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Path) -> None:
@@ -208,11 +216,16 @@ def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Pat
         text=True,
     )
     try:
-        assert fake.stdout is not None and "fake TWS on" in fake.stdout.readline()
+        assert fake.stdout is not None
+        assert "fake TWS on" in fake.stdout.readline()
         (tmp_path / "job.yaml").write_text(ONE_CONTRACT_JOB.format(port=port, symbol="NOPE"))
         done = subprocess.run(
-            [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         fake.terminate()

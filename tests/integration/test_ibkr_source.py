@@ -85,8 +85,11 @@ async def test_a_source_that_cannot_connect_says_where_and_what_to_check_without
         await run(source(port, ["AAPL"]), timeout=30)
     assert time.monotonic() - began < 10
     text = str(err.value)
-    assert f"127.0.0.1:{port}" in text and "client id 1" in text
-    assert "Enable ActiveX and Socket Clients" in text and "7497" in text and "fake_tws" in text
+    assert f"127.0.0.1:{port}" in text
+    assert "client id 1" in text
+    assert "Enable ActiveX and Socket Clients" in text
+    assert "7497" in text
+    assert "fake_tws" in text
 
 
 async def test_a_wrong_contract_fails_with_ibs_error_text() -> None:
@@ -106,7 +109,8 @@ async def test_1100_then_1102_keeps_the_subscriptions_and_backfills() -> None:
         src = source(fake.port, ["AAPL", "MSFT"])
         harness = await run(src)
     assert fake.counts["subscriptions"] == 2  # 1102: nothing to resubscribe
-    assert src.stats()["outages"] == 1 and src.stats()["reconnects"] == 0
+    assert src.stats()["outages"] == 1
+    assert src.stats()["reconnects"] == 0
     assert sum(src.stats()["backfilled_rows"].values()) > 0
     assert counted(ticks(harness.sent)).equals(counted(trades))
     assert not any(isinstance(m, Gap) for _, m in harness.sent)
@@ -118,7 +122,8 @@ async def test_without_backfill_the_outage_is_sent_as_a_gap() -> None:
         src = source(fake.port, ["AAPL"], backfill=False)
         harness = await run(src)
     gaps = [m for _, m in harness.sent if isinstance(m, Gap)]
-    assert len(gaps) == 1 and gaps[0].symbol is None
+    assert len(gaps) == 1
+    assert gaps[0].symbol is None
     assert gaps[0].end - gaps[0].start >= 60 * 10**9
     assert src.stats()["unrepaired_gaps"] == 1
     assert ticks(harness.sent).height < trades.height

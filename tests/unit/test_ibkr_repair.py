@@ -52,7 +52,8 @@ def test_newest_second_forgets_older_seconds() -> None:
     n.add(1, "x")
     n.add(2, "y")
     n.add(2, "y")
-    assert n.at(1) == Counter() and n.at(2) == Counter({"y": 2})
+    assert n.at(1) == Counter()
+    assert n.at(2) == Counter({"y": 2})
 
 
 async def test_pacer_keeps_five_requests_per_contract_in_two_seconds_and_no_identical_repeat() -> None:
@@ -62,11 +63,13 @@ async def test_pacer_keeps_five_requests_per_contract_in_two_seconds_and_no_iden
         assert pacer.delay("AAPL", ("AAPL", k)) == (0.0, "")
         pacer.sent.append((now[0], "AAPL", ("AAPL", k)))
     wait, why = pacer.delay("AAPL", ("AAPL", 5))
-    assert 2.0 <= wait < 2.2 and "per contract" in why
+    assert 2.0 <= wait < 2.2
+    assert "per contract" in why
     assert pacer.delay("MSFT", ("MSFT", 0)) == (0.0, "")
     now[0] = 3.0
     wait, why = pacer.delay("AAPL", ("AAPL", 0))
-    assert 12.0 <= wait < 12.2 and "identical" in why
+    assert 12.0 <= wait < 12.2
+    assert "identical" in why
 
 
 def test_pacer_keeps_sixty_requests_in_ten_minutes() -> None:
@@ -76,7 +79,8 @@ def test_pacer_keeps_sixty_requests_in_ten_minutes() -> None:
         pacer.sent.append((k * 3.0, f"C{k}", k))
     now[0] = 180.0
     wait, why = pacer.delay("X", "x")
-    assert 420.0 <= wait < 420.2 and "10 minutes" in why
+    assert 420.0 <= wait < 420.2
+    assert "10 minutes" in why
 
 
 def test_params_reject_unknown_keys_and_repeated_symbols() -> None:
@@ -92,12 +96,13 @@ def test_registry_has_source_ibkr_and_its_seed_alias() -> None:
     registry = builtin_registry()
     for name in ("source.ibkr", "provider.ibkr.stream"):
         entry = registry.get(name)
-        assert entry.kind == "source" and entry.params_model is IbkrParams
+        assert entry.kind == "source"
+        assert entry.params_model is IbkrParams
         assert entry.describe()["params"]["contracts"]["required"] is True
 
 
 def test_source_params_errors_are_config_errors() -> None:
     from mdp.brokers.ibkr import IbkrSource
 
-    with pytest.raises(ConfigError, match="source.ibkr"):
+    with pytest.raises(ConfigError, match=r"source\.ibkr"):
         IbkrSource(contracts=[])

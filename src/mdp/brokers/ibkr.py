@@ -30,14 +30,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, cast
 
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from mdp.brokers.pacing import HistoricalPacer
 from mdp.brokers.params import ContractParams, IbkrParams
-from mdp.brokers.repair import NewestSecond, Tick, after, reconcile
+from mdp.brokers.repair import NewestSecond, Tick, reconcile
 from mdp.errors import BrokerError, ConfigError
 from mdp.records import Gap, conform
 from mdp.runtime.operator import NO_WATERMARK, Context, Source
@@ -91,7 +91,7 @@ class IbkrSource(Source):
         except ValidationError as exc:
             raise ConfigError(f"invalid source.ibkr params: {exc}") from exc
         p = self.params
-        self.kind = "trade" if p.data == "trades" else "quote"
+        self.kind: Literal["trade", "quote"] = "trade" if p.data == "trades" else "quote"
         setattr(self, "output_kind", self.kind)  # noqa: B010  graph validation reads it per node
         self.by_label = {c.label: c for c in p.contracts}
         self._ib: Any = None
@@ -128,7 +128,8 @@ class IbkrSource(Source):
         if self._resume is not None:
             return self._resume
         newest = {
-            s: {"second": n.second, "ticks": [[*k, c] for k, c in n.ticks.items()]} for s, n in self._newest.items()
+            s: {"second": n.second, "ticks": [[*_values(k), c] for k, c in n.ticks.items()]}
+            for s, n in self._newest.items()
         }
         return {
             "newest": newest,
@@ -184,7 +185,8 @@ class IbkrSource(Source):
                 if self._fatal is not None:
                     raise self._fatal
                 if self._idle_over():
-                    log.warning("ibkr: no tick for %.1fs: ending the run (stop_when_idle)", p.stop_when_idle / NS)
+                    idle_s = (p.stop_when_idle or 0) / NS
+                    log.warning("ibkr: no tick for %.1fs: ending the run (stop_when_idle)", idle_s)
                     break
                 if not self._connected:
                     await self._reconnect(ctx)
@@ -258,7 +260,7 @@ class IbkrSource(Source):
         p = self.params
         attempt = 0
         while not ctx.stopping and not self._idle_over():
-            delay = min(p.reconnect_max_delay, p.reconnect_delay * 2**attempt) / NS * (1 + 0.25 * random.random())  # noqa: S311
+            delay = min(p.reconnect_max_delay, p.reconnect_delay * 2**attempt) / NS * (1 + 0.25 * random.random())
             log.warning("ibkr: reconnecting to %s:%d in %.2fs (attempt %d)", p.host, p.port, delay, attempt + 1)
             await asyncio.sleep(delay)
             try:
@@ -389,7 +391,8 @@ class IbkrSource(Source):
         backfill, the outage becomes a gap)."""
         ib = self._ib
         end = int((await ib.reqCurrentTimeAsync()).timestamp())
-        while int((await ib.reqCurrentTimeAsync()).timestamp()) <= end:  # second E complete on TWS
+        # until second E is complete on TWS: polling its clock, no local event says it moved
+        while int((await ib.reqCurrentTimeAsync()).timestamp()) <= end:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         if outage.first is None or not self.params.backfill:
             return end, None
@@ -486,21 +489,27 @@ class IbkrSource(Source):
             "ts_recv": [r[2] for r in rows],
             "seq": list(seq),
         }
+        values = [_values(r[1][1]) for r in rows]
         if self.kind == "trade":
             columns.update(
-                price=[r[1][1][0] for r in rows],
-                size=[r[1][1][1] for r in rows],
+                price=[v[0] for v in values],
+                size=[v[1] for v in values],
                 venue=[r[1][2][0] if r[1][2] else None for r in rows],
                 conditions=[r[1][2][1] if r[1][2] else None for r in rows],
             )
         else:
             columns.update(
-                bid=[r[1][1][0] for r in rows],
-                ask=[r[1][1][1] for r in rows],
-                bid_size=[r[1][1][2] for r in rows],
-                ask_size=[r[1][1][3] for r in rows],
+                bid=[v[0] for v in values],
+                ask=[v[1] for v in values],
+                bid_size=[v[2] for v in values],
+                ask_size=[v[3] for v in values],
             )
         return conform(pl.DataFrame(columns, schema_overrides={"venue": pl.String, "conditions": pl.String}), self.kind)
+
+
+def _values(key: object) -> tuple[float, ...]:
+    """A tick's values: (price, size) of a trade, (bid, ask, bid_size, ask_size) of a quote."""
+    return cast("tuple[float, ...]", key)
 
 
 def _contract(c: ContractParams) -> Any:

@@ -51,9 +51,7 @@ class IbkrParams(BaseModel):
     reconnect_max_delay: DurationNs = Field(
         default=30_000_000_000, description="longest wait between reconnection attempts (doubling, with jitter)"
     )
-    backfill: bool = Field(
-        default=True, description="after an outage, fetch the missed ticks with reqHistoricalTicks"
-    )
+    backfill: bool = Field(default=True, description="after an outage, fetch the missed ticks with reqHistoricalTicks")
     backfill_timeout: DurationNs = Field(
         default=120_000_000_000,
         description="longest a repair may take; past it the outage is sent as a Gap and bars over it are 'gap'",

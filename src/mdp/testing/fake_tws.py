@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -536,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with fake:
             print(f"fake TWS on {args.host}:{fake.port}: {len(fake.symbols)} symbols, speed {args.speed}", flush=True)
-            waits = [asyncio.create_task(stop.wait())]
+            waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
             if args.exit_at_end:
                 waits.append(asyncio.create_task(_after_end(fake)))
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
