@@ -143,3 +143,26 @@ async def test_snapshot_and_restore_backfill_the_time_between() -> None:
     assert second.source.stats()["backfilled_rows"]["AAPL"] > 0
     both = pl.concat([ticks(first.sent), ticks(second.sent)])
     assert counted(both).equals(counted(trades))
+
+
+async def test_quotes_stream_bid_ask_and_an_outage_is_backfilled_from_bid_ask_history() -> None:
+    trades = session_trades(("AAPL", "MSFT"), trades=3_000, seconds=300)
+    quotes = trades.select(
+        "symbol",
+        "ts_event",
+        (pl.col("price") - 0.01).round(2).alias("bid"),
+        (pl.col("price") + 0.01).round(2).alias("ask"),
+        pl.col("size").alias("bid_size"),
+        (pl.col("size") * 2).alias("ask_size"),
+    )
+    async with FakeTws(trades, quotes, speed=100, script=[Outage("lost", 120.5, 40)]) as fake:
+        src = source(fake.port, ["AAPL", "MSFT"], data="quotes")
+        harness = await run(src)
+    frames = [m for _, m in harness.sent if isinstance(m, pl.DataFrame)]
+    got = pl.concat(frames)
+    assert src.port_kind("out") == "quote" and {"bid", "ask", "bid_size", "ask_size"} <= set(got.columns)
+    assert sum(src.stats()["backfilled_rows"].values()) > 0
+    cols = ["symbol", "ts_event", "bid", "ask", "bid_size", "ask_size"]
+    assert got.select(cols).group_by(pl.all()).len().sort(pl.all()).equals(
+        quotes.select(cols).group_by(pl.all()).len().sort(pl.all())
+    )

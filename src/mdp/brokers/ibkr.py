@@ -314,6 +314,8 @@ class IbkrSource(Source):
         if code == 1100:
             self._begin_outage(f"IB error 1100: {text}", asyncio.get_running_loop().time())
         elif code in (1101, 1102):
+            if self._outage is None:  # restored without a 1100 seen: the time before may still be missing
+                self._begin_outage(f"IB error {code} without 1100", asyncio.get_running_loop().time())
             outage = self._outage
             if code == 1101 and self._ib is not None:
                 self._subscribe()  # data lost: the subscriptions are gone
