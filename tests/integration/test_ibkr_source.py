@@ -108,7 +108,10 @@ async def test_1100_then_1102_keeps_the_subscriptions_and_backfills() -> None:
     async with FakeTws(trades, speed=100, script=[Outage("kept", 150.5, 60)]) as fake:
         src = source(fake.port, ["AAPL", "MSFT"])
         harness = await run(src)
+        await asyncio.sleep(0.2)
+        assert fake.conns == []  # a clean shutdown: subscriptions cancelled, then the socket closed
     assert fake.counts["subscriptions"] == 2  # 1102: nothing to resubscribe
+    assert fake.counts["cancels"] == 2
     assert src.stats()["outages"] == 1
     assert src.stats()["reconnects"] == 0
     assert sum(src.stats()["backfilled_rows"].values()) > 0
@@ -160,7 +163,8 @@ async def test_quotes_stream_bid_ask_and_an_outage_is_backfilled_from_bid_ask_hi
         harness = await run(src)
     frames = [m for _, m in harness.sent if isinstance(m, pl.DataFrame)]
     got = pl.concat(frames)
-    assert src.port_kind("out") == "quote" and {"bid", "ask", "bid_size", "ask_size"} <= set(got.columns)
+    assert src.port_kind("out") == "quote"
+    assert {"bid", "ask", "bid_size", "ask_size"} <= set(got.columns)
     assert sum(src.stats()["backfilled_rows"].values()) > 0
     cols = ["symbol", "ts_event", "bid", "ask", "bid_size", "ask_size"]
     assert got.select(cols).group_by(pl.all()).len().sort(pl.all()).equals(

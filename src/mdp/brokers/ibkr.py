@@ -47,6 +47,8 @@ log = logging.getLogger("mdp.brokers.ibkr")
 NS = 1_000_000_000
 #: IB codes that report on the connection or on farms, never a fault of a subscription
 NOTICES = frozenset({1100, 1101, 1102, 2103, 2104, 2105, 2106, 2107, 2108, 2119, 2157, 2158})
+#: attempts at one page of historical ticks before the repair gives up
+HISTORY_TRIES = 3
 #: how often the run loop looks at the connection when no tick wakes it
 POLL_S = 0.1
 
@@ -411,15 +413,28 @@ class IbkrSource(Source):
         start = first
         while start <= last:
             stamp = datetime.fromtimestamp(start, UTC)
-            await self._pacer.wait(c.label, (c.label, start, what))
-            self.counts["historical_requests"] += 1
-            page = await self._ib.reqHistoricalTicksAsync(_contract(c), stamp, "", n, what, False)
+            page = await self._page(c, stamp, what)
             ticks = [_history_tick(t, self.kind) for t in page]
             out += [t for t in ticks if t[0] <= last]
             if len(ticks) < n or not ticks:
                 break
             start = ticks[-1][0] + 1
         return out
+
+    async def _page(self, c: ContractParams, stamp: datetime, what: str) -> list[Any]:
+        """One ``reqHistoricalTicks`` page, paced; an error is retried (the pacer waits out an identical
+        request's 15 s) up to ``HISTORY_TRIES`` times."""
+        n = self.params.ticks_per_request
+        for attempt in range(1, HISTORY_TRIES + 1):
+            await self._pacer.wait(c.label, (c.label, stamp, what))
+            self.counts["historical_requests"] += 1
+            try:
+                return list(await self._ib.reqHistoricalTicksAsync(_contract(c), stamp, "", n, what, False))
+            except Exception as exc:  # IB's error (162 pacing, 366 no data, ...) comes as an exception
+                if attempt == HISTORY_TRIES:
+                    raise
+                log.warning("ibkr: historical ticks of %s failed (%s); trying again", c.label, exc)
+        raise AssertionError("unreachable")
 
     async def _finish(
         self, ctx: Context, outage: _Outage, last: int | None, history: dict[str, list[Tick]] | None

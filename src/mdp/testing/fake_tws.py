@@ -162,8 +162,8 @@ class FakeTws:
         self.conns: list[_Conn] = []
         #: every pacing rule a client broke, as a sentence
         self.violations: list[str] = []
-        #: counters a test can read: connections, subscriptions, historical requests, ticks sent
-        self.counts: dict[str, int] = {"connections": 0, "subscriptions": 0, "historical": 0, "ticks": 0}
+        #: counters a test can read: connections, subscriptions, cancels, historical requests, ticks sent
+        self.counts: dict[str, int] = {"connections": 0, "subscriptions": 0, "cancels": 0, "historical": 0, "ticks": 0}
         self.finished = asyncio.Event()
         self._pacing = _Pacing()
         self._t0: float | None = None  # wall (monotonic) time of the first second, once started
@@ -279,6 +279,7 @@ class FakeTws:
             self._subscribe(conn, fields)
         elif msg == 98:
             conn.subs.pop(int(fields[1]), None)
+            self.counts["cancels"] += 1
         elif msg == 96:
             self._historical(conn, fields)
 
