@@ -1,7 +1,7 @@
 """`source.ibkr` end to end: the real `ib_async` client against the fake TWS over TCP, via `mdp run`.
 
-A scripted session of 60,000 trades over 3 contracts, with a dropped socket (cut in the middle of a
-second), an 1100/1101 outage (also mid-second) and a stall: the bars stored equal, row for row and
+A scripted session of 60,000 trades over 3 contracts, with a dropped socket and an 1100/1101 outage
+(each cutting a second between two identical trades) and a stall: the bars stored equal, row for row and
 column for column, the bars `source.replay` makes of the whole file; the fake saw no pacing violation;
 `/metrics` showed the connection, the reconnect, the gap seconds and the backfilled rows per contract.
 """
@@ -88,16 +88,26 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 @pytest.mark.timeout(300)
+def splitting(trades: pl.DataFrame, offset: int) -> str:
+    """An outage time inside second ``offset`` (of the file) that cuts live delivery between two identical
+    trades: the edge a set would get wrong (the fake sends that share of the second's ticks first)."""
+    second = trades.filter(pl.col("ts_event") == trades.get_column("ts_event").min() + offset * 1_000_000_000)
+    rows = second.select("symbol", "price", "size").rows()
+    k = next(i for i in range(1, len(rows)) if rows[i] == rows[i - 1])
+    return f"{offset + (k + 0.5) / len(rows):.6f}"
+
+
 def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: Path) -> None:
     trades = session_trades(SYMBOLS, trades=60_000, seconds=6_000)
     assert trades.height >= 50_000
+    drop, lost = splitting(trades, 1500), splitting(trades, 3000)
     trades.write_csv(tmp_path / "session.csv")
     port = free_port()
     env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
     fake = subprocess.Popen(
         [
             *(sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)),
-            *("--speed", "250", "--drop", "1500.5:60", "--lost", "3000.4:90", "--stall", "4500:200"),
+            *("--speed", "250", "--drop", f"{drop}:60", "--lost", f"{lost}:90", "--stall", "4500:200"),
         ],
         cwd=tmp_path,
         env=env,

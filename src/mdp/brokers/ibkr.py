@@ -99,6 +99,7 @@ class IbkrSource(Source):
         self._ib: Any = None
         self._subs: dict[int, str] = {}  # reqId -> symbol label, of the current connection
         self._live: list[tuple[str, Tick, int]] = []  # arrived, not yet taken by the run loop
+        self._before: list[tuple[str, Tick, int]] = []  # arrived before an outage began, not yet sent
         self._wake = asyncio.Event()
         self._fatal: Exception | None = None
         self._connected = False
@@ -353,9 +354,15 @@ class IbkrSource(Source):
                 outage.repair = None
             log.warning("ibkr: %s during a repair; the outage goes on", reason)
             return
-        seconds = [n.second for n in self._newest.values() if n.second is not None]
+        # ticks that arrived before the fault but wait for the run loop were delivered too: they go out
+        # ahead of the outage, and the outage's first second and its delivered ticks count them
+        self._before, self._live = self._before + self._live, []
+        newest = {s: NewestSecond(n.second, Counter(n.ticks)) for s, n in self._newest.items()}
+        for symbol, (second, key, _), _ in self._before:
+            newest[symbol].add(second, key)
+        seconds = [n.second for n in newest.values() if n.second is not None]
         first = max(seconds) if seconds else None
-        delivered = {s: n.at(first) for s, n in self._newest.items()} if first is not None else {}
+        delivered = {s: n.at(first) for s, n in newest.items()} if first is not None else {}
         self._outage = _Outage(reason, first, delivered, self._watermark, now)
         self.counts["outages"] += 1
         self.state = "repairing" if self._connected else "disconnected"
@@ -470,6 +477,9 @@ class IbkrSource(Source):
     # -- sending ---------------------------------------------------------------------------------------
 
     async def _drain(self, ctx: Context) -> None:
+        if self._before:
+            before, self._before = self._before, []
+            await self._emit(ctx, before)
         if not self._live:
             return
         arrived, self._live = self._live, []

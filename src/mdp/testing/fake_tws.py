@@ -68,7 +68,7 @@ OutageKind = Literal["drop", "lost", "kept", "stall"]
 class Outage:
     """One scripted fault, at ``at`` seconds of event time after the file's first second, for ``duration``.
 
-    ``drop``: reset every connection and refuse new ones; ``lost``: 1100, no data, then 1101 (the client
+    ``drop``: close every connection and refuse new ones; ``lost``: 1100, no data, then 1101 (the client
     must resubscribe); ``kept``: 1100, no data, then 1102 (subscriptions kept); ``stall``: send nothing
     (no error), then catch up with what was due.
     """
@@ -400,11 +400,11 @@ class FakeTws:
     async def _act(self, action: str) -> None:
         kind, phase, until = action.split(":")
         log.info("fake TWS: %s %s at %s", kind, phase, datetime.fromtimestamp(self.now(), UTC).isoformat())
-        if kind == "drop" and phase == "begin":  # TWS goes away: connections reset, new ones refused
+        if kind == "drop" and phase == "begin":  # TWS goes away: connections closed, new ones refused
             if self._server is not None:
                 self._server.close()
-            for conn in list(self.conns):
-                conn.writer.transport.abort()
+            for conn in list(self.conns):  # what was written goes out first, then the socket closes
+                conn.writer.transport.close()
                 self.conns.remove(conn)
         elif kind == "drop":
             self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -518,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7497, help="7497: TWS paper trading's port")
     parser.add_argument("--speed", type=float, default=1.0, help="event seconds per wall second")
     for kind, text in (
-        ("drop", "reset every connection and refuse new ones"),
+        ("drop", "close every connection and refuse new ones"),
         ("lost", "send 1100, no data, then 1101 (data lost)"),
         ("kept", "send 1100, no data, then 1102 (data kept)"),
         ("stall", "send nothing, then catch up"),
