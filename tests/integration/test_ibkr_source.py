@@ -170,3 +170,25 @@ async def test_quotes_stream_bid_ask_and_an_outage_is_backfilled_from_bid_ask_hi
     assert got.select(cols).group_by(pl.all()).len().sort(pl.all()).equals(
         quotes.select(cols).group_by(pl.all()).len().sort(pl.all())
     )
+
+
+async def test_bars_over_an_unrepaired_outage_are_marked_gap() -> None:
+    from mdp.operators.bars import BarsOperator
+    from mdp.runtime.graph import Dag, Node
+    from mdp.testing import ListSink, run_graph
+
+    trades = session_trades(("AAPL",), trades=3_000, seconds=600)
+    async with FakeTws(trades, speed=100, script=[Outage("lost", 200.5, 130)]) as fake:
+        sink = ListSink()
+        dag = Dag()
+        dag.add_node(Node("ticks", source(fake.port, ["AAPL"], backfill=False)))
+        dag.add_node(Node("bars", BarsOperator(timeframe="1m")))
+        dag.add_node(Node("sink", sink))
+        dag.add_edge("ticks", "bars").add_edge("bars", "sink")
+        await run_graph(dag, timeout=90)
+    bars = sink.frame
+    gap = bars.filter(pl.col("quality") == "gap")
+    assert gap.height >= 2  # the minutes the outage covers, and no more than it touches
+    first = trades.get_column("ts_event").min()
+    assert gap.get_column("start").min() >= first + 180 * 10**9
+    assert gap.get_column("end").max() <= first + 360 * 10**9
