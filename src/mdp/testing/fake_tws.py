@@ -10,7 +10,8 @@ What it implements of the protocol (see ``ib_async``'s ``client.py`` and ``decod
 - the handshake (``API\\0`` + framed ``v157..178``; answered ``178\\0<time>\\0``), ``startApi`` (71), then
   ``managedAccounts`` (15) and ``nextValidId`` (9), and the end message of every start-up fetch
   (positions 61→62, open orders 5→53, completed orders 99→102, account updates 6→54, account updates
-  multi 76→74, executions 7→55), so a default ``IB.connect()`` does not wait on timeouts;
+  multi 76→74, executions 7→55), so a default ``IB.connect()`` does not wait on timeouts, and of the
+  account summary (62→64) ``ib_async`` asks for after ``1102``;
 - ``reqTickByTickData`` (97; ``AllLast``/``Last`` → tickByTick 99 type 1/2, ``BidAsk`` → type 3),
   ``cancelTickByTickData`` (98), ``reqHistoricalTicks`` (96; ``TRADES`` → 98, ``BID_ASK`` → 97),
   ``reqCurrentTime`` (49 → 49: the fake's clock);
@@ -271,6 +272,8 @@ class FakeTws:
             conn.send(102)
         elif msg == 6:
             conn.send(54, 1, ACCOUNT)
+        elif msg == 62:  # reqAccountSummary (ib_async asks for it after 1102)
+            conn.send(64, 1, fields[2])
         elif msg in (76, 7):
             conn.send(74 if msg == 76 else 55, 1, fields[2])
         elif msg == 49:
