@@ -243,3 +243,31 @@ def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Pat
     assert done.returncode == 2  # a config error, by the CLI's rule
     assert "error 200: No security definition has been found for the request" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_validate_connect_reaches_tws_or_says_what_to_check(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "job.yaml").write_text(ONE_CONTRACT_JOB.format(port=port, symbol="AAPL"))
+    env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
+    validate = [sys.executable, "-m", "mdp", "validate", "--config", "job.yaml", "--connect"]
+    down = subprocess.run(validate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1
+    assert f"cannot connect to TWS / IB Gateway at 127.0.0.1:{port}" in down.stderr
+    session_trades(("AAPL",), trades=100, seconds=60).write_csv(tmp_path / "session.csv")
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        assert "fake TWS on" in fake.stdout.readline()
+        up = subprocess.run(validate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        fake.terminate()
+        fake.communicate(timeout=30)
+    assert up.returncode == 0, up.stderr
+    assert "can be reached" in up.stdout

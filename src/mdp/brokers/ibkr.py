@@ -168,6 +168,19 @@ class IbkrSource(Source):
             "pacing_waits": self._pacer.waits,
         }
 
+    def check_connection(self) -> None:
+        """Connect to TWS / IB Gateway read-only and disconnect (``mdp validate --connect``).
+
+        Raises:
+            IbkrConnectError: the paragraph a run would fail with.
+        """
+
+        async def probe() -> None:
+            await self._connect_first(subscribe=False)
+            await self._close()
+
+        asyncio.run(probe())
+
     # -- the run ---------------------------------------------------------------------------------------
 
     async def run(self, ctx: Context) -> None:
@@ -208,10 +221,10 @@ class IbkrSource(Source):
             return False  # a repair under way is not idleness
         return asyncio.get_running_loop().time() - self._last_tick > idle / NS
 
-    async def _connect_first(self) -> None:
+    async def _connect_first(self, subscribe: bool = True) -> None:
         p = self.params
         try:
-            await self._connect()
+            await self._connect(subscribe)
         except Exception as exc:
             raise IbkrConnectError(
                 f"cannot connect to TWS / IB Gateway at {p.host}:{p.port} with client id {p.client_id} "
@@ -223,7 +236,7 @@ class IbkrSource(Source):
                 f"python -m mdp.testing.fake_tws --trades FILE --port {p.port}"
             ) from None
 
-    async def _connect(self) -> None:
+    async def _connect(self, subscribe: bool = True) -> None:
         from ib_async import IB
         from ib_async.ib import StartupFetchNONE
 
@@ -247,7 +260,8 @@ class IbkrSource(Source):
             self.state = "disconnected"
             raise
         self._ib, self._connected, self.state = ib, True, "connected"
-        self._subscribe()
+        if subscribe:
+            self._subscribe()
 
     def _subscribe(self) -> None:
         """Ask for tick-by-tick data of every contract on the current connection (new request ids)."""
