@@ -32,7 +32,7 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 pytest: $(VENV)/.dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto  # one worker per core: the suite is CPU-bound and its tests share nothing
 
 test: lint typecheck pytest
 

@@ -256,7 +256,10 @@ def components(json_out: Annotated[bool, typer.Option("--json", help="print as J
 
 @app.command()
 def export(
-    store: Annotated[str, typer.Option(help="read from sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR")],
+    store: Annotated[
+        str,
+        typer.Option(help="read from sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR or arcticdb:URI[#LIBRARY]"),
+    ],
     to: Annotated[str, typer.Option("--to", help="output format: parquet")],
     out: Annotated[Path, typer.Option("--out", help="a .parquet file, or a folder (written as a Parquet store)")],
     table: Annotated[str | None, typer.Option(help="table (parquet: folder) to read; default by kind")] = None,

@@ -279,6 +279,18 @@ class DagRuntime:
             raise NodeError(name, exc) from exc
         return self._stats
 
+    async def execute(self) -> RunStats:
+        """The seed's other name for :meth:`start` (it runs the graph to its end); warns that ``start`` is
+        the name to use."""
+        import warnings
+
+        warnings.warn(
+            "DagRuntime.execute() is the original package's name; use 'await DagRuntime.start()' (the same run)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.start()
+
     async def stop(self) -> None:
         """Ask for a graceful stop: sources end, the graph drains and flushes. Returns at once."""
         self._stopping = True

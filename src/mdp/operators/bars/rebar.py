@@ -4,7 +4,8 @@ Each input bar goes to the output window holding its ``start`` (``timeframe`` fr
 each session's open with ``calendar``: ``1d`` on ``XNYS`` makes one bar per session). An output window
 closes when the watermark reaches its end; upstream bars operators emit a bar before the watermark
 that closes it, so every constituent is in by then. The output: open of the first input bar, close of
-the last, high/low the extremes, volume, notional and trades summed, vwap = notional / volume.
+the last, high/low the extremes, volume, notional and trades summed (null if an input bar has them null,
+as DBN OHLCV bars do), vwap = notional / volume.
 Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
 ``filled``), and ``partial`` for a window that began before the key's first input bar (the quality
 rule of ``docs/event-time.md``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
@@ -197,8 +198,9 @@ class Rebar(FieldState, Operator):
                 pl.col("low").min(),
                 pl.col("close").last(),
                 pl.col("volume").sum(),
-                pl.col("notional").sum(),
-                pl.col("trades").sum(),
+                # unknown stays unknown: input bars without notional or a trade count (DBN OHLCV) give null
+                pl.when(pl.col("notional").is_null().any()).then(None).otherwise(pl.col("notional").sum()).alias("notional"),
+                pl.when(pl.col("trades").is_null().any()).then(None).otherwise(pl.col("trades").sum()).alias("trades"),
                 rank.max().alias("__rank"),
                 (rank == 0).all().alias("__filled"),
             )
