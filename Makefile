@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo demo-ibkr test lint typecheck pytest bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.dev: $(VENV)/.base
 demo: $(VENV)/.base
 	$(VENV)/bin/mdp run --config examples/demo.yaml
 	$(PY) examples/show_bars.py demo.sqlite
+
+# the fake TWS and a source.ibkr job together (no IB account needed); docs/ibkr.md
+demo-ibkr: $(VENV)/.base
+	$(PY) examples/run_ibkr_demo.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
@@ -47,4 +51,4 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo.sqlite* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo.sqlite* ibkr.sqlite* ib_session.csv ibkr_ticks .pytest_cache .mypy_cache .ruff_cache

@@ -193,7 +193,8 @@ def validate(
         typer.Option(
             "--connect",
             help="also reach every store the job reads or writes (PostgreSQL is connected to, database files "
-            "opened read-only, folders checked writable), writing nothing; exit 1 naming each that fails",
+            "opened read-only, folders checked writable) and every broker (TWS is connected to read-only), "
+            "writing nothing; exit 1 naming each that fails",
         ),
     ] = False,
     debug: DebugOpt = False,

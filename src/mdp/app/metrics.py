@@ -262,7 +262,7 @@ class RuntimeCollector:
             age.add_metric([self.job], max(0.0, time.monotonic() - snap.taken))
         snap = snap if snap is not None and attached else _Snapshot(0.0)
         series = [up, jobs, mdp_up, running, build, age, *self._nodes(snap), *self._channels(snap.stats)]
-        return [*series, self.observer.family(self.job, fill=attached), *self._stores(snap)]
+        return [*series, self.observer.family(self.job, fill=attached), *self._stores(snap), *self._brokers(snap)]
 
     def _seed_extra(self, snap: _Snapshot | None) -> dict[str, ModeCount]:
         """What this endpoint adds to the process census: its mode is up while a runtime is attached, and
@@ -301,6 +301,35 @@ class RuntimeCollector:
                 mark.add_metric(key, snap.watermarks[name] / 1e9)
                 lag.add_metric(key, (snap.now_ns - snap.watermarks[name]) / 1e9)
         return [*(f for f, _ in plain), errors, late, dead, counters, mark, lag]
+
+    def _brokers(self, snap: _Snapshot) -> list[Metric]:
+        """Broker sources (their stats carry ``connection_state``): connection, reconnects, gaps, backfill."""
+        connected = GaugeMetricFamily("mdp_broker_connected", "1 while the broker connection is up", labels=_NODE)
+        state = GaugeMetricFamily(
+            "mdp_broker_connection_state", "1 for the connection's current state", labels=(*_NODE, "state")
+        )
+        reconnects = CounterMetricFamily("mdp_broker_reconnects", "reconnections after a lost connection", labels=_NODE)
+        outages = CounterMetricFamily("mdp_broker_outages", "outages (drop, 1100, restore)", labels=_NODE)
+        gap = CounterMetricFamily("mdp_broker_gap_seconds", "event seconds of the outages", labels=_NODE)
+        unrepaired = CounterMetricFamily("mdp_broker_unrepaired_gaps", "outages sent as a Gap", labels=_NODE)
+        backfilled = CounterMetricFamily(
+            "mdp_broker_backfilled_rows", "rows fetched to repair outages", labels=(*_NODE, "contract")
+        )
+        for name, s in snap.stats.nodes.items():
+            extra = s.extra
+            if "connection_state" not in extra:
+                continue
+            key = [self.job, name]
+            connected.add_metric(key, _int(extra.get("connected")))
+            for st in ("idle", "connecting", "connected", "disconnected", "repairing", "closed"):
+                state.add_metric([*key, st], 1 if extra["connection_state"] == st else 0)
+            reconnects.add_metric(key, _int(extra.get("reconnects")))
+            outages.add_metric(key, _int(extra.get("outages")))
+            gap.add_metric(key, _int(extra.get("gap_seconds")))
+            unrepaired.add_metric(key, _int(extra.get("unrepaired_gaps")))
+            for contract, rows in sorted(dict(extra.get("backfilled_rows") or {}).items()):
+                backfilled.add_metric([*key, contract], _int(rows))
+        return [connected, state, reconnects, outages, gap, unrepaired, backfilled]
 
     def _channels(self, stats: RunStats) -> list[Metric]:
         families = [(_family(kind, name, doc, _EDGE), attr) for name, kind, attr, doc in _CHANNEL_SERIES]

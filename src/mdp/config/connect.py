@@ -11,7 +11,8 @@ every store a node holds, the way the run would reach it, without writing anythi
   reported); for a file not yet made, its folder must be writable;
 * Parquet: the folder, or the nearest existing parent of it, must be a writable folder;
 * ArcticDB: the library is opened read-only and each table read once; an ``lmdb://`` folder not yet
-  made is checked as a Parquet folder is (S3 is reached as ArcticDB reaches it).
+  made is checked as a Parquet folder is (S3 is reached as ArcticDB reaches it);
+* a broker source (``source.ibkr``): its ``check_connection()`` connects read-only and disconnects.
 
 Each failure names the node and the reason; all of them are reported, not only the first.
 """
@@ -33,6 +34,14 @@ def connect_problems(dag: Dag, specs: dict[str, tuple[str, str]] | None = None) 
     """Open every store of ``dag`` read-only; return one line per node that cannot reach its store."""
     problems: list[str] = []
     for node in dag.nodes:
+        probe = getattr(node.operator, "check_connection", None)
+        if callable(probe):
+            try:
+                probe()
+            except MdpError as exc:
+                type_id, where = (specs or {}).get(node.name, (type(node.fn).__name__, ""))
+                at = f" at {where}" if where else ""
+                problems.append(f"node {node.name!r} ({type_id}{at}): {exc}")
         store = getattr(node.operator, "store", None)
         if not isinstance(store, Store):
             continue

@@ -47,6 +47,18 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ("source.dbn_bars", "source", "mdp.sources.dbn_bars:DbnBarsSource", "Databento DBN OHLCV bars as bar frames"),
     ("source.synthetic", "source", "mdp.sources.synthetic:SyntheticSource", "a seeded synthetic trade or quote feed"),
     ("source.store", "source", "mdp.stores.source:StoreSource", "read records back from a store"),
+    (
+        "source.ibkr",
+        "source",
+        "mdp.brokers.ibkr:IbkrSource",
+        "live tick-by-tick trades or quotes from Interactive Brokers (TWS / IB Gateway)",
+    ),
+    (
+        "provider.ibkr.stream",
+        "source",
+        "mdp.brokers.ibkr:IbkrSource",
+        "the seed's name of source.ibkr",
+    ),
     ("source.arcticdb", "source", "mdp.stores.source:ArcticdbSource", "read records back from an ArcticDB library"),
     ("operator.map", "operator", "mdp.operators.basic:Map", "add or replace frame columns, or apply a function"),
     ("operator.filter", "operator", "mdp.operators.basic:Filter", "keep the rows matching a condition"),
