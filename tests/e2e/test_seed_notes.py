@@ -575,8 +575,8 @@ async def test_note_003_5(blocks: dict[str, Block], scratch: Path, monkeypatch: 
 
 def test_note_003_6(blocks: dict[str, Block], scratch: Path) -> None:
     """The note's ``configs/dag/bars.yaml`` has the shape mdp's job files have (mode, nodes of id, type,
-    params, edges); its source ``provider.ibkr.stream`` is the IBKR source (issue 20), so it is built only
-    where that source is registered. ``configs/dag/bars.yaml`` here is the same job on the synthetic feed."""
+    params, edges); its source ``provider.ibkr.stream`` is ``source.ibkr`` under the seed's name.
+    ``configs/dag/bars.yaml`` here is the same job on the synthetic feed."""
     from mdp.config import JobConfig, build_dag
 
     note = yaml.safe_load(blocks["003#6"].text.replace("{...}", "{}"))
@@ -588,8 +588,7 @@ def test_note_003_6(blocks: dict[str, Block], scratch: Path) -> None:
     assert set(note["dag"]) == {"nodes", "edges"}
     assert set(note["dag"]["nodes"][0]) == {"id", "type", "params"}
     build_dag(ours)
-    if "provider.ibkr.stream" not in default_registry():
-        pytest.skip("provider.ibkr.stream (the IBKR source) is issue 20's; the shape is checked above")
+    assert default_registry().get("provider.ibkr.stream").load() is default_registry().get("source.ibkr").load()
 
 
 def test_note_003_7(blocks: dict[str, Block], tmp_path: Path) -> None:
@@ -793,5 +792,4 @@ def test_the_ibkr_to_store_example_runs_with_the_synthetic_feed_swapped_in(scrat
     assert shell(command, scratch).strip() == "job ibkr-bars: 15,000 trades in, 15 bars written"
     assert bars_in(scratch / "ibkr_bars.sqlite") == 15
     job = JobConfig.from_file(REPO / "examples" / "run_dag_to_store.yaml")
-    if "provider.ibkr.stream" in default_registry():
-        build_dag(job)
+    build_dag(job)  # provider.ibkr.stream is source.ibkr

@@ -231,11 +231,11 @@ def _row_channel() -> None:
 
 
 def _row_ibkr() -> None:
+    from mdp.brokers.ibkr import IbkrSource
+
     registry = default_registry()
-    assert "provider.ibkr.stream" not in registry, (
-        "the IBKR source is here now: its row in docs/migration.md must say so"
-    )
-    assert {"source.replay", "source.synthetic"} <= set(registry.ids())
+    assert registry.get("provider.ibkr.stream").load() is IbkrSource
+    assert registry.get("source.ibkr").load() is IbkrSource
 
 
 def _row_phase_docs() -> None:
