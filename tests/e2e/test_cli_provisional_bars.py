@@ -78,7 +78,9 @@ def test_a_job_stopped_mid_minute_then_run_again_ends_with_the_61_expected_bars(
     shared_data: Path, tmp_path: Path
 ) -> None:
     # 60x event time: the file's 11 minutes take about 11 s
-    (tmp_path / "job.yaml").write_text(JOB.format(trades=trades_node(shared_data / TRADES_FILE, extra="\n        speed: 60")))
+    (tmp_path / "job.yaml").write_text(
+        JOB.format(trades=trades_node(shared_data / TRADES_FILE, extra="\n        speed: 60"))
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "mdp", "run", "-c", "job.yaml", "--json"],
         cwd=tmp_path,

@@ -67,8 +67,13 @@ async def run_job(path: Path, store: Store, stop_after: int | None = None) -> di
     """``examples/bars_1m.yaml``'s graph over ``path`` into ``store``; the replay source's stats."""
     source = ReplaySource(
         path=path,
-        columns={"ts_event": "trade_ts_ms", "ts_recv": "recv_ts_ns", "symbol": "{venue}:{symbol}", "price": "price",
-                 "size": "qty"},
+        columns={
+            "ts_event": "trade_ts_ms",
+            "ts_recv": "recv_ts_ns",
+            "symbol": "{venue}:{symbol}",
+            "price": "price",
+            "size": "qty",
+        },
         ts_unit="ms",
         ts_recv_unit="ns",
         max_out_of_orderness="5s",

@@ -132,8 +132,10 @@ def check_provisional_bars(make_store: StoreFactory) -> None:
     with make_store(_tables("prov")) as store:
         for kind, sample in _VERSIONED.items():
 
-            def bars(revision: int, close: float, quality: str = "complete", n: int = 8) -> pl.DataFrame:
-                return sample(n, revision=revision, close=close, quality=quality)
+            def bars(
+                revision: int, close: float, quality: str = "complete", sample: Callable[..., pl.DataFrame] = sample
+            ) -> pl.DataFrame:
+                return sample(8, revision=revision, close=close, quality=quality)
 
             store.write(kind, bars(3, 10.0, "provisional"))
             store.write(kind, bars(5, 20.0, "provisional"))

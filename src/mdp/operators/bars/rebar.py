@@ -8,7 +8,8 @@ the last, high/low the extremes, volume, notional and trades summed, vwap = noti
 Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
 ``filled``), and ``partial`` for a window that began before the key's first input bar (the quality
 rule of ``docs/event-time.md``); ``provisional`` when the input ended before a watermark closed the
-window (a provisional input bar only comes then). An input bar that comes again with a higher ``revision`` replaces the earlier one.
+window (a provisional input bar only comes then). An input bar that comes again with a higher
+``revision`` replaces the earlier one.
 
 An input bar is late when its output window has closed (its end at or before the watermark in
 force). ``late_policy`` applies as in ``operator.bars``: ``revise`` re-emits the output bar with
@@ -188,7 +189,9 @@ class Rebar(FieldState, Operator):
         bars = pl.concat(out).sort("start", "symbol", "revision")
         if watermark >= END_OF_TIME:
             open_ = pl.col("end") > self._closed_to
-            bars = bars.with_columns(pl.when(open_).then(pl.lit(PROVISIONAL)).otherwise(pl.col("quality")).alias("quality"))
+            bars = bars.with_columns(
+                pl.when(open_).then(pl.lit(PROVISIONAL)).otherwise(pl.col("quality")).alias("quality")
+            )
         self.bars_emitted += bars.height
         return bars
 
