@@ -125,9 +125,6 @@ class StoreSink(Sink):
         self._held_rows = 0
         self._oldest_ns = 0
         self.rows_received = 0
-        #: rows that came after the final checkpoint of a stopped run (not written: the resumed run makes them)
-        self.rows_after_stop = 0
-        self._final = False
         self._last: Checkpoint | None = None
 
     def kind_advice(self, produced: str) -> str:
@@ -186,9 +183,6 @@ class StoreSink(Sink):
         self.writer.check()  # a write that failed for good ends the job at the next message
         if frame.height == 0:
             return
-        if self._final:
-            self.rows_after_stop += frame.height
-            return
         if not self._held:
             self._oldest_ns = ctx.clock.monotonic_ns()
         self._held.append(frame)
@@ -205,7 +199,7 @@ class StoreSink(Sink):
     async def on_barrier(self, barrier: Any, ctx: Context) -> None:
         """Commit the rows held and checkpoint ``barrier.epoch`` in one transaction of the store."""
         board = ctx.checkpoints
-        if board is None or self._final:
+        if board is None:
             return
         states, offsets = board.collect(barrier.epoch)
         if board.missing(states, ctx.node):
@@ -226,12 +220,11 @@ class StoreSink(Sink):
             batch = pl.DataFrame()
         else:
             batch = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        self._final = final
         self._last = checkpoint
         await self.writer.submit(batch, checkpoint)
 
     async def on_close(self, ctx: Context) -> None:
-        if self._last is not None and not self._final:
+        if self._last is not None:
             # what the end of input flushed came after the last checkpoint: commit it with that checkpoint
             # again (a store that holds an epoch's rows until its checkpoint, as Parquet does, shows them)
             frames, self._held, self._held_rows = self._held, [], 0
@@ -268,7 +261,6 @@ class StoreSink(Sink):
             "rows_received": self.rows_received,
             "rows_written": self.rows_written,
             "rows_held": self._held_rows,
-            **({"rows_after_stop": self.rows_after_stop} if self.rows_after_stop else {}),
             **self.writer.stats(),
         }
 
