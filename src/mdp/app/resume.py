@@ -84,9 +84,16 @@ def _head(path: Path, size: int) -> bytes:
         return b""
     if path.suffix == ".gz":
         import gzip
+        import zlib
 
-        with gzip.open(path, "rb") as fh:
-            return fh.read(size)
+        out = bytearray()
+        try:
+            with gzip.open(path, "rb") as fh:
+                while len(out) < size and (chunk := fh.read(min(65536, size - len(out)))):
+                    out += chunk
+        except (OSError, EOFError, zlib.error):  # a cut or broken file: what could be read (the source says more)
+            pass
+        return bytes(out)
     with open(path, "rb") as fh:
         return fh.read(size)
 
