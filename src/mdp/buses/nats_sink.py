@@ -1,18 +1,19 @@
 """``NatsSink`` (``sink.nats``): publish frames to NATS JetStream, one partition subject per symbol's hash.
 
 Each arriving frame is split by partition (``crc32(symbol) % partitions``, :mod:`mdp.buses.wire`) and
-its rows are held per partition. At every watermark each partition's held rows are published as Arrow
-IPC messages of at most ``frame_rows`` rows (cut again to fit the server's payload limit), the last
-carrying the new watermark; a partition with nothing held gets a message with the watermark alone, so
-every consumer's event time moves on, even on a quiet partition. A partition holding ``frame_rows`` rows
-publishes them before the watermark. The final watermark of the input (end of time) is never
-published: the stream goes on after this publisher ends, and a later one would find every row late.
+each partition's rows are published at once as Arrow IPC messages of at most ``frame_rows`` rows (cut
+again to fit the server's payload limit). Each watermark that arrives is published to every partition
+as a message with no rows, so every consumer's event time moves on, even on a quiet partition; a
+frame of ``n`` rows thus costs its partitions' messages plus one per partition for its watermark. The
+final watermark of the input (end of time) is never published: the stream goes on after this
+publisher ends, and a later one would find every row late.
 
 **Nothing lost, nothing doubled across a crash.** Messages are published without waiting for each ack
 (``publish_async``); acks are awaited ``ack_batch`` messages at a time and before the sink finishes, and
 a publish whose ack does not come in time is sent again. Each message's ``Nats-Msg-Id`` is a digest of
-its partition, watermark and rows, and where the messages are cut depends only on the input's frames
-and watermarks, so a publisher restarted after a crash (from the start of its file, or from a
+its partition, watermark and rows, and where the messages are cut depends only on each input frame
+(nothing is held from one frame to the next, so a publisher stopped between frames published whole
+messages only), so a publisher restarted after a crash (from the start of its file, or from a
 checkpoint) sends the same messages with the same ids, and the server drops those it stored already —
 within the stream's ``duplicate_window`` (2 minutes by default): restart sooner, or widen it.
 
@@ -106,10 +107,7 @@ class NatsSink(Sink):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._subjects = [partition_subject(p.subject, k) for k in range(p.partitions)]
-        self._held: dict[int, list[pl.DataFrame]] = {}
-        self._held_rows: dict[int, int] = {}
         self._published_wm = [NO_WATERMARK] * p.partitions
-        self._wm = NO_WATERMARK
         self._pending: list[_Pending] = []
         self._max_payload = 1 << 20
         self.counts = {
@@ -139,18 +137,8 @@ class NatsSink(Sink):
         self._max_payload = max(self._nc.max_payload - HEADER_ROOM, 1024)
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
-        rows = self.params.frame_rows
         for k, part in split_by_partition(frame, self.params.partitions):
-            held = self._held.setdefault(k, [])
-            held.append(part)
-            self._held_rows[k] = self._held_rows.get(k, 0) + part.height
-            if self._held_rows[k] >= rows:
-                joined = pl.concat(held, rechunk=False)
-                full = joined.height - joined.height % rows
-                await self._publish_rows(k, joined.slice(0, full), self._wm)
-                rest = joined.slice(full)
-                self._held[k] = [rest] if rest.height else []
-                self._held_rows[k] = rest.height
+            await self._publish_rows(k, part, ctx.watermark)
 
     async def on_item(self, item: Any, ctx: Context) -> None:
         if isinstance(item, pl.DataFrame):
@@ -164,27 +152,17 @@ class NatsSink(Sink):
     async def on_watermark(self, watermark: int, ctx: Context) -> None:
         if watermark >= END_OF_TIME:  # the end of this input, not of the stream: see the module docstring
             return
-        self._wm = watermark
-        await self._flush(watermark)
+        for k in range(self.params.partitions):
+            if watermark > self._published_wm[k]:
+                await self._publish(k, b"", watermark)
+                self.counts["watermark_messages"] += 1
 
     async def on_close(self, ctx: Context) -> None:
-        await self._flush(self._wm)
         await self._await_acks()
 
     async def teardown(self, ctx: Context) -> None:
         nc, self._nc = self._nc, None
         await nats_client.close(nc)
-
-    async def _flush(self, watermark: int) -> None:
-        """Publish every partition's held rows with ``watermark``, or the watermark alone if it moved on."""
-        for k in range(self.params.partitions):
-            held = self._held.pop(k, None)
-            self._held_rows[k] = 0
-            if held:
-                await self._publish_rows(k, pl.concat(held, rechunk=False), watermark)
-            elif watermark > self._published_wm[k]:
-                await self._publish(k, b"", watermark)
-                self.counts["watermark_messages"] += 1
 
     async def _publish_rows(self, k: int, rows: pl.DataFrame, watermark: int) -> None:
         """Publish ``rows`` of partition ``k`` in messages of at most ``frame_rows`` rows that fit the payload."""

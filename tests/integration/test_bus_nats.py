@@ -1,0 +1,299 @@
+"""sink.nats and source.nats on the real NATS JetStream server: round trip, dedupe, caught_up, seek, crash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mdp.buses.nats_sink import NatsSink
+from mdp.buses.nats_source import NatsSource
+from mdp.buses.wire import partition_of
+from mdp.errors import BusError, NodeError
+from mdp.records import SCHEMAS, Watermark
+from mdp.runtime.graph import Dag, Node
+from mdp.testing import ListSink, ListSource, SourceHarness, run_graph
+
+pytestmark = pytest.mark.services
+
+KEY = ["symbol", "ts_event", "seq"]
+
+
+def make_trades(n: int, symbols: int = 40, seed: int = 1, origin: int = 1_723_161_600_000_000_000) -> pl.DataFrame:
+    """``n`` trades over ``symbols`` symbols, in event-time order, one millisecond apart."""
+    rng = np.random.default_rng(seed)
+    ts = origin + np.arange(n, dtype=np.int64) * 1_000_000
+    return pl.DataFrame(
+        {
+            "symbol": [f"S{i:03d}" for i in rng.integers(0, symbols, n)],
+            "ts_event": ts,
+            "ts_recv": ts + 5,
+            "price": rng.uniform(10, 20, n),
+            "size": rng.uniform(0.1, 2, n),
+            "seq": np.arange(n, dtype=np.int64),
+        }
+    ).pipe(lambda f: f.with_columns(pl.lit(None, pl.String).alias(c) for c in ("trade_id", "venue", "conditions")))
+
+
+def with_watermarks(trades: pl.DataFrame, frame_rows: int) -> list[Any]:
+    """The messages a replay sends: frames, each followed by its newest event time as the watermark."""
+    items: list[Any] = []
+    for start in range(0, trades.height, frame_rows):
+        frame = trades.slice(start, frame_rows).select(list(SCHEMAS["trade"]))
+        items += [frame, Watermark(int(frame["ts_event"].max()))]
+    return items
+
+
+class Bus:
+    """A unique stream on the real server, deleted after the test."""
+
+    def __init__(self, url: str, partitions: int = 4) -> None:
+        self.url = url
+        self.stream = f"MDPTEST_{uuid.uuid4().hex[:10]}"
+        self.subject = f"mdptest.{self.stream.lower()}"
+        self.partitions = partitions
+
+    def params(self, **more: Any) -> dict[str, Any]:
+        return {"url": self.url, "stream": self.stream, "subject": self.subject, "partitions": self.partitions, **more}
+
+    async def publish(self, items: list[Any], **more: Any) -> NatsSink:
+        sink = NatsSink(**self.params(create_stream=True, **more))
+        dag = Dag()
+        dag.add_node(Node("src", ListSource(items, kind="trade")))
+        dag.add_node(Node("bus", sink))
+        dag.add_edge("src", "bus")
+        await run_graph(dag)
+        return sink
+
+    async def consume(self, **more: Any) -> tuple[NatsSource, ListSink]:
+        source = NatsSource(**self.params(until="caught_up", **more))
+        out = ListSink()
+        dag = Dag()
+        dag.add_node(Node("bus", source))
+        dag.add_node(Node("out", out))
+        dag.add_edge("bus", "out")
+        await run_graph(dag)
+        return source, out
+
+    async def messages(self) -> int:
+        import nats
+
+        nc = await nats.connect(self.url)
+        try:
+            info = await nc.jetstream().stream_info(self.stream)
+            return int(info.state.messages)
+        finally:
+            await nc.close()
+
+    async def delete(self) -> None:
+        import nats
+
+        nc = await nats.connect(self.url)
+        try:
+            await nc.jetstream().delete_stream(self.stream)
+        except Exception:  # noqa: S110 - a test that failed before creating it
+            pass
+        finally:
+            await nc.close()
+
+
+@pytest.fixture
+def bus(nats_url: str) -> Iterator[Bus]:
+    b = Bus(nats_url)
+    yield b
+    asyncio.run(b.delete())
+
+
+def rows(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(list(SCHEMAS["trade"])).sort(KEY)
+
+
+async def test_what_is_consumed_equals_what_was_published_row_for_row_and_per_symbol_in_order(bus: Bus) -> None:
+    trades = make_trades(30_000)
+    sink = await bus.publish(with_watermarks(trades, 4_000), frame_rows=3_000)
+    source, out = await bus.consume()
+    got = out.frame
+    assert rows(got).equals(rows(trades))
+    for symbol in ("S001", "S017"):  # one symbol's rows come in the order they were published
+        assert got.filter(pl.col("symbol") == symbol)["seq"].to_list() == trades.filter(pl.col("symbol") == symbol)[
+            "seq"
+        ].to_list()
+    assert sink.stats()["rows"] == source.stats()["rows_emitted"] == 30_000
+    assert out.watermarks[-2] == int(trades["ts_event"].max())  # then the end of time, as every source ends
+
+
+async def test_each_symbol_lands_on_its_crc32_partition(bus: Bus) -> None:
+    trades = make_trades(5_000)
+    await bus.publish(with_watermarks(trades, 5_000))
+    for k in range(bus.partitions):
+        _, out = await bus.consume(read=[k])
+        symbols = set(out.frame["symbol"].to_list()) if out.frame.height else set()
+        assert symbols and all(partition_of(s, bus.partitions) == k for s in symbols)
+
+
+async def test_no_row_comes_behind_a_watermark_already_sent(bus: Bus) -> None:
+    trades = make_trades(20_000)
+    await bus.publish(with_watermarks(trades, 1_000), frame_rows=700)
+    source = NatsSource(**bus.params(until="caught_up", fetch_batch=3))
+    harness = SourceHarness(source)
+    await harness.run()
+    wm = -(2**63)
+    for port, item in harness.sent:
+        if port == "watermark":
+            assert item >= wm
+            wm = item
+        else:
+            assert int(item["ts_event"].min()) >= wm
+    assert wm == int(trades["ts_event"].max())
+
+
+async def test_a_frame_published_again_after_a_crash_is_dropped_by_the_server(bus: Bus) -> None:
+    trades = make_trades(24_000)
+    items = with_watermarks(trades, 2_000)
+    await bus.publish(items[:9])  # the publisher "crashed" after four and a half frames
+    first = await bus.messages()
+    again = await bus.publish(items)  # restarted from the start of its input
+    assert again.stats()["duplicates"] == first > 0
+    _, out = await bus.consume()
+    assert rows(out.frame).equals(rows(trades))
+    other = Bus(bus.url)
+    try:
+        await other.publish(items)
+        assert await bus.messages() == await other.messages()  # as if it had never crashed
+    finally:
+        await other.delete()
+
+
+async def test_caught_up_ends_at_what_was_there_at_the_start_and_on_an_empty_stream(bus: Bus) -> None:
+    await bus.publish([])  # creates the stream, publishes nothing
+    _, out = await bus.consume()
+    assert out.frame.height == 0 and out.closed
+    trades = make_trades(6_000)
+    await bus.publish(with_watermarks(trades, 1_500))
+    _, out = await bus.consume()
+    assert out.frame.height == 6_000
+
+
+async def test_a_live_source_stops_when_asked_and_reads_what_arrives_meanwhile(bus: Bus) -> None:
+    await bus.publish([])
+    trades = make_trades(3_000)
+    source = NatsSource(**bus.params())
+    harness = SourceHarness(source)
+    task = asyncio.create_task(harness.run())
+    await bus.publish(with_watermarks(trades, 1_000))
+    async with asyncio.timeout(20):
+        while source.rows_emitted < trades.height:
+            await asyncio.sleep(0.05)
+    harness.ctx.request_stop()
+    await task
+    assert source.rows_emitted == 3_000
+
+
+@pytest.mark.parametrize("stop_after", [1, 4, 9])
+async def test_restore_resumes_each_partition_after_its_offset(bus: Bus, stop_after: int) -> None:
+    trades = make_trades(30_000)
+    await bus.publish(with_watermarks(trades, 1_000), frame_rows=500)
+    first = SourceHarness(NatsSource(**bus.params(until="caught_up", fetch_batch=2)), stop_after=stop_after)
+    await first.run()
+    state = first.snapshot()
+    second = SourceHarness.restored(NatsSource(**bus.params(until="caught_up")), state)
+    await second.run()
+    sent = [item for port, item in first.sent + second.sent if port == "out"]
+    both = pl.concat(sent)
+    assert both.height == trades.height  # nothing lost, nothing twice
+    assert rows(both).equals(rows(trades))
+    assert 0 < sum(f.height for p, f in first.sent if p == "out") < trades.height
+
+
+async def test_durable_consumers_are_acked_only_through_the_given_offsets(bus: Bus) -> None:
+    trades = make_trades(8_000)
+    await bus.publish(with_watermarks(trades, 1_000))
+    durable = f"w{uuid.uuid4().hex[:6]}"
+    source = NatsSource(**bus.params(until="caught_up", durable=durable, read=[0]))
+    harness = SourceHarness(source)
+    await harness.run()
+    import nats
+
+    nc = await nats.connect(bus.url)
+    try:
+        js = nc.jetstream()
+        before = await js.consumer_info(bus.stream, f"{durable}_p0")
+        assert before.ack_floor.stream_seq == 0 and before.num_ack_pending > 0
+        source._nc = nc  # the source's own connection closed with its run; ack through the test's
+        half = sorted(s for s, _ in source._unacked[0])[len(source._unacked[0]) // 2]
+        assert await source.ack_through({0: half}) == 1
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        after = await js.consumer_info(bus.stream, f"{durable}_p0")
+        assert after.ack_floor.stream_seq == half
+    finally:
+        await nc.close()
+
+
+async def test_a_missing_stream_fails_with_the_fix_in_the_message(bus: Bus) -> None:
+    source = NatsSource(**bus.params(until="caught_up"))
+    dag = Dag()
+    dag.add_node(Node("bus", source))
+    dag.add_node(Node("out", ListSink()))
+    dag.add_edge("bus", "out")
+    with pytest.raises(NodeError) as info:
+        await run_graph(dag)
+    assert isinstance(info.value.cause, BusError)
+    assert "does not exist" in str(info.value.cause) and "create_stream" in str(info.value.cause)
+
+
+def test_a_publisher_killed_mid_batch_loses_and_doubles_nothing(bus: Bus, tmp_path: Path) -> None:
+    trades = make_trades(400_000, symbols=200)
+    data = tmp_path / "trades.parquet"
+    trades.write_parquet(data)
+    job = tmp_path / "publish.yaml"
+    job.write_text(
+        f"""job: publish
+mode: dag
+dag:
+  nodes:
+    - id: trades
+      type: source.replay
+      params: {{path: {data}, frame_rows: 8192}}
+    - id: bus
+      type: sink.nats
+      params: {{url: "{bus.url}", stream: {bus.stream}, subject: {bus.subject}, partitions: {bus.partitions},
+                create_stream: true, frame_rows: 1000, ack_batch: 64}}
+  edges:
+    - [trades, bus]
+"""
+    )
+    cmd = [sys.executable, "-m", "mdp", "run", "--config", str(job)]
+    env = {**os.environ, "MDP_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it once some batches are in
+        try:
+            stored = asyncio.run(bus.messages())
+        except Exception:  # noqa: S112 - the stream is not created yet
+            stored = 0
+        if stored >= 60:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the publisher ended before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < stored
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    _, out = asyncio.run(bus.consume())
+    got = out.frame
+    assert got.height == trades.height
+    assert rows(got).equals(rows(trades))
