@@ -34,7 +34,8 @@ class NatsParams(BaseModel):
     )
     connect_timeout: DurationNs = Field(default=5_000_000_000, description="give up connecting after this ('5s')")
     request_timeout: DurationNs = Field(
-        default=10_000_000_000, description="a JetStream API request (stream info, consumer creation) waits this ('10s')"
+        default=10_000_000_000,
+        description="a JetStream API request (stream info, consumer creation) waits this ('10s')",
     )
 
 
@@ -147,7 +148,7 @@ async def close(nc: Client | None) -> None:
         return
     try:
         await nc.close()
-    except Exception:  # noqa: S110 - the connection is gone either way
+    except Exception:
         pass
 
 

@@ -29,13 +29,13 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdp.buses import nats_client
 from mdp.buses.nats_client import NatsParams
 from mdp.buses.wire import Compression, encode_frame, headers, partition_subject, split_by_partition
 from mdp.durations import DurationNs
-from mdp.errors import BusError
+from mdp.errors import BusError, ConfigError
 from mdp.records import END_OF_TIME, RecordKind
 from mdp.runtime.operator import NO_WATERMARK, Context, Sink
 
@@ -101,7 +101,10 @@ class NatsSink(Sink):
     input_kind: ClassVar[str | None] = "trade"
 
     def __init__(self, **params: Any) -> None:
-        self.params = NatsSinkParams.model_validate(params)
+        try:
+            self.params = NatsSinkParams.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid sink.nats params: {exc}") from exc
         setattr(self, "input_kind", self.params.kind)  # noqa: B010 - graph validation reads it per instance
         p = self.params
         self._nc: Client | None = None
@@ -227,8 +230,12 @@ class NatsSink(Sink):
                 if getattr(m.future.result(), "duplicate", False):
                     self.counts["duplicates"] += 1
             if missing and attempt < self.params.retries:
-                log.warning("%d of %d publishes were not acked in %.1fs; sending them again", len(missing),
-                            len(pending), timeout)
+                log.warning(
+                    "%d of %d publishes were not acked in %.1fs; sending them again",
+                    len(missing),
+                    len(pending),
+                    timeout,
+                )
                 for m in missing:
                     m.future = await self._send(m.subject, m.payload, m.headers)
                 self.counts["republished"] += len(missing)

@@ -32,13 +32,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mdp.buses import nats_client
 from mdp.buses.nats_client import NatsParams
 from mdp.buses.wire import KIND_HEADER, decode_frame, partition_subject, read_watermark
 from mdp.durations import DurationNs
-from mdp.errors import BusError
+from mdp.errors import BusError, ConfigError
 from mdp.records import RecordKind, conform
 from mdp.runtime.operator import NO_WATERMARK, Context, Source
 
@@ -77,7 +77,9 @@ class NatsSourceParams(NatsParams):
     )
     fetch_batch: int = Field(default=64, ge=1, description="most messages per pull request")
     fetch_wait: DurationNs = Field(default=500_000_000, description="a pull request waits this for a message ('500ms')")
-    frame_rows: int = Field(default=65_536, ge=1, description="rows of received messages joined into one frame, at most")
+    frame_rows: int = Field(
+        default=65_536, ge=1, description="rows of received messages joined into one frame, at most"
+    )
 
     @field_validator("read")
     @classmethod
@@ -102,12 +104,15 @@ class NatsSource(Source):
     output_kind: ClassVar[str | None] = "trade"
 
     def __init__(self, **params: Any) -> None:
-        self.params = p = NatsSourceParams.model_validate(params)
+        try:
+            self.params = p = NatsSourceParams.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid source.nats params: {exc}") from exc
         setattr(self, "output_kind", p.kind)  # noqa: B010 - graph validation reads it per instance
         if p.read != "all" and max(p.read) >= p.partitions:
-            raise BusError(
-                f"source.nats reads partition {max(p.read)}, but the stream has {p.partitions} (0..{p.partitions - 1}); "
-                "fix params.read or params.partitions"
+            raise ConfigError(
+                f"source.nats reads partition {max(p.read)}, but the stream has {p.partitions} "
+                f"(0..{p.partitions - 1}); fix params.read or params.partitions"
             )
         self.parts: list[int] = list(range(p.partitions)) if p.read == "all" else sorted(p.read)
         #: per partition: stream sequence of the last message sent downstream (0: none yet)

@@ -1,7 +1,7 @@
 """What a bus message is: a frame as Arrow IPC, its partition, its watermark and its id (pure functions).
 
-One message carries one frame of rows of one partition, never one row: nats-py moves 5–15k JetStream
-messages/s but 130–165 MB/s (``../shared/notes/buses-measured.md``), so the rows must ride in bulk. The
+One message carries one frame of rows of one partition, never one row: nats-py moves 5-15k JetStream
+messages/s but 130-165 MB/s (``../shared/notes/buses-measured.md``), so the rows must ride in bulk. The
 payload is an Arrow IPC stream of the frame in its kind's canonical schema, decoded by polars with no
 per-row Python loop. Headers:
 
@@ -70,7 +70,9 @@ def split_by_partition(frame: pl.DataFrame, partitions: int) -> Iterator[tuple[i
     if partitions == 1:
         yield 0, frame
         return
-    grouped = frame.with_columns(partition_column(frame.get_column("symbol"), partitions)).partition_by("__p", as_dict=True, maintain_order=True, include_key=False)
+    grouped = frame.with_columns(partition_column(frame.get_column("symbol"), partitions)).partition_by(
+        "__p", as_dict=True, maintain_order=True, include_key=False
+    )
     for key in sorted(grouped, key=lambda k: int(k[0])):  # type: ignore[call-overload]
         yield int(key[0]), grouped[key]  # type: ignore[call-overload]
 
