@@ -1,0 +1,155 @@
+"""Trades/s through the NATS JetStream bus: publish, one consumer to 1-minute bars, and two consumers together.
+
+The W1 workload (``mdp.workloads``: 2,000,000 trades, 500 symbols, one session) is written to Parquet,
+then, on the real NATS server (``--url``, default the local one), into a fresh stream of ``--partitions``
+partitions (deleted after):
+
+    publish    source.replay (the Parquet file, 5s out-of-orderness) -> sink.nats, as fast as possible
+    consume 1  source.nats (every partition, until caught up) -> operator.bars 1m -> sink.discard
+    consume 2  two processes, each reading half the partitions the same way, started together; the rate
+               is all trades over the time from the first start to the last end
+
+Each figure is trades per second of wall time of the graph run (process start-up and the stream's
+creation not counted). Usage::
+
+    .venv/bin/python benchmarks/bench_bus.py [--rows 2000000] [--partitions 12] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mdp.buses.nats_sink import NatsSink
+from mdp.buses.nats_source import NatsSource
+from mdp.operators.bars import BarsOperator
+from mdp.operators.discard import Discard
+from mdp.runtime.graph import Dag, Node
+from mdp.runtime.runtime import DagRuntime
+from mdp.sources.replay import ReplaySource
+from mdp.workloads import W1Spec, write_w1
+
+
+def chain(*nodes: tuple[str, Any]) -> Dag:
+    dag = Dag()
+    for name, op in nodes:
+        dag.add_node(Node(name, op))
+    for (a, _), (b, _) in zip(nodes, nodes[1:], strict=False):
+        dag.add_edge(a, b)
+    return dag
+
+
+def bus_params(url: str, stream: str, partitions: int) -> dict[str, Any]:
+    return {"url": url, "stream": stream, "subject": f"bench.{stream.lower()}", "partitions": partitions}
+
+
+async def publish(path: Path, params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    sink = NatsSink(**params, create_stream=True)
+    source = ReplaySource(path=path, max_out_of_orderness="5s")
+    dag = chain(("trades", source), ("bus", sink))
+    t0 = time.perf_counter()
+    await DagRuntime(dag).start()
+    return time.perf_counter() - t0, sink.stats()
+
+
+async def consume(params: dict[str, Any], read: list[int] | str) -> tuple[float, float, int, int]:
+    """Read ``read`` until caught up into 1-minute bars; (start, end) wall times, trades, bars."""
+    source = NatsSource(**params, read=read, until="caught_up")
+    bars = Discard()
+    dag = chain(("bus", source), ("bars", BarsOperator(timeframe="1m")), ("out", bars))
+    t0 = time.time()
+    await DagRuntime(dag).start()
+    return t0, time.time(), source.rows_emitted, bars.rows
+
+
+def _worker(params: dict[str, Any], read: list[int], ready: Any, go: Any, out: Any) -> None:
+    ready.set()
+    go.wait()
+    out.put(asyncio.run(consume(params, read)))
+
+
+def consume_two(params: dict[str, Any]) -> tuple[float, int, int]:
+    """Two processes each reading half the partitions; (seconds from first start to last end, trades, bars)."""
+    ctx = mp.get_context("spawn")
+    parts = list(range(params["partitions"]))
+    halves = [parts[0::2], parts[1::2]]
+    out = ctx.Queue()
+    go = ctx.Event()
+    readies = [ctx.Event() for _ in halves]
+    procs = [
+        ctx.Process(target=_worker, args=(params, half, ready, go, out))
+        for half, ready in zip(halves, readies, strict=True)
+    ]
+    for p in procs:
+        p.start()
+    for r in readies:
+        r.wait(60)
+    go.set()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    start = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    return end - start, sum(r[2] for r in results), sum(r[3] for r in results)
+
+
+async def delete_stream(url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="W1 trades (default 2,000,000)")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--url", default="nats://127.0.0.1:4222")
+    parser.add_argument("--quick", action="store_true", help="200,000 trades: a smoke run")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    rows = 200_000 if args.quick else args.rows
+    stream = f"MDPBENCH_{uuid.uuid4().hex[:8]}"
+    params = bus_params(args.url, stream, args.partitions)
+    result: dict[str, Any] = {"rows": rows, "partitions": args.partitions}
+    with tempfile.TemporaryDirectory(prefix="mdp-bench-bus-") as tmp:
+        path = Path(tmp) / "w1.parquet"
+        write_w1(path, W1Spec(rows=rows))
+        try:
+            seconds, stats = asyncio.run(publish(path, params))
+            result["publish"] = {"seconds": seconds, "trades_per_s": rows / seconds, **stats}
+            print(
+                f"publish     {rows:>10,} trades in {seconds:6.2f}s = {rows / seconds:>10,.0f} trades/s "
+                f"({stats['messages']:,} messages, {stats['bytes'] / seconds / 1e6:,.0f} MB/s)"
+            )
+            t0, t1, got, nbars = asyncio.run(consume(params, "all"))
+            result["consume_1"] = {"seconds": t1 - t0, "trades": got, "bars": nbars, "trades_per_s": got / (t1 - t0)}
+            print(
+                f"consume x1  {got:>10,} trades in {t1 - t0:6.2f}s = {got / (t1 - t0):>10,.0f} trades/s ({nbars:,} bars)"
+            )
+            seconds, got2, nbars2 = consume_two(params)
+            result["consume_2"] = {"seconds": seconds, "trades": got2, "bars": nbars2, "trades_per_s": got2 / seconds}
+            print(
+                f"consume x2  {got2:>10,} trades in {seconds:6.2f}s = {got2 / seconds:>10,.0f} trades/s ({nbars2:,} bars)"
+            )
+            if not (got == got2 == rows and nbars == nbars2):
+                raise SystemExit(f"the consumers disagree: {got} / {got2} trades of {rows}, {nbars} / {nbars2} bars")
+        finally:
+            asyncio.run(delete_stream(args.url, stream))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
