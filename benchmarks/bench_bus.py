@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing as mp
 import tempfile
@@ -41,7 +42,7 @@ def chain(*nodes: tuple[str, Any]) -> Dag:
     dag = Dag()
     for name, op in nodes:
         dag.add_node(Node(name, op))
-    for (a, _), (b, _) in zip(nodes, nodes[1:], strict=False):
+    for (a, _), (b, _) in itertools.pairwise(nodes):
         dag.add_edge(a, b)
     return dag
 

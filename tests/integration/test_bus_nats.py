@@ -302,3 +302,32 @@ dag:
     got = out.frame
     assert got.height == trades.height
     assert rows(got).equals(rows(trades))
+
+
+async def test_messages_lost_between_server_and_reader_are_read_again(bus: Bus) -> None:
+    """Another client pulls messages from the source's own consumer: for the source they are lost
+    on the way (as when a server cuts a slow connection); it notices the jump and reads them again."""
+    import nats
+
+    trades = make_trades(12_000)
+    items = with_watermarks(trades, 1_000)
+    await bus.publish(items[:8])
+    source = NatsSource(**bus.params(read=[0], fetch_batch=1))
+    harness = SourceHarness(source)
+    task = asyncio.create_task(harness.run())
+    await wait_until(lambda: source.messages >= 2 and 0 in source._consumers, timeout=20)
+    nc = await nats.connect(bus.url)
+    try:
+        thief = await nc.jetstream().pull_subscribe_bind(consumer=source._consumers[0], stream=bus.stream)
+        stolen = await thief.fetch(3, timeout=5)
+        assert stolen
+    finally:
+        await nc.close()
+    await bus.publish(items)
+    want = trades.filter(pl.col("symbol").map_elements(lambda s: partition_of(s, 4) == 0, return_dtype=pl.Boolean))
+    await wait_until(lambda: source.rows_emitted >= want.height, timeout=30)
+    harness.ctx.request_stop()
+    await task
+    got = pl.concat([f for p, f in harness.sent if p == "out"])
+    assert source.reseeks >= 1
+    assert rows(got).equals(rows(want))

@@ -7,6 +7,7 @@ without a bus never loads the client.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,9 @@ from mdp.errors import BusError
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
+
+
+log = logging.getLogger(__name__)
 
 
 class NatsParams(BaseModel):
@@ -51,8 +55,8 @@ async def connect(params: NatsParams) -> tuple[Client, JetStreamContext]:
         raise BusError("the NATS bus needs nats-py; install it with 'pip install nats-py'") from exc
     servers = [u.strip() for u in params.url.split(",") if u.strip()]
 
-    async def quiet(exc: Exception) -> None:  # nats-py logs every reconnect failure otherwise
-        return None
+    async def report(exc: Exception) -> None:  # nats-py would log each one at error level itself
+        log.warning("NATS connection to %s: %s: %s (reconnecting)", params.url, type(exc).__name__, exc)
 
     try:
         nc = await nats.connect(
@@ -60,7 +64,7 @@ async def connect(params: NatsParams) -> tuple[Client, JetStreamContext]:
             connect_timeout=params.connect_timeout / 1e9,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
-            error_cb=quiet,
+            error_cb=report,
         )
     except Exception as exc:  # nats-py raises a variety: NoServersError, OSError, TimeoutError
         raise BusError(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -47,10 +48,16 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
+log = logging.getLogger(__name__)
+
 #: how long the run loop waits for a batch before it looks at ``ctx.stopping`` again (seconds)
 POLL_S = 0.2
 #: seconds after which the server deletes an ephemeral consumer nobody pulls from
 INACTIVE_S = 60.0
+#: seconds between tries while a partition cannot be read (server away)
+RETRY_S = 0.5
+#: a warning every this many failed tries in a row
+RETRY_LOG_EVERY = 20
 
 
 class NatsSourceParams(NatsParams):
@@ -75,7 +82,12 @@ class NatsSourceParams(NatsParams):
     ack_wait: DurationNs = Field(
         default=600_000_000_000, description="durable only: the server redelivers what stays unacked this long ('10m')"
     )
-    fetch_batch: int = Field(default=64, ge=1, description="most messages per pull request")
+    fetch_batch: int = Field(
+        default=4,
+        ge=1,
+        description="most messages per pull request and partition: each can be 1 MB, and a server cuts a client "
+        "that takes too long to read what it asked for",
+    )
     fetch_wait: DurationNs = Field(default=500_000_000, description="a pull request waits this for a message ('500ms')")
     frame_rows: int = Field(
         default=65_536, ge=1, description="rows of received messages joined into one frame, at most"
@@ -125,6 +137,10 @@ class NatsSource(Source):
         self._js: JetStreamContext | None = None
         self._subs: dict[int, Any] = {}
         self._consumers: dict[int, str] = {}
+        #: per partition: whether its consumer is new (its consumer sequences start at 1)
+        self._fresh: dict[int, bool] = {}
+        #: consumers replaced after messages were lost on the way (see ``_fetch``)
+        self.reseeks = 0
         self._unacked: dict[int, list[tuple[int, str]]] = {k: [] for k in self.parts}
 
     @classmethod
@@ -148,7 +164,12 @@ class NatsSource(Source):
         self.rows_emitted = int(state["rows"])
 
     def stats(self) -> dict[str, Any]:
-        return {"rows_emitted": self.rows_emitted, "messages": self.messages, "offsets": dict(self.offsets)}
+        return {
+            "rows_emitted": self.rows_emitted,
+            "messages": self.messages,
+            "offsets": dict(self.offsets),
+            "reseeks": self.reseeks,
+        }
 
     async def open(self, ctx: Context) -> None:
         self._nc, self._js = await nats_client.connect(self.params)
@@ -165,7 +186,9 @@ class NatsSource(Source):
         live = [k for k in self.parts if targets is None or self.offsets[k] < targets[k]]
         queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException] = asyncio.Queue(maxsize=2 * len(self.parts) + 2)
         for k in live:
-            self._subs[k] = await self._subscribe(k)
+            durable_exists = self.params.durable is not None and self.offsets[k] == 0
+            self._fresh[k] = not durable_exists or not await self._consumer_exists(k)
+            self._subs[k] = await self._subscribe(k, self.offsets[k])
         tasks = [asyncio.create_task(self._fetch(k, queue, None if targets is None else targets[k])) for k in live]
         try:
             while live and not ctx.stopping:
@@ -275,18 +298,19 @@ class NatsSource(Source):
                 raise nats_client.bus_error(f"cannot read the end of partition {k}", exc) from exc
         return targets
 
-    async def _subscribe(self, k: int) -> Any:
-        """A pull subscription on partition ``k`` starting just after its offset."""
+    async def _subscribe(self, k: int, after: int) -> Any:
+        """A pull subscription on partition ``k`` from the message after stream sequence ``after`` (0: the
+        first). A durable consumer that exists is bound as it is when ``after`` is 0 (it resumes from its
+        ack floor), else replaced by one starting after ``after``."""
         import nats.js.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         assert self._js is not None
         p = self.params
         subject = partition_subject(p.subject, k)
-        start = self.offsets[k] + 1
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
+            opt_start_seq=after + 1,
             ack_policy=AckPolicy.NONE if p.durable is None else AckPolicy.ALL,
             max_ack_pending=-1,
             ack_wait=p.ack_wait / 1e9,
@@ -301,7 +325,7 @@ class NatsSource(Source):
         try:
             exists = False
             if p.durable is not None:
-                if self.offsets[k] > 0:  # a restored position wins over the server's ack floor
+                if after > 0:  # a position we know wins over the server's ack floor
                     with contextlib.suppress(nats.js.errors.NotFoundError):
                         await self._js.delete_consumer(p.stream, name)
                 else:
@@ -314,26 +338,82 @@ class NatsSource(Source):
         except Exception as exc:
             raise nats_client.bus_error(f"cannot create a consumer on {subject!r} of stream {p.stream!r}", exc) from exc
 
+    async def _consumer_exists(self, k: int) -> bool:
+        """Whether the durable consumer of partition ``k`` is on the server already."""
+        import nats.js.errors
+
+        assert self._js is not None
+        assert self.params.durable is not None
+        try:
+            await self._js.consumer_info(self.params.stream, f"{self.params.durable}_p{k}")
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
+
+    async def _reseek(self, k: int, after: int) -> Any:
+        """Replace partition ``k``'s consumer by one starting after stream sequence ``after``."""
+        old = self._subs.pop(k, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        name = self._consumers.pop(k, None)
+        if name is not None and self.params.durable is None and self._js is not None:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self.params.stream, name)
+        self.reseeks += 1
+        sub = self._subs[k] = await self._subscribe(k, after)
+        return sub
+
     async def _fetch(
         self, k: int, queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException], target: int | None
     ) -> None:
-        """Pull partition ``k`` into ``queue`` (up to ``target``, if given); an error goes in the queue too."""
-        sub = self._subs[k]
+        """Pull partition ``k`` into ``queue`` (up to ``target``, if given); an error goes in the queue too.
+
+        Messages can be lost between server and client (the server cuts a connection that reads too
+        slowly, and an unacked consumer counts what it sent as delivered). The consumer sequence shows
+        it: it grows by one per message delivered, so a jump, or a consumer that delivered more than
+        arrived, means a loss; the partition then gets a new consumer starting after the last message
+        that did arrive. While the server is away the partition waits and tries again (a warning is
+        logged now and then), so a job outlives a NATS restart."""
+        sub: Any = self._subs[k]
         wait = self.params.fetch_wait / 1e9
         fetched = self.offsets[k]
-        try:
-            while target is None or fetched < target:
+        #: the consumer sequence of the last message that arrived (None: not known yet)
+        last: int | None = 0 if self._fresh.get(k, True) else None
+        failures = 0
+        while target is None or fetched < target:
+            try:
+                if sub is None:
+                    sub, last = await self._reseek(k, fetched), 0
                 try:
                     msgs = await sub.fetch(self.params.fetch_batch, timeout=wait)
                 except TimeoutError:
+                    if last is not None and sub.pending_msgs == 0:
+                        info = await sub.consumer_info()
+                        if info.delivered.consumer_seq > last:  # sent to us, never arrived
+                            sub = None
                     continue
-                if msgs:
-                    fetched = max(fetched, msgs[-1].metadata.sequence.stream)
-                    await queue.put((k, msgs))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await queue.put(nats_client.bus_error(f"cannot read partition {k} of {self.params.stream!r}", exc))
+                failures = 0
+                good = []
+                for m in msgs:
+                    meta = m.metadata
+                    if last is not None and meta.sequence.consumer != last + 1:
+                        break
+                    last = meta.sequence.consumer
+                    good.append(m)
+                if good:
+                    fetched = max(fetched, good[-1].metadata.sequence.stream)
+                    await queue.put((k, good))
+                if len(good) < len(msgs):  # a jump: the messages between were lost
+                    sub = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server is away or restarting: wait, then a new consumer
+                failures += 1
+                if failures % RETRY_LOG_EVERY == 1:
+                    log.warning("partition %d of %r: %s: %s; retrying", k, self.params.stream, type(exc).__name__, exc)
+                sub = None
+                await asyncio.sleep(RETRY_S)
 
     async def _drop_consumers(self) -> None:
         """Unsubscribe; ephemeral consumers are deleted (durable ones stay, with their ack floor)."""
