@@ -111,6 +111,10 @@ async def delete_stream(url: str, stream: str) -> None:
         await nc.close()
 
 
+def report(what: str, trades: int, seconds: float, bars: int) -> None:
+    print(f"{what}  {trades:>10,} trades in {seconds:6.2f}s = {trades / seconds:>10,.0f} trades/s ({bars:,} bars)")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="W1 trades (default 2,000,000)")
@@ -135,14 +139,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             t0, t1, got, nbars = asyncio.run(consume(params, "all"))
             result["consume_1"] = {"seconds": t1 - t0, "trades": got, "bars": nbars, "trades_per_s": got / (t1 - t0)}
-            print(
-                f"consume x1  {got:>10,} trades in {t1 - t0:6.2f}s = {got / (t1 - t0):>10,.0f} trades/s ({nbars:,} bars)"
-            )
+            report("consume x1", got, t1 - t0, nbars)
             seconds, got2, nbars2 = consume_two(params)
             result["consume_2"] = {"seconds": seconds, "trades": got2, "bars": nbars2, "trades_per_s": got2 / seconds}
-            print(
-                f"consume x2  {got2:>10,} trades in {seconds:6.2f}s = {got2 / seconds:>10,.0f} trades/s ({nbars2:,} bars)"
-            )
+            report("consume x2", got2, seconds, nbars2)
             if not (got == got2 == rows and nbars == nbars2):
                 raise SystemExit(f"the consumers disagree: {got} / {got2} trades of {rows}, {nbars} / {nbars2} bars")
         finally:

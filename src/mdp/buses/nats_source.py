@@ -90,7 +90,13 @@ class NatsSourceParams(NatsParams):
     )
     fetch_wait: DurationNs = Field(default=500_000_000, description="a pull request waits this for a message ('500ms')")
     frame_rows: int = Field(
-        default=65_536, ge=1, description="rows of received messages joined into one frame, at most"
+        default=65_536,
+        ge=1,
+        description="rows of received messages joined into one frame, about (at most one batch more)",
+    )
+    linger: DurationNs = Field(
+        default=20_000_000,
+        description="wait this long ('20ms') for more messages to fill a frame of frame_rows before sending it",
     )
 
     @field_validator("read")
@@ -139,6 +145,8 @@ class NatsSource(Source):
         self._consumers: dict[int, str] = {}
         #: per partition: whether its consumer is new (its consumer sequences start at 1)
         self._fresh: dict[int, bool] = {}
+        #: payload bytes per row seen lately (how many messages make ``frame_rows`` rows)
+        self._row_bytes = 100
         #: consumers replaced after messages were lost on the way (see ``_fetch``)
         self.reseeks = 0
         self._unacked: dict[int, list[tuple[int, str]]] = {k: [] for k in self.parts}
@@ -196,9 +204,7 @@ class NatsSource(Source):
                     first = await asyncio.wait_for(queue.get(), timeout=POLL_S)
                 except TimeoutError:
                     continue
-                batches = [first]
-                while not queue.empty() and len(batches) < 4 * len(self.parts):
-                    batches.append(queue.get_nowait())
+                batches = await self._gather(first, queue)
                 await self._deliver(batches, ctx)
                 if targets is not None:
                     live = [k for k in live if self.offsets[k] < targets[k]]
@@ -207,6 +213,30 @@ class NatsSource(Source):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _gather(
+        self, first: tuple[int, list[Msg]] | BaseException, queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException]
+    ) -> list[tuple[int, list[Msg]] | BaseException]:
+        """``first`` and the batches that follow within ``linger``, up to about ``frame_rows`` rows: downstream
+        operators work per frame, so a few large frames cost less than many small ones."""
+        batches = [first]
+        want = self.params.frame_rows * self._row_bytes
+        size = _payload(first)
+        deadline = asyncio.get_running_loop().time() + self.params.linger / 1e9
+        while size < want:
+            if queue.empty():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch = await asyncio.wait_for(queue.get(), timeout=remaining)
+                except TimeoutError:
+                    break
+            else:
+                batch = queue.get_nowait()
+            batches.append(batch)
+            size += _payload(batch)
+        return batches
 
     async def _deliver(self, batches: list[tuple[int, list[Msg]] | BaseException], ctx: Context) -> None:
         """Send the rows of fetched batches downstream, then move the offsets and watermarks past them."""
@@ -243,6 +273,9 @@ class NatsSource(Source):
             offsets[k] = last
         if frames:
             frame = pl.concat(frames, how="vertical_relaxed", rechunk=False) if len(frames) > 1 else frames[0]
+            size = sum(_payload(b) for b in batches)
+            if frame.height and size:
+                self._row_bytes = max(size // frame.height, 1)
             if frame.height:
                 await ctx.emit(conform(frame, self.params.kind))
                 self.rows_emitted += frame.height
@@ -426,6 +459,11 @@ class NatsSource(Source):
             for name in names.values():
                 with contextlib.suppress(Exception):
                     await self._js.delete_consumer(self.params.stream, name)
+
+
+def _payload(batch: tuple[int, list[Msg]] | BaseException) -> int:
+    """Payload bytes of a fetched batch (0 for an error)."""
+    return 0 if isinstance(batch, BaseException) else sum(len(m.data) for m in batch[1])
 
 
 __all__ = ["NatsSource", "NatsSourceParams"]
