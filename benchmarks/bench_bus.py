@@ -10,9 +10,9 @@ partitions (deleted after):
                is all trades over the time from the first start to the last end
 
 Each figure is trades per second of wall time of the graph run (process start-up and the stream's
-creation not counted). Usage::
+creation not counted); ``--repeat`` rounds, each on a fresh stream, and their medians. Usage::
 
-    .venv/bin/python benchmarks/bench_bus.py [--rows 2000000] [--partitions 12] [--quick] [--json FILE]
+    .venv/bin/python benchmarks/bench_bus.py [--rows 2000000] [--partitions 12] [--repeat 3] [--quick] [--json F]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import json
 import multiprocessing as mp
+import statistics
 import tempfile
 import time
 import uuid
@@ -111,42 +112,62 @@ async def delete_stream(url: str, stream: str) -> None:
         await nc.close()
 
 
-def report(what: str, trades: int, seconds: float, bars: int) -> None:
-    print(f"{what}  {trades:>10,} trades in {seconds:6.2f}s = {trades / seconds:>10,.0f} trades/s ({bars:,} bars)")
+def one_round(path: Path, url: str, partitions: int, rows: int) -> dict[str, float]:
+    """Publish into a fresh stream, then read it with one and with two consumers; trades/s of each."""
+    stream = f"MDPBENCH_{uuid.uuid4().hex[:8]}"
+    params = bus_params(url, stream, partitions)
+    try:
+        seconds, stats = asyncio.run(publish(path, params))
+        t0, t1, got, nbars = asyncio.run(consume(params, "all"))
+        seconds2, got2, nbars2 = consume_two(params)
+    finally:
+        asyncio.run(delete_stream(url, stream))
+    if not (got == got2 == rows and nbars == nbars2):
+        raise SystemExit(f"the consumers disagree: {got} / {got2} trades of {rows}, {nbars} / {nbars2} bars")
+    return {
+        "publish": rows / seconds,
+        "publish_mb_s": stats["bytes"] / seconds / 1e6,
+        "messages": stats["messages"],
+        "consume_1": got / (t1 - t0),
+        "consume_2": got2 / seconds2,
+        "bars": nbars,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="W1 trades (default 2,000,000)")
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, each on a fresh stream (medians reported)")
     parser.add_argument("--url", default="nats://127.0.0.1:4222")
-    parser.add_argument("--quick", action="store_true", help="200,000 trades: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="200,000 trades, one round: a smoke run")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     rows = 200_000 if args.quick else args.rows
-    stream = f"MDPBENCH_{uuid.uuid4().hex[:8]}"
-    params = bus_params(args.url, stream, args.partitions)
-    result: dict[str, Any] = {"rows": rows, "partitions": args.partitions}
+    repeat = 1 if args.quick else args.repeat
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="mdp-bench-bus-") as tmp:
         path = Path(tmp) / "w1.parquet"
         write_w1(path, W1Spec(rows=rows))
-        try:
-            seconds, stats = asyncio.run(publish(path, params))
-            result["publish"] = {"seconds": seconds, "trades_per_s": rows / seconds, **stats}
+        for i in range(repeat):
+            r = one_round(path, args.url, args.partitions, rows)
+            rounds.append(r)
             print(
-                f"publish     {rows:>10,} trades in {seconds:6.2f}s = {rows / seconds:>10,.0f} trades/s "
-                f"({stats['messages']:,} messages, {stats['bytes'] / seconds / 1e6:,.0f} MB/s)"
+                f"round {i + 1}: publish {r['publish']:,.0f} trades/s ({r['messages']:,} messages, "
+                f"{r['publish_mb_s']:,.0f} MB/s), one consumer {r['consume_1']:,.0f}, two {r['consume_2']:,.0f} "
+                f"trades/s ({r['bars']:,} bars)",
+                flush=True,
             )
-            t0, t1, got, nbars = asyncio.run(consume(params, "all"))
-            result["consume_1"] = {"seconds": t1 - t0, "trades": got, "bars": nbars, "trades_per_s": got / (t1 - t0)}
-            report("consume x1", got, t1 - t0, nbars)
-            seconds, got2, nbars2 = consume_two(params)
-            result["consume_2"] = {"seconds": seconds, "trades": got2, "bars": nbars2, "trades_per_s": got2 / seconds}
-            report("consume x2", got2, seconds, nbars2)
-            if not (got == got2 == rows and nbars == nbars2):
-                raise SystemExit(f"the consumers disagree: {got} / {got2} trades of {rows}, {nbars} / {nbars2} bars")
-        finally:
-            asyncio.run(delete_stream(args.url, stream))
+    result: dict[str, Any] = {"rows": rows, "partitions": args.partitions, "rounds": rounds}
+    print(f"\nW1 {rows:,} trades, {args.partitions} partitions, median of {repeat}:")
+    print("| stage | trades/s |\n| --- | ---: |")
+    for key, label in (
+        ("publish", "publish (replay -> sink.nats)"),
+        ("consume_1", "one consumer -> 1m bars"),
+        ("consume_2", "two consumers -> 1m bars, total"),
+    ):
+        result[key] = statistics.median(r[key] for r in rounds)
+        print(f"| {label} | {result[key]:,.0f} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     return result
