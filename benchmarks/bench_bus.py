@@ -4,7 +4,8 @@ The W1 workload (``mdp.workloads``: 2,000,000 trades, 500 symbols, one session) 
 then, on the real NATS server (``--url``, default the local one), into a fresh stream of ``--partitions``
 partitions (deleted after):
 
-    publish    source.replay (the Parquet file, 5s out-of-orderness) -> sink.nats, as fast as possible
+    publish    source.replay (the Parquet file, 5s out-of-orderness, adaptive_rate off as in
+               examples/publish_trades_nats.yaml) -> sink.nats, as fast as possible
     consume 1  source.nats (every partition, until caught up) -> operator.bars 1m -> sink.discard
     consume 2  two processes, each reading half the partitions the same way, started together; the rate
                is all trades over the time from the first start to the last end
@@ -54,7 +55,7 @@ def bus_params(url: str, stream: str, partitions: int) -> dict[str, Any]:
 
 async def publish(path: Path, params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     sink = NatsSink(**params, create_stream=True)
-    source = ReplaySource(path=path, max_out_of_orderness="5s")
+    source = ReplaySource(path=path, max_out_of_orderness="5s", adaptive_rate=False)  # as the example publishes
     dag = chain(("trades", source), ("bus", sink))
     t0 = time.perf_counter()
     await DagRuntime(dag).start()

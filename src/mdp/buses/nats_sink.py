@@ -15,7 +15,10 @@ its partition, watermark and rows, and where the messages are cut depends only o
 (nothing is held from one frame to the next, so a publisher stopped between frames published whole
 messages only), so a publisher restarted after a crash (from the start of its file, or from a
 checkpoint) sends the same messages with the same ids, and the server drops those it stored already —
-within the stream's ``duplicate_window`` (2 minutes by default): restart sooner, or widen it.
+within the stream's ``duplicate_window`` (2 minutes by default): restart sooner, or widen it. That
+holds when the input's frames are cut the same way on every run: a replay as fast as possible with
+``adaptive_rate: false``; frames cut by the clock (pacing, adaptive slicing, a live feed) give other
+messages, which the server cannot recognise.
 
 Example (a trade file to 12 partitions, as fast as possible)::
 

@@ -56,6 +56,8 @@ POLL_S = 0.2
 INACTIVE_S = 60.0
 #: seconds between tries while a partition cannot be read (server away)
 RETRY_S = 0.5
+#: an idle partition asks its consumer whether messages went missing every this many empty pulls
+TAIL_CHECK_EVERY = 4
 #: a warning every this many failed tries in a row
 RETRY_LOG_EVERY = 20
 
@@ -147,6 +149,8 @@ class NatsSource(Source):
         self._fresh: dict[int, bool] = {}
         #: payload bytes per row seen lately (how many messages make ``frame_rows`` rows)
         self._row_bytes = 100
+        #: set while ``run`` ends: the fetch tasks stop
+        self._halt = False
         #: consumers replaced after messages were lost on the way (see ``_fetch``)
         self.reseeks = 0
         self._unacked: dict[int, list[tuple[int, str]]] = {k: [] for k in self.parts}
@@ -210,9 +214,13 @@ class NatsSource(Source):
                     live = [k for k in live if self.offsets[k] < targets[k]]
                 await self._emit_watermark(ctx, live if targets is not None and live else self.parts)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._halt = True
+            pending = set(tasks)
+            while pending:  # a cancel can be swallowed (asyncio.wait_for in 3.11 inside nats-py): ask again
+                for t in pending:
+                    t.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.5)
+            self._halt = False
 
     async def _gather(
         self, first: tuple[int, list[Msg]] | BaseException, queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException]
@@ -413,19 +421,21 @@ class NatsSource(Source):
         fetched = self.offsets[k]
         #: the consumer sequence of the last message that arrived (None: not known yet)
         last: int | None = 0 if self._fresh.get(k, True) else None
-        failures = 0
-        while target is None or fetched < target:
+        failures = idle = 0
+        while not self._halt and (target is None or fetched < target):
             try:
                 if sub is None:
                     sub, last = await self._reseek(k, fetched), 0
                 try:
                     msgs = await sub.fetch(self.params.fetch_batch, timeout=wait)
                 except TimeoutError:
-                    if last is not None and sub.pending_msgs == 0:
+                    idle += 1
+                    if last is not None and sub.pending_msgs == 0 and idle % TAIL_CHECK_EVERY == 1:
                         info = await sub.consumer_info()
                         if info.delivered.consumer_seq > last:  # sent to us, never arrived
                             sub = None
                     continue
+                idle = 0
                 failures = 0
                 good = []
                 for m in msgs:
