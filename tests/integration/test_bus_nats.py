@@ -335,3 +335,13 @@ async def test_messages_lost_between_server_and_reader_are_read_again(bus: Bus) 
     assert robbed.reseeks == 1  # the jump in consumer sequence was seen, and the partition read again
     assert rows(got).equals(rows(out.frame))
     assert got.height > 0
+
+
+async def test_reading_or_publishing_with_another_partition_count_is_refused(bus: Bus) -> None:
+    await bus.publish([])  # the stream records 4 partitions
+    wrong = Bus(bus.url, partitions=6)
+    wrong.stream, wrong.subject = bus.stream, bus.subject
+    for run in (wrong.consume(), wrong.publish([])):
+        with pytest.raises(NodeError) as info:
+            await run
+        assert "in 4 partitions, not 6" in str(info.value.cause)

@@ -75,10 +75,11 @@ async def connect(params: NatsParams) -> tuple[Client, JetStreamContext]:
 
 
 async def stream_subjects(js: JetStreamContext, params: NatsParams) -> list[str]:
-    """The subjects of the stream, which must take the partition subjects.
+    """The subjects of the stream, which must take the partition subjects, and be cut in as many partitions.
 
     Raises:
-        BusError: the stream does not exist, or does not take ``<subject>.p<k>``.
+        BusError: the stream does not exist, does not take ``<subject>.p<k>``, or its description (written
+            when ``sink.nats`` created it) gives another number of partitions for the subject.
     """
     import nats.js.errors
 
@@ -97,7 +98,27 @@ async def stream_subjects(js: JetStreamContext, params: NatsParams) -> list[str]
             f"JetStream stream {params.stream!r} takes subjects {subjects}, not {params.subject}.p<k>; "
             f"add '{params.subject}.>' to the stream or fix params.subject"
         )
+    found = described_partitions(info.config.description, params.subject)
+    if found is not None and found != params.partitions:
+        raise BusError(
+            f"JetStream stream {params.stream!r} holds {params.subject} in {found} partitions, not "
+            f"{params.partitions}; set params.partitions to {found} (a symbol's partition depends on the count)"
+        )
     return subjects
+
+
+def description(params: NatsParams) -> str:
+    """The description ``sink.nats`` gives a stream it creates: it records the partition count."""
+    return f"mdp: {params.subject} in {params.partitions} partitions"
+
+
+def described_partitions(text: str | None, subject: str) -> int | None:
+    """The partition count a stream's description records for ``subject`` (None: not recorded)."""
+    prefix = f"mdp: {subject} in "
+    if not text or not text.startswith(prefix):
+        return None
+    count = text[len(prefix) :].split(" ", 1)[0]
+    return int(count) if count.isdigit() else None
 
 
 async def ensure_stream(js: JetStreamContext, params: NatsParams, duplicate_window_ns: int) -> None:
@@ -117,6 +138,7 @@ async def ensure_stream(js: JetStreamContext, params: NatsParams, duplicate_wind
         subjects=[f"{params.subject}.>"],
         storage=StorageType.FILE,
         duplicate_window=duplicate_window_ns / 1e9,
+        description=description(params),
     )
     try:
         await js.add_stream(config)

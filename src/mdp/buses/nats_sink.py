@@ -138,8 +138,7 @@ class NatsSink(Sink):
         self._nc, self._js = await nats_client.connect(p)
         if p.create_stream:
             await nats_client.ensure_stream(self._js, p, p.duplicate_window)
-        else:
-            await nats_client.stream_subjects(self._js, p)
+        await nats_client.stream_subjects(self._js, p)
         self._max_payload = max(self._nc.max_payload - HEADER_ROOM, 1024)
 
     async def on_frame(self, frame: pl.DataFrame, ctx: Context) -> None:
