@@ -242,6 +242,15 @@ async def test_durable_consumers_are_acked_only_through_the_given_offsets(bus: B
         assert after.ack_floor.stream_seq == half
     finally:
         await nc.close()
+    # restarted without a checkpoint, the durable source goes on after what was acked, at once
+    again = NatsSource(**bus.params(until="caught_up", durable=durable, read=[0]))
+    rerun = SourceHarness(again)
+    await rerun.run(timeout=20)
+    first_rows = [f for p, f in harness.sent if p == "out"]
+    later = pl.concat([f for p, f in rerun.sent if p == "out"])
+    assert again.offsets[0] == source.offsets[0]
+    assert 0 < later.height < sum(f.height for f in first_rows)
+    assert rows(later).equals(rows(pl.concat(first_rows).tail(later.height)))
 
 
 async def test_a_missing_stream_fails_with_the_fix_in_the_message(bus: Bus) -> None:

@@ -18,9 +18,9 @@ to it (a backfill, a test); a partition that is done leaves the watermark minimu
 **Acks.** Without ``durable`` the consumers are ephemeral and ack nothing (``AckPolicy.NONE``): the
 position is what the job checkpoints. With ``durable: NAME`` each partition's consumer is the durable
 ``NAME_p<k>`` with ``AckPolicy.ALL``, and :meth:`NatsSource.ack_through` acks up to given offsets: call it
-once the store committed the rows up to them (see its docstring), so the server's ack floor (what a
-restart without a checkpoint resumes from, and what ``nats consumer info`` shows as pending) never runs
-ahead of what is stored.
+once the store committed the rows up to them (see its docstring), so the server's ack floor never runs
+ahead of what is stored. A run without a restored position starts each durable consumer again just
+after its ack floor (it is replaced, so nothing unacked waits for ``ack_wait`` to be redelivered).
 """
 
 from __future__ import annotations
@@ -145,8 +145,6 @@ class NatsSource(Source):
         self._js: JetStreamContext | None = None
         self._subs: dict[int, Any] = {}
         self._consumers: dict[int, str] = {}
-        #: per partition: whether its consumer is new (its consumer sequences start at 1)
-        self._fresh: dict[int, bool] = {}
         #: payload bytes per row seen lately (how many messages make ``frame_rows`` rows)
         self._row_bytes = 100
         #: set while ``run`` ends: the fetch tasks stop
@@ -195,12 +193,11 @@ class NatsSource(Source):
     async def run(self, ctx: Context) -> None:
         p = self.params
         targets = await self._targets() if p.until == "caught_up" else None
-        live = [k for k in self.parts if targets is None or self.offsets[k] < targets[k]]
+        for k in self.parts:
+            if targets is None or self.offsets[k] < targets[k]:
+                self._subs[k] = await self._subscribe(k, self.offsets[k])
+        live = [k for k in self._subs if targets is None or self.offsets[k] < targets[k]]
         queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException] = asyncio.Queue(maxsize=2 * len(self.parts) + 2)
-        for k in live:
-            durable_exists = self.params.durable is not None and self.offsets[k] == 0
-            self._fresh[k] = not durable_exists or not await self._consumer_exists(k)
-            self._subs[k] = await self._subscribe(k, self.offsets[k])
         tasks = [asyncio.create_task(self._fetch(k, queue, None if targets is None else targets[k])) for k in live]
         try:
             while live and not ctx.stopping:
@@ -340,56 +337,44 @@ class NatsSource(Source):
         return targets
 
     async def _subscribe(self, k: int, after: int) -> Any:
-        """A pull subscription on partition ``k`` from the message after stream sequence ``after`` (0: the
-        first). A durable consumer that exists is bound as it is when ``after`` is 0 (it resumes from its
-        ack floor), else replaced by one starting after ``after``."""
+        """A pull subscription on a new consumer of partition ``k`` from the message after stream sequence
+        ``after``. A durable consumer is replaced: with ``after`` 0 (no position restored) the new one
+        starts after the old one's ack floor, and the partition's offset moves there (what was acked was
+        committed), so a restart without a checkpoint neither waits for ``ack_wait`` nor reads again
+        what was acked."""
         import nats.js.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         assert self._js is not None
         p = self.params
         subject = partition_subject(p.subject, k)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after + 1,
-            ack_policy=AckPolicy.NONE if p.durable is None else AckPolicy.ALL,
-            max_ack_pending=-1,
-            ack_wait=p.ack_wait / 1e9,
-            filter_subject=subject,
-        )
-        if p.durable is None:
-            name = f"mdp-{uuid.uuid4().hex[:12]}-p{k}"
-            config.inactive_threshold = INACTIVE_S  # a killed reader's consumer goes away by itself
-        else:
-            name = config.durable_name = f"{p.durable}_p{k}"
-        config.name = name
         try:
-            exists = False
-            if p.durable is not None:
-                if after > 0:  # a position we know wins over the server's ack floor
-                    with contextlib.suppress(nats.js.errors.NotFoundError):
-                        await self._js.delete_consumer(p.stream, name)
-                else:
-                    with contextlib.suppress(nats.js.errors.NotFoundError):
-                        exists = bool(await self._js.consumer_info(p.stream, name))
-            if not exists:
-                await self._js.add_consumer(p.stream, config)
+            if p.durable is None:
+                name = f"mdp-{uuid.uuid4().hex[:12]}-p{k}"
+            else:
+                name = f"{p.durable}_p{k}"
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    if after == 0:
+                        info = await self._js.consumer_info(p.stream, name)
+                        after = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+                        self.offsets[k] = max(self.offsets[k], after)
+                    await self._js.delete_consumer(p.stream, name)
+            config = ConsumerConfig(
+                name=name,
+                durable_name=None if p.durable is None else name,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=after + 1,
+                ack_policy=AckPolicy.NONE if p.durable is None else AckPolicy.ALL,
+                max_ack_pending=-1,
+                ack_wait=p.ack_wait / 1e9,
+                filter_subject=subject,
+                inactive_threshold=INACTIVE_S if p.durable is None else None,  # a killed reader's goes away
+            )
+            await self._js.add_consumer(p.stream, config)
             self._consumers[k] = name
             return await self._js.pull_subscribe_bind(consumer=name, stream=p.stream)
         except Exception as exc:
             raise nats_client.bus_error(f"cannot create a consumer on {subject!r} of stream {p.stream!r}", exc) from exc
-
-    async def _consumer_exists(self, k: int) -> bool:
-        """Whether the durable consumer of partition ``k`` is on the server already."""
-        import nats.js.errors
-
-        assert self._js is not None
-        assert self.params.durable is not None
-        try:
-            await self._js.consumer_info(self.params.stream, f"{self.params.durable}_p{k}")
-        except nats.js.errors.NotFoundError:
-            return False
-        return True
 
     async def _reseek(self, k: int, after: int) -> Any:
         """Replace partition ``k``'s consumer by one starting after stream sequence ``after``."""
@@ -419,8 +404,8 @@ class NatsSource(Source):
         sub: Any = self._subs[k]
         wait = self.params.fetch_wait / 1e9
         fetched = self.offsets[k]
-        #: the consumer sequence of the last message that arrived (None: not known yet)
-        last: int | None = 0 if self._fresh.get(k, True) else None
+        #: the consumer sequence of the last message that arrived (each consumer is new: it starts at 1)
+        last = 0
         failures = idle = 0
         while not self._halt and (target is None or fetched < target):
             try:
@@ -430,7 +415,7 @@ class NatsSource(Source):
                     msgs = await sub.fetch(self.params.fetch_batch, timeout=wait)
                 except TimeoutError:
                     idle += 1
-                    if last is not None and sub.pending_msgs == 0 and idle % TAIL_CHECK_EVERY == 1:
+                    if sub.pending_msgs == 0 and idle % TAIL_CHECK_EVERY == 1:
                         info = await sub.consumer_info()
                         if info.delivered.consumer_seq > last:  # sent to us, never arrived
                             sub = None
@@ -440,7 +425,7 @@ class NatsSource(Source):
                 good = []
                 for m in msgs:
                     meta = m.metadata
-                    if last is not None and meta.sequence.consumer != last + 1:
+                    if meta.sequence.consumer != last + 1:
                         break
                     last = meta.sequence.consumer
                     good.append(m)
