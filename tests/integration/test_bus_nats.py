@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mdp.buses.nats_sink import NatsSink
 from mdp.buses.nats_source import NatsSource
@@ -95,6 +97,13 @@ class Bus:
             return int(info.state.messages)
         finally:
             await nc.close()
+
+    async def messages_or_none(self) -> int | None:
+        """The stream's message count, or None if it does not exist yet."""
+        try:
+            return await self.messages()
+        except Exception:
+            return None
 
     async def delete(self) -> None:
         import nats
@@ -354,3 +363,37 @@ async def test_reading_or_publishing_with_another_partition_count_is_refused(bus
         with pytest.raises(NodeError) as info:
             await run
         assert "in 4 partitions, not 6" in str(info.value.cause)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stop_after=st.integers(1, 40), fetch_batch=st.integers(1, 5), frame_rows=st.sampled_from([300, 2_000, 65_536]))
+def test_a_stop_and_restore_anywhere_gives_every_row_once(
+    bus: Bus, stop_after: int, fetch_batch: int, frame_rows: int
+) -> None:
+    """Random cut, equal result: whatever the moment of the stop and the read sizes, the rows before the
+    snapshot and the rows after the restore are the stream, each row once."""
+    trades = make_trades(20_000, symbols=60, seed=3)
+
+    async def scenario() -> pl.DataFrame:
+        if await bus.messages_or_none() is None:
+            await bus.publish(with_watermarks(trades, 900), frame_rows=400)
+        params = bus.params(until="caught_up", fetch_batch=fetch_batch, frame_rows=frame_rows, linger=0)
+        first = SourceHarness(NatsSource(**params), stop_after=stop_after)
+        await first.run()
+        second = SourceHarness.restored(NatsSource(**params), first.snapshot())
+        await second.run()
+        return pl.concat([f for p, f in first.sent + second.sent if p == "out"])
+
+    both = asyncio.run(scenario())
+    assert both.height == trades.height
+    assert rows(both).equals(rows(trades))
+
+
+async def test_a_frame_above_the_servers_payload_limit_is_cut_into_messages_that_fit(bus: Bus) -> None:
+    trades = make_trades(40_000).with_columns(pl.format("{}-{}", pl.lit("x" * 100), pl.col("seq")).alias("trade_id"))
+    sink = await bus.publish(with_watermarks(trades, 40_000), frame_rows=1_000_000)  # one frame of 5+ MB
+    assert sink.stats()["bytes"] > 4 << 20
+    # without the cut, one message per partition and one for the watermark; 1 MB a message at most
+    assert sink.stats()["messages"] - bus.partitions >= sink.stats()["bytes"] / (1 << 20) > bus.partitions
+    _, out = await bus.consume()
+    assert rows(out.frame).equals(rows(trades))
