@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mdp.buses.nats_partition import PartitionReader
 from mdp.buses.nats_sink import NatsSink
 from mdp.buses.nats_source import NatsSource
 from mdp.buses.wire import partition_of
@@ -26,6 +27,7 @@ from mdp.errors import BusError, NodeError
 from mdp.records import SCHEMAS, Watermark
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, SourceHarness, run_graph, wait_until
+from tests.conftest import NATS_URL
 
 pytestmark = pytest.mark.services
 
@@ -323,22 +325,28 @@ dag:
     assert rows(got).equals(rows(trades))
 
 
-class RobbedSource(NatsSource):
-    """A source whose first consumer on each partition has three messages pulled away by another client
-    before it reads: for it they are lost on the way, as when a server cuts a slow connection."""
+class RobbedReader(PartitionReader):
+    """A partition reader whose first consumer has three messages pulled away by another client before
+    it reads: for it they are lost on the way, as when a server cuts a slow connection."""
 
-    async def _subscribe(self, k: int, after: int) -> Any:
+    stolen = 0
+
+    async def start(self, after: int) -> int:
         import nats
 
-        sub = await super()._subscribe(k, after)
+        start = await super().start(after)
         if self.reseeks == 0:
-            nc = await nats.connect(self.params.url)
+            nc = await nats.connect(NATS_URL)
             try:
-                thief = await nc.jetstream().pull_subscribe_bind(consumer=self._consumers[k], stream=self.params.stream)
-                self.stolen = len(await thief.fetch(3, timeout=5))
+                thief = await nc.jetstream().pull_subscribe_bind(consumer=self.name, stream=self.spec.stream)
+                RobbedReader.stolen += len(await thief.fetch(3, timeout=5))
             finally:
                 await nc.close()
-        return sub
+        return start
+
+
+class RobbedSource(NatsSource):
+    reader = RobbedReader
 
 
 async def test_messages_lost_between_server_and_reader_are_read_again(bus: Bus) -> None:
@@ -349,7 +357,7 @@ async def test_messages_lost_between_server_and_reader_are_read_again(bus: Bus) 
     harness = SourceHarness(robbed)
     await harness.run()
     got = pl.concat([f for p, f in harness.sent if p == "out"])
-    assert robbed.stolen == 3
+    assert RobbedReader.stolen == 3
     assert robbed.reseeks == 1  # the jump in consumer sequence was seen, and the partition read again
     assert rows(got).equals(rows(out.frame))
     assert got.height > 0

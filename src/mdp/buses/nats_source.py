@@ -1,8 +1,9 @@
 """``NatsSource`` (``source.nats``): read the partitions ``sink.nats`` published, as frames and watermarks.
 
-One pull consumer per partition read (the server we run, 2.9, takes one filter subject per consumer),
-each fetched by its own task; the run loop joins what has arrived into frames of up to ``frame_rows``
-rows (Arrow IPC decoded by polars, no per-row Python loop) and sends them, then the watermark: the
+One pull consumer per partition read, each pulled by its own task (:mod:`mdp.buses.nats_partition`,
+which also reads again what was lost between server and client); the run loop joins what has arrived
+into frames of about ``frame_rows`` rows (Arrow IPC decoded by polars, no per-row Python loop) and
+sends them, then the watermark: the
 minimum over the partitions read of the watermark each message carries (:mod:`mdp.buses.wire`). A
 symbol's rows are in one partition, in the order they were published, so per symbol the order is kept.
 
@@ -26,9 +27,6 @@ after its ack floor (it is replaced, so nothing unacked waits for ``ack_wait`` t
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -37,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdp.buses import nats_client
 from mdp.buses.nats_client import NatsParams
+from mdp.buses.nats_partition import Batch, ConsumerSpec, PartitionReader
 from mdp.buses.wire import KIND_HEADER, decode_frame, partition_subject, read_watermark
 from mdp.durations import DurationNs
 from mdp.errors import BusError, ConfigError
@@ -45,21 +44,11 @@ from mdp.runtime.operator import NO_WATERMARK, Context, Source
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
-log = logging.getLogger(__name__)
 
 #: how long the run loop waits for a batch before it looks at ``ctx.stopping`` again (seconds)
 POLL_S = 0.2
-#: seconds after which the server deletes an ephemeral consumer nobody pulls from
-INACTIVE_S = 60.0
-#: seconds between tries while a partition cannot be read (server away)
-RETRY_S = 0.5
-#: an idle partition asks its consumer whether messages went missing every this many empty pulls
-TAIL_CHECK_EVERY = 4
-#: a warning every this many failed tries in a row
-RETRY_LOG_EVERY = 20
 
 
 class NatsSourceParams(NatsParams):
@@ -122,6 +111,8 @@ class NatsSource(Source):
 
     Params: ClassVar[type[BaseModel] | None] = NatsSourceParams
     output_kind: ClassVar[str | None] = "trade"
+    #: the class reading one partition (a test puts a subclass here)
+    reader: ClassVar[type[PartitionReader]] = PartitionReader
 
     def __init__(self, **params: Any) -> None:
         try:
@@ -143,14 +134,9 @@ class NatsSource(Source):
         self.messages = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._subs: dict[int, Any] = {}
-        self._consumers: dict[int, str] = {}
+        self._readers: dict[int, PartitionReader] = {}
         #: payload bytes per row seen lately (how many messages make ``frame_rows`` rows)
         self._row_bytes = 100
-        #: set while ``run`` ends: the fetch tasks stop
-        self._halt = False
-        #: consumers replaced after messages were lost on the way (see ``_fetch``)
-        self.reseeks = 0
         self._unacked: dict[int, list[tuple[int, str]]] = {k: [] for k in self.parts}
 
     @classmethod
@@ -173,6 +159,11 @@ class NatsSource(Source):
         self.watermarks = {int(k): int(v) for k, v in wms.items()}
         self.rows_emitted = int(state["rows"])
 
+    @property
+    def reseeks(self) -> int:
+        """Consumers replaced in the last run after messages were lost on the way or the server was away."""
+        return sum(r.reseeks for r in self._readers.values())
+
     def stats(self) -> dict[str, Any]:
         return {
             "rows_emitted": self.rows_emitted,
@@ -186,19 +177,27 @@ class NatsSource(Source):
         await nats_client.stream_subjects(self._js, self.params)
 
     async def teardown(self, ctx: Context) -> None:
-        await self._drop_consumers()
+        await self._close_readers()
         nc, self._nc = self._nc, None
         await nats_client.close(nc)
 
     async def run(self, ctx: Context) -> None:
         p = self.params
+        assert self._js is not None, "open() first"
         targets = await self._targets() if p.until == "caught_up" else None
+        spec = ConsumerSpec(p.stream, p.subject, p.durable, p.ack_wait / 1e9, p.fetch_batch, p.fetch_wait / 1e9)
+        await self._close_readers()
+        self._readers = {}
         for k in self.parts:
             if targets is None or self.offsets[k] < targets[k]:
-                self._subs[k] = await self._subscribe(k, self.offsets[k])
-        live = [k for k in self._subs if targets is None or self.offsets[k] < targets[k]]
-        queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException] = asyncio.Queue(maxsize=2 * len(self.parts) + 2)
-        tasks = [asyncio.create_task(self._fetch(k, queue, None if targets is None else targets[k])) for k in live]
+                reader = self._readers[k] = self.reader(self._js, spec, k)
+                self.offsets[k] = max(self.offsets[k], await reader.start(self.offsets[k]))
+        live = [k for k in self._readers if targets is None or self.offsets[k] < targets[k]]
+        queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=2 * len(self.parts) + 2)
+        tasks = [
+            asyncio.create_task(self._readers[k].pump(queue, self.offsets[k], None if targets is None else targets[k]))
+            for k in live
+        ]
         try:
             while live and not ctx.stopping:
                 try:
@@ -211,17 +210,15 @@ class NatsSource(Source):
                     live = [k for k in live if self.offsets[k] < targets[k]]
                 await self._emit_watermark(ctx, live if targets is not None and live else self.parts)
         finally:
-            self._halt = True
+            for reader in self._readers.values():
+                reader.halt = True
             pending = set(tasks)
             while pending:  # a cancel can be swallowed (asyncio.wait_for in 3.11 inside nats-py): ask again
                 for t in pending:
                     t.cancel()
                 _, pending = await asyncio.wait(pending, timeout=0.5)
-            self._halt = False
 
-    async def _gather(
-        self, first: tuple[int, list[Msg]] | BaseException, queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException]
-    ) -> list[tuple[int, list[Msg]] | BaseException]:
+    async def _gather(self, first: Batch, queue: asyncio.Queue[Batch]) -> list[Batch]:
         """``first`` and the batches that follow within ``linger``, up to about ``frame_rows`` rows: downstream
         operators work per frame, so a few large frames cost less than many small ones."""
         batches = [first]
@@ -243,7 +240,7 @@ class NatsSource(Source):
             size += _payload(batch)
         return batches
 
-    async def _deliver(self, batches: list[tuple[int, list[Msg]] | BaseException], ctx: Context) -> None:
+    async def _deliver(self, batches: list[Batch], ctx: Context) -> None:
         """Send the rows of fetched batches downstream, then move the offsets and watermarks past them."""
         frames: list[pl.DataFrame] = []
         offsets: dict[int, int] = {}
@@ -336,127 +333,13 @@ class NatsSource(Source):
                 raise nats_client.bus_error(f"cannot read the end of partition {k}", exc) from exc
         return targets
 
-    async def _subscribe(self, k: int, after: int) -> Any:
-        """A pull subscription on a new consumer of partition ``k`` from the message after stream sequence
-        ``after``. A durable consumer is replaced: with ``after`` 0 (no position restored) the new one
-        starts after the old one's ack floor, and the partition's offset moves there (what was acked was
-        committed), so a restart without a checkpoint neither waits for ``ack_wait`` nor reads again
-        what was acked."""
-        import nats.js.errors
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        assert self._js is not None
-        p = self.params
-        subject = partition_subject(p.subject, k)
-        try:
-            if p.durable is None:
-                name = f"mdp-{uuid.uuid4().hex[:12]}-p{k}"
-            else:
-                name = f"{p.durable}_p{k}"
-                with contextlib.suppress(nats.js.errors.NotFoundError):
-                    if after == 0:
-                        info = await self._js.consumer_info(p.stream, name)
-                        after = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-                        self.offsets[k] = max(self.offsets[k], after)
-                    await self._js.delete_consumer(p.stream, name)
-            config = ConsumerConfig(
-                name=name,
-                durable_name=None if p.durable is None else name,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=after + 1,
-                ack_policy=AckPolicy.NONE if p.durable is None else AckPolicy.ALL,
-                max_ack_pending=-1,
-                ack_wait=p.ack_wait / 1e9,
-                filter_subject=subject,
-                inactive_threshold=INACTIVE_S if p.durable is None else None,  # a killed reader's goes away
-            )
-            await self._js.add_consumer(p.stream, config)
-            self._consumers[k] = name
-            return await self._js.pull_subscribe_bind(consumer=name, stream=p.stream)
-        except Exception as exc:
-            raise nats_client.bus_error(f"cannot create a consumer on {subject!r} of stream {p.stream!r}", exc) from exc
-
-    async def _reseek(self, k: int, after: int) -> Any:
-        """Replace partition ``k``'s consumer by one starting after stream sequence ``after``."""
-        old = self._subs.pop(k, None)
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()
-        name = self._consumers.pop(k, None)
-        if name is not None and self.params.durable is None and self._js is not None:
-            with contextlib.suppress(Exception):
-                await self._js.delete_consumer(self.params.stream, name)
-        self.reseeks += 1
-        sub = self._subs[k] = await self._subscribe(k, after)
-        return sub
-
-    async def _fetch(
-        self, k: int, queue: asyncio.Queue[tuple[int, list[Msg]] | BaseException], target: int | None
-    ) -> None:
-        """Pull partition ``k`` into ``queue`` (up to ``target``, if given); an error goes in the queue too.
-
-        Messages can be lost between server and client (the server cuts a connection that reads too
-        slowly, and an unacked consumer counts what it sent as delivered). The consumer sequence shows
-        it: it grows by one per message delivered, so a jump, or a consumer that delivered more than
-        arrived, means a loss; the partition then gets a new consumer starting after the last message
-        that did arrive. While the server is away the partition waits and tries again (a warning is
-        logged now and then), so a job outlives a NATS restart."""
-        sub: Any = self._subs[k]
-        wait = self.params.fetch_wait / 1e9
-        fetched = self.offsets[k]
-        #: the consumer sequence of the last message that arrived (each consumer is new: it starts at 1)
-        last = 0
-        failures = idle = 0
-        while not self._halt and (target is None or fetched < target):
-            try:
-                if sub is None:
-                    sub, last = await self._reseek(k, fetched), 0
-                try:
-                    msgs = await sub.fetch(self.params.fetch_batch, timeout=wait)
-                except TimeoutError:
-                    idle += 1
-                    if sub.pending_msgs == 0 and idle % TAIL_CHECK_EVERY == 1:
-                        info = await sub.consumer_info()
-                        if info.delivered.consumer_seq > last:  # sent to us, never arrived
-                            sub = None
-                    continue
-                idle = 0
-                failures = 0
-                good = []
-                for m in msgs:
-                    meta = m.metadata
-                    if meta.sequence.consumer != last + 1:
-                        break
-                    last = meta.sequence.consumer
-                    good.append(m)
-                if good:
-                    fetched = max(fetched, good[-1].metadata.sequence.stream)
-                    await queue.put((k, good))
-                if len(good) < len(msgs):  # a jump: the messages between were lost
-                    sub = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the server is away or restarting: wait, then a new consumer
-                failures += 1
-                if failures % RETRY_LOG_EVERY == 1:
-                    log.warning("partition %d of %r: %s: %s; retrying", k, self.params.stream, type(exc).__name__, exc)
-                sub = None
-                await asyncio.sleep(RETRY_S)
-
-    async def _drop_consumers(self) -> None:
-        """Unsubscribe; ephemeral consumers are deleted (durable ones stay, with their ack floor)."""
-        subs, self._subs = self._subs, {}
-        for sub in subs.values():
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        names, self._consumers = self._consumers, {}
-        if self.params.durable is None and self._js is not None:
-            for name in names.values():
-                with contextlib.suppress(Exception):
-                    await self._js.delete_consumer(self.params.stream, name)
+    async def _close_readers(self) -> None:
+        for reader in self._readers.values():
+            reader.halt = True
+            await reader.close()
 
 
-def _payload(batch: tuple[int, list[Msg]] | BaseException) -> int:
+def _payload(batch: Batch) -> int:
     """Payload bytes of a fetched batch (0 for an error)."""
     return 0 if isinstance(batch, BaseException) else sum(len(m.data) for m in batch[1])
 
