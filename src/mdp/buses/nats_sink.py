@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: bytes kept free under the server's max_payload for the headers
 HEADER_ROOM = 1024
+#: seconds between tries to publish while the connection is down
+RETRY_S = 0.2
 
 
 class NatsSinkParams(NatsParams):
@@ -93,7 +95,8 @@ class NatsSink(Sink):
 
     Keyword arguments are the fields of :class:`NatsSinkParams`. ``stats()`` reports ``messages``,
     ``rows``, ``bytes`` published, ``watermark_messages`` (with no rows), ``duplicates`` (messages the
-    server had already: a republish) and ``republished`` (sent again after a missing ack).
+    server had already: a republish), ``republished`` (sent again after a missing ack) and ``waits``
+    (publishes held back while the connection was down).
 
     Raises (when the graph runs):
         BusError: the server is unreachable, the stream is missing (and ``create_stream`` is off), a
@@ -123,6 +126,7 @@ class NatsSink(Sink):
             "watermark_messages": 0,
             "duplicates": 0,
             "republished": 0,
+            "waits": 0,
         }
 
     @classmethod
@@ -203,11 +207,25 @@ class NatsSink(Sink):
             await self._await_acks()
 
     async def _send(self, subject: str, payload: bytes, hdrs: dict[str, str]) -> asyncio.Future[Any]:
+        """Publish one message (its ack comes later). While the connection is down, wait for it to come
+        back, for as long as all the ack retries could take; then fail."""
         assert self._js is not None
-        try:
-            return await self._js.publish_async(subject, payload, headers=dict(hdrs))
-        except Exception as exc:
-            raise nats_client.bus_error(f"cannot publish to {subject!r}", exc) from exc
+        assert self._nc is not None
+        patience = self.params.ack_timeout / 1e9 * (self.params.retries + 1)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + patience
+        while True:
+            try:
+                if not self._nc.is_connected:
+                    raise ConnectionError("not connected (reconnecting)")
+                return await self._js.publish_async(subject, payload, headers=dict(hdrs))
+            except Exception as exc:
+                if loop.time() >= give_up or self._nc.is_closed:
+                    raise nats_client.bus_error(
+                        f"cannot publish to {subject!r} (tried for {patience:g}s)", exc
+                    ) from exc
+                self.counts["waits"] += 1
+                await asyncio.sleep(RETRY_S)
 
     async def _await_acks(self) -> None:
         """Wait for the acks of every message in flight; publish again those without one (same ids)."""
