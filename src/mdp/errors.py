@@ -11,12 +11,13 @@
     ├── SourceError              a source cannot read its input (missing file, bad column)
     │   └── InputError           the input broke or is mostly bad; raised after the rows before drained
     ├── BrokerError              a broker (TWS / IB Gateway) cannot be reached or refuses the connection
-    └── StoreError               a store cannot write or read
-        ├── TransientStoreError  worth retrying (connection refused, server restarting)
-        └── PermanentStoreError  retrying will not help (bad credentials, schema mismatch)
+    ├── StoreError               a store cannot write or read
+    │   ├── TransientStoreError  worth retrying (connection refused, server restarting)
+    │   └── PermanentStoreError  retrying will not help (bad credentials, schema mismatch)
+    └── BusError                 a message bus (NATS JetStream) refused a connection, a publish or a read
 
 Messages are lowercase, name the step, what was expected and what was found, and say what to change.
-Library errors (sqlite3, psycopg, polars) are translated into these at the boundary with ``raise ... from``.
+Library errors (sqlite3, psycopg, polars, nats) are translated into these at the boundary with ``raise ... from``.
 """
 
 from __future__ import annotations
@@ -78,3 +79,7 @@ class TransientStoreError(StoreError):
 
 class PermanentStoreError(StoreError):
     """A store failure that a retry will not fix (bad credentials, schema mismatch)."""
+
+
+class BusError(MdpError):
+    """A message bus failed: cannot connect, the stream is missing, a publish was refused or not acked."""

@@ -60,6 +60,12 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "the seed's name of source.ibkr",
     ),
     ("source.arcticdb", "source", "mdp.stores.source:ArcticdbSource", "read records back from an ArcticDB library"),
+    (
+        "source.nats",
+        "source",
+        "mdp.buses.nats_source:NatsSource",
+        "read frames and watermarks from partitions of a NATS JetStream stream",
+    ),
     ("operator.map", "operator", "mdp.operators.basic:Map", "add or replace frame columns, or apply a function"),
     ("operator.filter", "operator", "mdp.operators.basic:Filter", "keep the rows matching a condition"),
     ("operator.buffer", "operator", "mdp.operators.buffer:Buffer", "micro-batch by count, rows or age"),
@@ -114,6 +120,12 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
     ("sink.sqlite", "sink", "mdp.stores.sink:SqliteSink", "upsert records into a SQLite file (WAL)"),
     ("sink.duckdb", "sink", "mdp.stores.sink:DuckdbSink", "upsert records into a DuckDB file"),
     ("sink.postgres", "sink", "mdp.stores.sink:PostgresSink", "upsert records into PostgreSQL"),
+    (
+        "sink.nats",
+        "sink",
+        "mdp.buses.nats_sink:NatsSink",
+        "publish frames to NATS JetStream, partitioned by crc32(symbol)",
+    ),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
     ("sink.arcticdb", "sink", "mdp.stores.sink:ArcticdbSink", "upsert records into an ArcticDB library (LMDB, S3)"),
     (
