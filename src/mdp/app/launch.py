@@ -21,7 +21,6 @@ from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
 from mdp.app.live import LiveSnapshot, live_graph, store_specs
-from mdp.app.resume import Resume, prepare
 from mdp.app.summary import ProgressDisplay, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs, node_types
@@ -111,6 +110,8 @@ async def run_job(
             record[0].finish(record[1], "failed", {}, message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+    from mdp.app.resume import Resume, prepare  # the stores' package: only once a job runs
 
     unread: str | None = None
     try:

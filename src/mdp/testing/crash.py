@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,31 @@ class Target:
         root = Path(self.where)
         return root.is_dir() and any(root.rglob(".*.tmp"))
 
+    def committed(self, job: str) -> bool:
+        """True once the store holds a checkpoint of ``job`` (read without opening the store for writing)."""
+        if self.backend == "parquet":
+            from mdp.stores.parquet import CHECKPOINTS
+
+            return any((Path(self.where) / CHECKPOINTS / job).glob("epoch-*.json"))
+        query = "SELECT 1 FROM mdp_checkpoints WHERE job = {}"
+        if self.backend == "sqlite":
+            if not Path(self.where).exists():
+                return False
+            con = sqlite3.connect(f"file:{self.where}?mode=ro", uri=True, timeout=1)
+            try:
+                return con.execute(query.format("?"), (job,)).fetchone() is not None
+            except sqlite3.OperationalError:  # no checkpoint table yet
+                return False
+            finally:
+                con.close()
+        import psycopg
+
+        with psycopg.connect(self.where, autocommit=True) as pg:
+            try:
+                return pg.execute(query.format("%s"), (job,)).fetchone() is not None
+            except psycopg.errors.UndefinedTable:
+                return False
+
 
 def job_yaml(job: str, trades: Path, target: Target, *, interval: str = INTERVAL) -> str:
     """The trial's job: W1 trades from Parquet -> 1-minute bars -> the target's store."""
@@ -160,10 +186,12 @@ def run(
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     probe: Callable[[], bool] | None = None,
+    ready: Callable[[], bool] | None = None,
     timeout: float = 600.0,
 ) -> RunResult:
-    """Run ``mdp run --config config``; with ``kill_after``, SIGKILL it that many seconds after start
-    (``wait_in_flight``: from then on, at the first moment ``probe`` says a transaction is under way)."""
+    """Run ``mdp run --config config``; with ``kill_after``, SIGKILL it that many seconds after start, or
+    after ``ready`` first says so (``wait_in_flight``: from then on, at the first moment ``probe`` says a
+    transaction is under way)."""
     out_path, err_path = config.with_suffix(".out"), config.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.perf_counter()
@@ -173,6 +201,8 @@ def run(
         killed = in_flight = False
         try:
             if kill_after is not None:
+                while ready is not None and proc.poll() is None and not ready():
+                    time.sleep(0.02)
                 try:
                     proc.wait(timeout=kill_after)
                 except subprocess.TimeoutExpired:
@@ -234,14 +264,23 @@ def trial(
     span: tuple[float, float],
     env: dict[str, str] | None = None,
     parity: int = 0,
+    job: str | None = None,
+    startup: float = 0.0,
 ) -> Trial:
     """Kill the job up to ``kills`` times, each after a delay drawn from ``span`` (seconds), every other kill
-    (from ``parity``) waiting for a transaction in flight; then let it run to its end and compare its table."""
+    (from ``parity``) waiting for a transaction in flight; then let it run to its end and compare its table.
+
+    With ``job``, the delay of those other kills counts from the job's first committed checkpoint, less the
+    ``startup`` it includes: on a loaded machine a start-up slower than the baseline's would otherwise let
+    every kill land before anything was committed, and no run would resume."""
     result = Trial(target)
     while result.kills < kills:
         delay = rng.uniform(*span)
         wait = (result.kills + parity) % 2 == 1
-        r = run(config, kill_after=delay, wait_in_flight=wait, probe=target.in_flight, env=env)
+        ready = None
+        if wait and job is not None:
+            delay, ready = max(delay - startup, 0.0), partial(target.committed, job)
+        r = run(config, kill_after=delay, wait_in_flight=wait, probe=target.in_flight, ready=ready, env=env)
         result.runs.append(r)
         if not r.killed:
             break
@@ -304,9 +343,14 @@ def campaign(
         n += 1
         target = targets(backend, work, n, dsn)
         config = work / f"{backend}-t{n}.yaml"
-        config.write_text(job_yaml(f"crash-{backend}-t{n}", trades, target))
+        name = f"crash-{backend}-t{n}"
+        config.write_text(job_yaml(name, trades, target))
         span = (startup + 0.05 * job, startup + 0.95 * job)
-        trials.append(trial(config, target, expected, kills=kills - made, rng=rng, span=span, parity=made))
+        trials.append(
+            trial(
+                config, target, expected, kills=kills - made, rng=rng, span=span, parity=made, job=name, startup=startup
+            )
+        )
         if not trials[-1].equal or n > 4 * kills:
             break
     return trials
