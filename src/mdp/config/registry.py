@@ -47,6 +47,18 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "mdp.buses.nats_source:NatsSource",
         "read frames and watermarks from partitions of a NATS JetStream stream",
     ),
+    (
+        "source.redis",
+        "source",
+        "mdp.buses.redis_source:RedisSource",
+        "read frames and watermarks from the partition streams of a Redis Streams bus",
+    ),
+    (
+        "source.rabbitmq",
+        "source",
+        "mdp.buses.rabbitmq_source:RabbitSource",
+        "read frames and watermarks from RabbitMQ stream queues, one per partition",
+    ),
     ("operator.map", "operator", "mdp.operators.basic:Map", "add or replace frame columns, or apply a function"),
     ("operator.filter", "operator", "mdp.operators.basic:Filter", "keep the rows matching a condition"),
     ("operator.buffer", "operator", "mdp.operators.buffer:Buffer", "micro-batch by count, rows or age"),
@@ -106,6 +118,18 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "sink",
         "mdp.buses.nats_sink:NatsSink",
         "publish frames to NATS JetStream, partitioned by crc32(symbol)",
+    ),
+    (
+        "sink.redis",
+        "sink",
+        "mdp.buses.redis_sink:RedisSink",
+        "publish frames to Redis Streams, one stream per crc32(symbol) partition",
+    ),
+    (
+        "sink.rabbitmq",
+        "sink",
+        "mdp.buses.rabbitmq_sink:RabbitSink",
+        "publish frames to RabbitMQ stream queues, one per crc32(symbol) partition",
     ),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
     (
