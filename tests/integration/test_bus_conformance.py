@@ -35,6 +35,7 @@ async def _nats() -> BusUnderTest:
     return BusUnderTest(
         "nats", NatsSink, NatsSource, params, 4222, lambda port: f"nats://127.0.0.1:{port}", delete,
         extra_source={"linger": 0, "fetch_batch": 2, "frame_rows": 600},
+        extra_sink={"create_stream": True},
     )
 
 

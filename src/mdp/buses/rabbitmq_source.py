@@ -18,7 +18,6 @@ offset is skipped, so nothing is read twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -179,9 +178,7 @@ class RabbitSource(Source):
             finally:
                 for t in tasks:
                     t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(BaseException):
-                        await t
+                await asyncio.wait(tasks, timeout=2)  # a consumer's cancel can hang on a stopped channel
 
     async def _pump(
         self, k: int, queue: asyncio.Queue[Entry | _Done | BaseException], markers: dict[int, str] | None

@@ -47,6 +47,7 @@ class BusUnderTest:
     url_at: Callable[[int], str]
     delete: Callable[[], Awaitable[None]]
     extra_source: dict[str, Any] = field(default_factory=dict)
+    extra_sink: dict[str, Any] = field(default_factory=dict)
 
 
 def make_trades(n: int, symbols: int = 40, seed: int = 1, origin: int = 1_723_161_600_000_000_000) -> pl.DataFrame:
@@ -84,7 +85,7 @@ def _out(harness: SourceHarness) -> list[pl.DataFrame]:
 
 
 async def publish(bus: BusUnderTest, items: list[Any], **more: Any) -> Sink:
-    sink = bus.sink(**{**bus.params, "frame_rows": 500, **more})
+    sink = bus.sink(**{**bus.params, "frame_rows": 500, **bus.extra_sink, **more})
     dag = Dag()
     dag.add_node(Node("src", ListSource(items, kind="trade")))
     dag.add_node(Node("bus", sink))
