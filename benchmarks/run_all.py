@@ -8,6 +8,7 @@ Suites, in order:
 * ``latency``: ``bench_live_latency.py``, watermark-to-sink latency of a feed paced at real time;
 * ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` when they are present;
 * ``bus``: ``bench_bus.py``, trades/s through NATS JetStream (publish, one and two consumers to bars).
+* ``buses``: ``bench_more_buses.py``, trades/s through Redis Streams and RabbitMQ streams (publish, consume to bars).
 
 Options ``--rows``, ``--repeat``, ``--only`` go to W1; ``--quick`` makes every suite small (a smoke test);
 ``--json FILE`` writes everything measured to one file.
@@ -31,13 +32,14 @@ sys.path.insert(0, str(HERE))
 
 import w1  # noqa: E402 - the sibling module, found through the path set above
 
-SUITES = ("w1", "channel", "latency", "bars", "stores", "bus")
+SUITES = ("w1", "channel", "latency", "bars", "stores", "bus", "buses")
 SCRIPTS = {
     "channel": "bench_channel.py",
     "latency": "bench_live_latency.py",
     "bars": "bench_bars_operator.py",
     "stores": "bench_stores.py",
     "bus": "bench_bus.py",
+    "buses": "bench_more_buses.py",
 }
 
 

@@ -141,12 +141,15 @@ class RabbitSource(Source):
         loop = asyncio.get_running_loop()
         while todo and not ctx.stopping:
             queue: asyncio.Queue[Entry | _Done | BaseException] = asyncio.Queue(maxsize=4 * p.max_batch)
-            tasks = [asyncio.create_task(self._pump(k, queue, markers)) for k in sorted(todo)]
+            pumps = {k: asyncio.create_task(self._pump(k, queue, markers)) for k in sorted(todo)}
+            tasks = list(pumps.values())
             try:
                 while todo and not ctx.stopping:
                     try:
                         first = await asyncio.wait_for(queue.get(), timeout=POLL_S)
                     except TimeoutError:
+                        if self._conn is None or self._conn.is_closed or any(pumps[k].done() for k in todo):
+                            raise ConnectionError("the connection to RabbitMQ was lost") from None
                         continue
                     items = [first]
                     while len(items) < p.max_batch and not queue.empty():
