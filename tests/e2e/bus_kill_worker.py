@@ -15,9 +15,9 @@ from typing import Any
 
 import polars as pl
 
+from mdp.clock import ManualClock
 from mdp.runtime.operator import Source
 from mdp.testing import _Recording
-from mdp.clock import ManualClock
 
 
 class Committing(_Recording):

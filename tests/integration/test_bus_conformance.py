@@ -33,7 +33,13 @@ async def _nats() -> BusUnderTest:
 
     params = {"url": "nats://127.0.0.1:4222", "stream": stream, "subject": f"mdpconf.{stream.lower()}", "partitions": 4}
     return BusUnderTest(
-        "nats", NatsSink, NatsSource, params, 4222, lambda port: f"nats://127.0.0.1:{port}", delete,
+        "nats",
+        NatsSink,
+        NatsSource,
+        params,
+        4222,
+        lambda port: f"nats://127.0.0.1:{port}",
+        delete,
         extra_source={"linger": 0, "fetch_batch": 2, "frame_rows": 600},
         extra_sink={"create_stream": True},
     )
@@ -56,7 +62,13 @@ async def _redis() -> BusUnderTest:
 
     params = {"url": "redis://127.0.0.1:6379/0", "stream": stream, "partitions": 4}
     return BusUnderTest(
-        "redis", RedisSink, RedisSource, params, 6379, lambda port: f"redis://127.0.0.1:{port}/0", delete,
+        "redis",
+        RedisSink,
+        RedisSource,
+        params,
+        6379,
+        lambda port: f"redis://127.0.0.1:{port}/0",
+        delete,
         extra_source={"count": 2},
     )
 
@@ -79,8 +91,14 @@ async def _rabbitmq() -> BusUnderTest:
 
     params = {"url": url, "stream": stream, "partitions": 4}
     return BusUnderTest(
-        "rabbitmq", RabbitSink, RabbitSource, params, 5672, lambda port: f"amqp://guest:guest@127.0.0.1:{port}/",
-        delete, extra_source={"max_batch": 2},
+        "rabbitmq",
+        RabbitSink,
+        RabbitSource,
+        params,
+        5672,
+        lambda port: f"amqp://guest:guest@127.0.0.1:{port}/",
+        delete,
+        extra_source={"max_batch": 2},
     )
 
 

@@ -171,7 +171,7 @@ class FrameReader:
                 await ctx.emit(conform(frame, self.kind))  # type: ignore[arg-type]
                 self.rows_emitted += frame.height
         self.messages += taken
-        wm_parts = self.parts if not parts else parts
+        wm_parts = parts or self.parts
         wm = min(self.watermarks[k] for k in wm_parts)
         if wm > NO_WATERMARK:
             await ctx.emit_watermark(wm)

@@ -1,12 +1,13 @@
 """``RabbitSink`` (``sink.rabbitmq``): publish frames to RabbitMQ stream queues, one per partition.
 
-Frames are cut as on every bus (:mod:`mdp.buses.framing`) and published with publisher confirms,
-one at a time (so a partition keeps its order), flushed every ``batch``. RabbitMQ streams drop duplicates only for the stream protocol's publisher ids,
-not over AMQP, so the sink does it: when it connects it reads the ids of what each partition received
-in the last ``duplicate_window`` (:func:`mdp.buses.rabbitmq_bus.ids_since`) and skips an entry whose id
-is among them. A publisher run again after a crash (same input, same cut) thus adds nothing it added
-before within the window. A batch cut by a lost connection is handled the same way: reconnect, read
-the ids again, publish what is not there.
+Frames are cut as on every bus (:mod:`mdp.buses.framing`) and published with publisher confirms, one
+at a time (so a partition keeps its order), flushed every ``batch``. RabbitMQ streams drop duplicates
+only for the stream protocol's publisher ids, not over AMQP, so the sink does it: when it connects it
+reads the ids of what each partition received in the last ``duplicate_window``
+(:func:`mdp.buses.rabbitmq_bus.ids_since`) and skips an entry whose id is among them. A publisher run
+again after a crash (same input, same cut) thus adds nothing it added before within the window. A
+batch cut by a lost connection is handled the same way: reconnect, read the ids again, publish what
+is not there. The ids of this run are kept in memory too (about 50 bytes per message).
 
 Example::
 
@@ -134,7 +135,9 @@ class RabbitSink(FrameSink):
                 return
             except Exception as exc:
                 if loop.time() >= give_up:
-                    raise rb.bus_error(f"cannot publish to {p.stream!r} for {p.retry_for / 1e9:g}s", exc, p.url) from exc
+                    raise rb.bus_error(
+                        f"cannot publish to {p.stream!r} for {p.retry_for / 1e9:g}s", exc, p.url
+                    ) from exc
                 log.warning("sink.rabbitmq: %s: %s; reconnecting", type(exc).__name__, exc)
                 self.counts["retries"] += 1
                 queued = todo

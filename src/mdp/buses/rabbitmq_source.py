@@ -114,8 +114,12 @@ class RabbitSource(Source):
 
     def stats(self) -> dict[str, Any]:
         r = self.reader
-        return {"rows_emitted": r.rows_emitted, "messages": r.messages, "offsets": dict(r.offsets),
-                "reconnects": self.reconnects}
+        return {
+            "rows_emitted": r.rows_emitted,
+            "messages": r.messages,
+            "offsets": dict(r.offsets),
+            "reconnects": self.reconnects,
+        }
 
     async def open(self, ctx: Context) -> None:
         await self._connect()

@@ -59,8 +59,9 @@ class RedisSinkParams(RedisParams, FrameSinkParams):
     )
     batch: int = Field(default=64, ge=1, description="entries sent in one pipeline before waiting for the replies")
     maxlen: int = Field(
-        default=0, ge=0, description="trim each partition to about this many entries (0: keep all; Redis keeps "
-        "everything in memory)"
+        default=0,
+        ge=0,
+        description="trim each partition to about this many entries (0: keep all; Redis keeps everything in memory)",
     )
     retry_for: DurationNs = Field(
         default=30_000_000_000, description="keep trying a pipeline while Redis is away for this long ('30s')"
@@ -142,7 +143,8 @@ class RedisSink(FrameSink):
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if loop.time() >= give_up:
                     raise redis_bus.bus_error(
-                        f"cannot publish to {self.params.stream!r} for {self.params.retry_for / 1e9:g}s", exc,
+                        f"cannot publish to {self.params.stream!r} for {self.params.retry_for / 1e9:g}s",
+                        exc,
                         self.params.url,
                     ) from exc
                 self.counts["retries"] += 1

@@ -52,7 +52,9 @@ class RedisSourceParams(RedisParams):
         description="'live': read until the job stops; 'caught_up': end once everything in the stream when the "
         "run started has been read",
     )
-    count: int = Field(default=16, ge=1, description="most entries per partition and XREAD (each up to frame_rows rows)")
+    count: int = Field(
+        default=16, ge=1, description="most entries per partition and XREAD (each up to frame_rows rows)"
+    )
     block: DurationNs = Field(default=200_000_000, description="an XREAD waits this long for new entries ('200ms')")
     retry_for: DurationNs = Field(
         default=300_000_000_000, description="keep trying while Redis is away for this long ('5m'), then fail"
@@ -118,8 +120,12 @@ class RedisSource(Source):
 
     def stats(self) -> dict[str, Any]:
         r = self.reader
-        return {"rows_emitted": r.rows_emitted, "messages": r.messages, "offsets": dict(r.offsets),
-                "reconnects": self.reconnects}
+        return {
+            "rows_emitted": r.rows_emitted,
+            "messages": r.messages,
+            "offsets": dict(r.offsets),
+            "reconnects": self.reconnects,
+        }
 
     async def open(self, ctx: Context) -> None:
         self._client = await redis_bus.connect(self.params)
@@ -148,7 +154,7 @@ class RedisSource(Source):
                 if not live:
                     return
             try:
-                reply = await self._client.xread(
+                reply: Any = await self._client.xread(
                     {keys[k]: r.offsets[k] for k in live}, count=p.count, block=max(p.block // 1_000_000, 1)
                 )
                 down_since = None
@@ -171,8 +177,13 @@ class RedisSource(Source):
                     wm = fields.get(b"wm")
                     kind = fields.get(b"kind")
                     entries.append(
-                        Entry(k, entry_id.decode(), None if kind is None else kind.decode(),
-                              None if wm is None else int(wm), fields.get(b"data", b""))
+                        Entry(
+                            k,
+                            entry_id.decode(),
+                            None if kind is None else kind.decode(),
+                            None if wm is None else int(wm),
+                            fields.get(b"data", b""),
+                        )
                     )
             parts = None
             if targets is not None:
@@ -186,7 +197,7 @@ class RedisSource(Source):
         targets: dict[int, str] = {}
         try:
             for k, key in keys.items():
-                last = await self._client.xrevrange(key, count=1)
+                last: Any = await self._client.xrevrange(key, count=1)
                 targets[k] = last[0][0].decode() if last else START_ID
         except Exception as exc:
             raise redis_bus.bus_error("cannot read the end of the stream", exc, self.params.url) from exc
