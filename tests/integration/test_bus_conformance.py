@@ -120,3 +120,27 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[BusUnderTest]:
 @pytest.mark.parametrize("check", list(CHECKS))
 async def test_the_bus_passes_the_check(bus: BusUnderTest, check: str) -> None:
     await CHECKS[check](bus)
+
+
+@pytest.mark.parametrize("name", ["redis", "rabbitmq"])
+async def test_another_partition_count_is_refused_with_the_count_to_set(name: str) -> None:
+    from mdp.errors import BusError, NodeError
+    from mdp.testing.bus_conformance import make_trades, publish, source, with_watermarks
+
+    if not _port_open("127.0.0.1", PORTS[name]):
+        unavailable(f"{name} at 127.0.0.1:{PORTS[name]}")
+    made = await MAKERS[name]()
+    try:
+        await publish(made, with_watermarks(make_trades(1_000), 500))
+        for partitions in (3, 5):
+            other = BusUnderTest(**{**made.__dict__, "params": {**made.params, "partitions": partitions}})
+            with pytest.raises(NodeError) as err:
+                await publish(other, with_watermarks(make_trades(100), 100))
+            assert isinstance(err.value.__cause__, BusError)
+            assert "partitions" in str(err.value)
+            src = source(other)
+            with pytest.raises(BusError):
+                await src.open(None)  # type: ignore[arg-type]
+            await src.teardown(None)  # type: ignore[arg-type]
+    finally:
+        await made.delete()

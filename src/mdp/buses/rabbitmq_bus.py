@@ -77,37 +77,53 @@ async def connect(params: RabbitParams) -> AbstractConnection:
         raise bus_error("cannot connect", exc, params.url) from exc
 
 
+async def _exists(conn: AbstractConnection, name: str) -> bool:
+    """Whether queue ``name`` exists (asked on a channel of its own: a failed passive declare closes it)."""
+    import aiormq.exceptions
+
+    probe = await conn.channel()
+    try:
+        await probe.declare_queue(name, passive=True)
+        return True
+    except aiormq.exceptions.ChannelClosed:
+        return False
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+
+
 async def declare(conn: AbstractConnection, channel: AbstractChannel, params: RabbitParams, create: bool) -> None:
-    """Declare the partition queues (``create``) or check they exist; refuse a stream with more partitions.
+    """Declare the partition queues of a new stream (``create``) or check an existing stream's.
 
     Raises:
-        BusError: a partition queue is missing, is not a stream, or ``<stream>.p<partitions>`` exists.
+        BusError: a partition queue is missing (a source, or a sink given more partitions than the stream
+            has), is not a stream, or ``<stream>.p<partitions>`` exists (given fewer).
     """
     import aiormq.exceptions
 
+    last = queue_name(params.stream, params.partitions - 1)
+    if await _exists(conn, queue_name(params.stream, params.partitions)):
+        raise BusError(
+            f"the RabbitMQ stream {params.stream!r} has more than {params.partitions} partitions "
+            f"({queue_name(params.stream, params.partitions)!r} exists); set params.partitions to its count"
+        )
+    new = create and not await _exists(conn, queue_name(params.stream, 0))
+    if not new and not await _exists(conn, last):
+        raise BusError(
+            f"the RabbitMQ stream {params.stream!r} has no partition queue {last!r}: it has fewer than "
+            f"{params.partitions} partitions, or does not exist; publish with sink.rabbitmq first, or fix "
+            "params.stream / params.partitions"
+        )
     for k in range(params.partitions):
         name = queue_name(params.stream, k)
         try:
             await channel.declare_queue(
-                name, durable=True, passive=not create, arguments={"x-queue-type": "stream"} if create else None
+                name, durable=True, passive=not new, arguments={"x-queue-type": "stream"} if new else None
             )
         except aiormq.exceptions.ChannelClosed as exc:
             raise BusError(
-                f"RabbitMQ stream queue {name!r} is missing or not a stream ({exc}); publish with sink.rabbitmq first "
-                "or fix params.stream / params.partitions"
+                f"RabbitMQ queue {name!r} is missing or not a stream ({exc}); fix params.stream / params.partitions"
             ) from exc
-    probe = await conn.channel()
-    try:
-        await probe.declare_queue(queue_name(params.stream, params.partitions), passive=True)
-    except aiormq.exceptions.ChannelClosed:
-        return
-    finally:
-        if not probe.is_closed:
-            await probe.close()
-    raise BusError(
-        f"the RabbitMQ stream {params.stream!r} has more than {params.partitions} partitions "
-        f"({queue_name(params.stream, params.partitions)!r} exists); set params.partitions to its count"
-    )
 
 
 async def publish_markers(channel: AbstractChannel, params: RabbitParams, parts: list[int]) -> dict[int, str]:
