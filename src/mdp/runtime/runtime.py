@@ -103,6 +103,9 @@ class NodeStats:
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: event-time progress in ns: the watermark a source sent, or the one an operator or sink received
+    #: (the minimum over its inputs); None before the first
+    watermark: int | None = None
 
 
 @dataclass
@@ -278,6 +281,18 @@ class DagRuntime:
             self._stats.tasks_failed += 1
             raise NodeError(name, exc) from exc
         return self._stats
+
+    async def execute(self) -> RunStats:
+        """The seed's other name for :meth:`start` (it runs the graph to its end); warns that ``start`` is
+        the name to use."""
+        import warnings
+
+        warnings.warn(
+            "DagRuntime.execute() is the original package's name; use 'await DagRuntime.start()' (the same run)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.start()
 
     async def stop(self) -> None:
         """Ask for a graceful stop: sources end, the graph drains and flushes. Returns at once."""
@@ -541,6 +556,8 @@ class DagRuntime:
             ctx = self.contexts.get(node.name)
             if ctx is not None:
                 s.counters = dict(ctx.counters)
+                mark = ctx.watermark_out if not self.dag.inputs_of(node.name) else ctx.watermark
+                s.watermark = None if mark == NO_WATERMARK else mark
             op = node.operator
             if op is not None:
                 s.extra = op.stats()

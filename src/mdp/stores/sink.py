@@ -314,3 +314,30 @@ class ParquetSink(ConfiguredSink):
     def store_for(self, params: Params) -> Store:
         tables = _tables(params.kind, params.table, f"kind={params.kind}")
         return ParquetStore(params.root, tables=tables, symbol_folders=params.symbol_folders)
+
+
+class ArcticdbSink(ConfiguredSink):
+    """Upsert into an ArcticDB library (component ``sink.arcticdb``): ``table`` is the ArcticDB symbol.
+
+    One ArcticDB symbol per table holds every instrument; each batch is one new version of it, merged
+    with the stored rows of its range by key and revision (see :mod:`mdp.stores.arcticdb`).
+    """
+
+    class Params(SinkParams):
+        uri: str = Field(
+            description="ArcticDB URI: lmdb://FOLDER for a local store (no server), or s3://... (ArcticDB's syntax)"
+        )
+        library: str = Field(default="mdp", description="the library in it (created if missing)")
+        keep_versions: bool = Field(
+            default=False, description="keep every older version of the table's symbol (time travel); false: prune"
+        )
+
+    def store_for(self, params: Params) -> Store:
+        from mdp.stores.arcticdb import ArcticStore  # the driver is imported only when used
+
+        return ArcticStore(
+            params.uri,
+            library=params.library,
+            tables=_tables(params.kind, params.table),
+            keep_versions=params.keep_versions,
+        )
