@@ -1,7 +1,9 @@
 """A consumer a test kills with SIGKILL: reads a bus until caught up and commits each frame with the
 source's position in one SQLite transaction, so a restart resumes after the last committed frame.
 
-Usage: ``python -m tests.e2e.bus_kill_worker redis|rabbitmq STREAM PARTITIONS DB``
+Usage: ``python -m tests.e2e.bus_kill_worker redis|rabbitmq STREAM PARTITIONS DB``, or
+``python -m tests.e2e.bus_kill_worker publish redis|rabbitmq STREAM PARTITIONS FILE PROGRESS`` for a
+publisher that reports how far it got (a test kills it too).
 """
 
 from __future__ import annotations
@@ -70,5 +72,36 @@ def read_frames(path: str) -> pl.DataFrame:
     return pl.concat(frames)
 
 
+async def publish(bus: str, stream: str, partitions: int, path: str, progress: str) -> None:
+    """Replay the file at ``path`` into the bus, writing the number of messages stored to ``progress`` after
+    each batch (so a test can kill this process mid-way)."""
+    from pathlib import Path
+
+    from mdp.buses.framing import FrameSink
+    from mdp.runtime.graph import Dag, Node
+    from mdp.sources.replay import ReplaySource
+    from mdp.testing import run_graph
+
+    if bus == "redis":
+        from mdp.buses.redis_sink import RedisSink as base
+    else:
+        from mdp.buses.rabbitmq_sink import RabbitSink as base  # type: ignore[assignment]
+
+    class Reporting(base):  # type: ignore[valid-type,misc]
+        async def _flush(self) -> None:
+            await super()._flush()
+            Path(progress).write_text(str(self.counts["messages"]))  # noqa: ASYNC240 - a few bytes, in a test
+
+    sink: FrameSink = Reporting(stream=stream, partitions=partitions, frame_rows=4_096, batch=16)
+    dag = Dag()
+    dag.add_node(Node("trades", ReplaySource(path=path, max_out_of_orderness="5s", adaptive_rate=False)))
+    dag.add_node(Node("bus", sink))
+    dag.add_edge("trades", "bus")
+    await run_graph(dag)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    if sys.argv[1] == "publish":
+        asyncio.run(publish(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))

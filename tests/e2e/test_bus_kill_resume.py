@@ -1,4 +1,5 @@
-"""1,000,000 trades through Redis and RabbitMQ; the consumer is killed with SIGKILL twice and resumed from the
+"""1,000,000 trades through Redis and RabbitMQ, the publisher killed with SIGKILL once mid-way and run again;
+the consumer is killed with SIGKILL twice and resumed from the
 position it committed with its rows: every trade arrives once, and 1-minute bars over them equal the bars of
 a direct replay of the same file, every row and column.
 
@@ -34,18 +35,6 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 ROWS = 1_000_000
 PARTITIONS = 4
 PORTS = {"redis": 6379, "rabbitmq": 5672}
-
-
-async def publish(bus: str, stream: str, path: Path) -> None:
-    if bus == "redis":
-        from mdp.buses.redis_sink import RedisSink as sink_cls
-    else:
-        from mdp.buses.rabbitmq_sink import RabbitSink as sink_cls  # type: ignore[assignment]
-    dag = Dag()
-    dag.add_node(Node("trades", ReplaySource(path=path, max_out_of_orderness="5s", adaptive_rate=False)))
-    dag.add_node(Node("bus", sink_cls(stream=stream, partitions=PARTITIONS, frame_rows=4_096)))
-    dag.add_edge("trades", "bus")
-    await run_graph(dag)
 
 
 async def delete(bus: str, stream: str) -> None:
@@ -100,7 +89,20 @@ def test_a_consumer_killed_twice_resumes_and_bars_equal_a_direct_replay(bus: str
     db = tmp_path / "consumer.sqlite"
     cmd = [sys.executable, "-m", "tests.e2e.bus_kill_worker", bus, stream, str(PARTITIONS), str(db)]
     try:
-        asyncio.run(publish(bus, stream, path))
+        # the publisher is killed with SIGKILL mid-way, then run again from the start of the file
+        progress = tmp_path / "published"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        pub = [sys.executable, "-m", "tests.e2e.bus_kill_worker", "publish", bus, stream, str(PARTITIONS)]
+        proc = subprocess.Popen([*pub, str(path), str(progress)], cwd=REPO, env=env)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if progress.exists() and progress.read_text() and int(progress.read_text()) >= 100:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the publisher ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert subprocess.run([*pub, str(path), str(progress)], cwd=REPO, env=env, timeout=300).returncode == 0
         kills = 0
         for wait_for in (20, 60):  # kill once this many frames are committed, twice
             proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
