@@ -209,6 +209,7 @@ class NatsSource(Source):
                 if targets is not None:
                     live = [k for k in live if self.offsets[k] < targets[k]]
                 await self._emit_watermark(ctx, live if targets is not None and live else self.parts)
+                await ctx.checkpoint_point()  # the offsets are those of what went out: a checkpoint may go here
         finally:
             for reader in self._readers.values():
                 reader.halt = True

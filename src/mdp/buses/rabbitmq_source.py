@@ -166,6 +166,7 @@ class RabbitSource(Source):
                     wm_parts = sorted(todo) if markers is not None and todo else None
                     if entries or markers is None:
                         await r.deliver(entries, ctx, wm_parts)
+                        await ctx.checkpoint_point()  # the offsets are those of what went out
                     if errors:
                         raise errors[0]
             except BusError:

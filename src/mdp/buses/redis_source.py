@@ -190,6 +190,7 @@ class RedisSource(Source):
                 parts = [k for k in r.parts if id_order(r.offsets[k]) < id_order(targets[k])] or None
             if entries:
                 await r.deliver(entries, ctx, parts)
+                await ctx.checkpoint_point()  # the offsets are those of what went out: a checkpoint may go here
 
     async def _targets(self, keys: dict[int, str]) -> dict[int, str]:
         """Per partition, the id of its last entry now (``0-0``: empty)."""
