@@ -1,7 +1,9 @@
 """``RabbitSource`` (``source.rabbitmq``): read the stream queues ``sink.rabbitmq`` published, as frames.
 
-One consumer per partition, started just after the partition's offset with ``x-stream-offset``, each
-pumped by its own task into one queue; the run loop takes what has arrived, emits it as one frame and
+One consumer per partition, each on its own channel (on one channel the broker served a partition's
+backlog before the next one's, which held the watermark, the minimum over partitions, back), started
+just after the partition's offset with ``x-stream-offset``, each pumped by its own task into one queue
+(its channel closes with the connection); the run loop takes what has arrived, emits it as one frame and
 then the watermark (minimum over the partitions). A symbol's rows are in one partition in publish
 order, so per symbol the order is kept. Messages are acked as they arrive: on a stream queue an ack
 only lets the server send more (reading changes nothing on the stream).
@@ -193,9 +195,11 @@ class RabbitSource(Source):
     ) -> None:
         """Consume partition ``k`` from after its offset into ``queue`` (until its marker, if any)."""
         try:
-            assert self._channel is not None
+            assert self._conn is not None
             after = self.reader.offsets[k]
-            async with rb.consume(self._channel, self.params.stream, k, "first" if after < 0 else after + 1) as it:
+            channel = await self._conn.channel()  # one per partition: the broker serves them side by side
+            await channel.set_qos(prefetch_count=self.params.prefetch)
+            async with rb.consume(channel, self.params.stream, k, "first" if after < 0 else after + 1) as it:
                 async for msg in it:
                     hdrs = msg.headers or {}
                     offset = int(hdrs[rb.OFFSET_HEADER])  # type: ignore[arg-type]
