@@ -10,6 +10,7 @@ Suites, in order:
   they are present;
 * ``formats``: ``bench_formats.py``, replay rows/s of the same trades from CSV, Parquet and Databento DBN.
 * ``bus``: ``bench_bus.py``, trades/s through NATS JetStream (publish, one and two consumers to bars).
+* ``buses``: ``bench_more_buses.py``, trades/s through Redis Streams and RabbitMQ streams (publish, consume to bars).
 
 Options ``--rows``, ``--repeat``, ``--only`` go to W1; ``--quick`` makes every suite small (a smoke test);
 ``--json FILE`` writes everything measured to one file.
@@ -33,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 import w1  # noqa: E402 - the sibling module, found through the path set above
 
-SUITES = ("w1", "channel", "latency", "bars", "stores", "formats", "bus")
+SUITES = ("w1", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
 SCRIPTS = {
     "channel": "bench_channel.py",
     "latency": "bench_live_latency.py",
@@ -41,6 +42,7 @@ SCRIPTS = {
     "stores": "bench_stores.py",
     "formats": "bench_formats.py",
     "bus": "bench_bus.py",
+    "buses": "bench_more_buses.py",
 }
 
 

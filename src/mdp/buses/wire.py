@@ -1,5 +1,9 @@
 """What a bus message is: a frame as Arrow IPC, its partition, its watermark and its id (pure functions).
 
+The codec of every bus: NATS (below), Redis and RabbitMQ (:mod:`mdp.buses.framing`) carry the same
+payloads and ids; only where the kind, watermark and id ride differs (NATS headers as below, Redis
+entry fields ``kind``/``wm``/``id``, AMQP headers ``mdp-kind``/``mdp-wm``/``mdp-id``).
+
 One message carries one frame of rows of one partition, never one row: nats-py moves 5-15k JetStream
 messages/s but 130-165 MB/s (``../shared/notes/buses-measured.md``), so the rows must ride in bulk. The
 payload is an Arrow IPC stream of the frame in its kind's canonical schema, decoded by polars with no
