@@ -17,7 +17,7 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(VENV)/bin/mdp run --config examples/demo.yaml
+	$(VENV)/bin/mdp run --config examples/demo.yaml --fresh  # the demo runs whole every time
 	$(PY) examples/show_bars.py demo.sqlite
 
 lint: $(VENV)/.dev

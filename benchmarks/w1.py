@@ -51,10 +51,29 @@ PEERS_SCRIPT = HERE / "w1_peers.py"
 PEERS_ENV = REPO / ".bench" / "peers"
 BYTEWAX_REQ = "bytewax==0.21.*"
 BOUND_NS = 5_000_000_000
-IMPLS = ("mdp", "mdp_sqlite", "plain", "bytewax", "asyncio", "polars")
+IMPLS = (
+    "mdp",
+    "mdp_sqlite",
+    "mdp_nockpt",
+    "mdp_ckpt100ms",
+    "mdp_sqlite_nockpt",
+    "mdp_sqlite_ckpt100ms",
+    "plain",
+    "bytewax",
+    "asyncio",
+    "polars",
+)
+#: what ``make bench`` runs unless ``--only`` says otherwise (the checkpoint variants measure issue 18's overhead)
+DEFAULT_IMPLS = ("mdp", "mdp_sqlite", "plain", "bytewax", "asyncio", "polars")
+#: the job's ``checkpoint:`` value per mdp variant (default: every 5 s, as a user's job)
+CHECKPOINT = {"nockpt": "false", "ckpt100ms": "{interval: 100ms}"}
 LABELS = {
     "mdp": "mdp (mdp run, bars->parquet)",
     "mdp_sqlite": "mdp (mdp run, bars->sqlite upserts)",
+    "mdp_nockpt": "mdp (bars->parquet, checkpoint: false)",
+    "mdp_ckpt100ms": "mdp (bars->parquet, checkpoint every 100ms)",
+    "mdp_sqlite_nockpt": "mdp (bars->sqlite, checkpoint: false)",
+    "mdp_sqlite_ckpt100ms": "mdp (bars->sqlite, checkpoint every 100ms)",
     "plain": "plain Python loop (reference)",
     "bytewax": "Bytewax 0.21 (EventClock, frozen now)",
     "asyncio": "naive asyncio, 3 stages, 1 row/put",
@@ -163,9 +182,9 @@ def mdp_command() -> tuple[list[str] | None, str | None]:
     return [str(exe)], None
 
 
-def mdp_config(job: str, trades: Path, store: Path) -> str:
+def mdp_config(job: str, trades: Path, store: Path, checkpoint: str | None = None) -> str:
     """The job as a user writes it (``mdp run --config``): bars to Parquet files, or to SQLite if
-    ``store`` ends in ``.sqlite``."""
+    ``store`` ends in ``.sqlite``; ``checkpoint`` is the job's ``checkpoint:`` value (None: the default)."""
     if store.suffix == ".sqlite":
         sink = f"type: sink.sqlite\n      params: {{path: {json.dumps(str(store))}, table: bars_1m}}"
     else:
@@ -173,9 +192,10 @@ def mdp_config(job: str, trades: Path, store: Path) -> str:
             "type: sink.parquet\n"
             f"      params: {{root: {json.dumps(str(store))}, table: bars_1m, kind: bar, symbol_folders: false}}"
         )
+    head = "" if checkpoint is None else f"checkpoint: {checkpoint}\n"
     return f"""\
 job: {job}
-mode: dag
+{head}mode: dag
 dag:
   nodes:
     - id: trades
@@ -310,13 +330,15 @@ def run_impl(
     out.unlink(missing_ok=True)
     log = work / f"{name}_{data.stem}.log"
     is_mdp = name.startswith("mdp")
-    store = work / (f"bars_{data.stem}.sqlite" if name == "mdp_sqlite" else f"bars_{data.stem}_parquet")
+    sqlite = name.startswith("mdp_sqlite")
+    store = work / (f"bars_{data.stem}_{name}.sqlite" if sqlite else f"bars_{data.stem}_{name}_parquet")
     if is_mdp:
         shutil.rmtree(store, ignore_errors=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{store}{suffix}").unlink(missing_ok=True)
         cfg = work / f"{name}_{data.stem}.yaml"
-        cfg.write_text(mdp_config(f"bench_{data.stem}", data, store))
+        variant = CHECKPOINT.get(name.rsplit("_", 1)[-1])
+        cfg.write_text(mdp_config(f"bench_{data.stem}", data, store, variant))
         base = envs["mdp"]
         assert base is not None
         cmd = [*base, "run", "--config", str(cfg)]
@@ -329,7 +351,7 @@ def run_impl(
         return None, f"exit {code}: {err_tail}", None
     try:
         if is_mdp:
-            bars = read_sqlite_bars(store, "bars_1m") if name == "mdp_sqlite" else read_parquet_bars(store)
+            bars = read_sqlite_bars(store, "bars_1m") if sqlite else read_parquet_bars(store)
             said = re.search(r"late rows\s+([\d,]+)", stdout)  # the run summary `mdp run` prints
             late: int | None = int(said.group(1).replace(",", "")) if said else None
         else:
@@ -454,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     rows = args.rows or (100_000 if args.quick else 2_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
-    impls = list(IMPLS)
+    impls = list(DEFAULT_IMPLS)
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
         unknown = set(wanted) - set(IMPLS)

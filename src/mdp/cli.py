@@ -153,8 +153,14 @@ def run(
             help="the address --metrics-port listens on; 0.0.0.0 exposes it to every network this machine is on",
         ),
     ] = DEFAULT_METRICS_HOST,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="forget the job's last checkpoint and start from the beginning")
+    ] = False,
 ) -> None:
-    """Run a job to its end. Ctrl-C or SIGTERM stops it gracefully: sources stop, every bar is flushed.
+    """Run a job to its end, or on from its last checkpoint (--fresh: from the start).
+
+    Ctrl-C, SIGTERM or mdp stop stops it gracefully: a last checkpoint is committed, and the next run of
+    the same job goes on from there.
 
     Keys are overridden by MDP_* environment variables (MDP_RUNTIME__CHANNEL_CAPACITY=4096,
     MDP_DAG__NODES__TRADES__PARAMS__PATH=x.csv), then by --set; ${VAR} in a value is read from the environment.
@@ -178,6 +184,7 @@ def run(
             debug=debug,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            fresh=fresh,
         )
     )
     raise typer.Exit(code)
@@ -304,12 +311,18 @@ def list_jobs(json_out: JsonOpt = False) -> None:
 
 @app.command()
 def status(job: JobOpt, json_out: JsonOpt = False) -> None:
-    """Show the state and live counters of a job's newest run."""
+    """Show the state and live counters of a job's newest run, and its last checkpoint."""
     try:
         record = _store().get(job)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    print(json.dumps(record.to_dict(), indent=2) if json_out else render_status(record))
+    from mdp.app.resume import checkpoint_status, render_checkpoint
+
+    checkpoint = checkpoint_status(record.config_path, record.name)
+    if json_out:
+        print(json.dumps({**record.to_dict(), "checkpoint": checkpoint}, indent=2))
+    else:
+        print(render_status(record) + "\n" + render_checkpoint(checkpoint))
 
 
 @app.command()

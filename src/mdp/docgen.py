@@ -151,6 +151,7 @@ def header(title: str, sources: str) -> list[str]:
 _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("top level", model.JobConfig),
     ("runtime", model.RuntimeSpec),
+    ("checkpoint", model.CheckpointSpec),
     ("dag", model.DagSpec),
     ("dag.nodes[]", model.NodeSpec),
     ("dag.edges[]", model.EdgeSpec),

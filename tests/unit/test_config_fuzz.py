@@ -226,7 +226,8 @@ def validate_in_process(path: Path, *, then_run: bool = False) -> None:
     check_answer(result.exit_code, result.stdout, result.stderr, elapsed)
     if then_run and result.exit_code == 0:
         # what validate accepts, run accepts too: no overflow or type error waits for the first row
-        ran = runner.invoke(app, ["run", "--config", str(path), "--json"], catch_exceptions=True)
+        # --fresh: the documents share one store, and a job changed by a mutation refuses the last one's checkpoint
+        ran = runner.invoke(app, ["run", "--config", str(path), "--json", "--fresh"], catch_exceptions=True)
         if ran.exception is not None and not isinstance(ran.exception, SystemExit):
             raise AssertionError(f"run raised {ran.exception!r} for {path.read_text()[:500]!r}")
         assert ran.exit_code == 0, (ran.stderr, path.read_text()[:500])

@@ -20,11 +20,12 @@ from typing import Any
 from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
+from mdp.app.resume import Resume, prepare
 from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
 from mdp.config.builder import node_specs
 from mdp.config.model import JobConfig
-from mdp.errors import ConfigError, MdpError, NodeError
+from mdp.errors import ConfigError, MdpError, NodeError, StoreError
 from mdp.runtime.graph import Dag
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -95,6 +96,7 @@ async def run_job(
     debug: bool,
     metrics_port: int | None = None,
     metrics_host: str = DEFAULT_METRICS_HOST,
+    fresh: bool = False,
 ) -> int:
     """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome.
 
@@ -108,6 +110,21 @@ async def run_job(
             record[0].finish(record[1], "failed", {}, message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+    unread: str | None = None
+    try:
+        resume = prepare(job, dag, name, fresh=fresh)
+    except StoreError as exc:  # the sink will meet the same store: its failure, if any, is the run's
+        resume = Resume(None)
+        unread = (
+            f"warning: the checkpoint of job {name!r} could not be read ({exc}); this run started from the "
+            "beginning and took no checkpoints"
+        )
+    except MdpError as exc:
+        return failed_start(str(exc))
+    if resume.line is not None:
+        log.info(resume.line)
+        print(resume.line, file=sys.stderr)
 
     metrics = None
     if metrics_port is not None:
@@ -143,7 +160,7 @@ async def run_job(
         on_stop=lambda sig: err.print(f"received {sig}: stopping, draining and flushing (again to abort)")
     ):
         try:
-            await rt.start_dag(dag, name)
+            await rt.start_dag(dag, name, checkpoints=resume.board)
         except MdpError as exc:  # e.g. more nodes than runtime.max_concurrency allows
             if metrics is not None:
                 metrics.close()
@@ -184,6 +201,8 @@ async def run_job(
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         return code
+    if unread is not None:
+        print(unread, file=sys.stderr)
     log.info(summary_line(summary))
     if json_out:
         out.print_json(json.dumps(summary.to_dict()))

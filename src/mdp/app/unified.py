@@ -29,6 +29,7 @@ from mdp.config.builder import build_dag, preflight
 from mdp.config.model import JobConfig, RuntimeMode, RuntimeSpec, UnifiedRuntimeSettings
 from mdp.config.registry import ComponentRegistry
 from mdp.errors import MdpError
+from mdp.runtime.checkpoints import CheckpointBoard
 from mdp.runtime.graph import Dag
 from mdp.runtime.runtime import DagRuntime, RunConfig, RunStats
 
@@ -102,8 +103,9 @@ class UnifiedRuntime:
         """Build the configured job and start running it in the background; ``wait()`` for the result."""
         await self.start_dag(self.build(), name)
 
-    async def start_dag(self, dag: Dag, name: str | None = None) -> None:
-        """Start running a hand-built ``dag`` in the background.
+    async def start_dag(self, dag: Dag, name: str | None = None, *, checkpoints: CheckpointBoard | None = None) -> None:
+        """Start running a hand-built ``dag`` in the background (``checkpoints``: take checkpoints, and
+        resume the states the board holds; see ``mdp.app.resume``).
 
         Raises:
             MdpError: a run is already in progress.
@@ -112,7 +114,7 @@ class UnifiedRuntime:
         if self._state in (RuntimeState.running, RuntimeState.stopping):
             raise MdpError(f"job {self.job_name!r} is still running; stop it or wait before starting another")
         config = self._run_config or self.settings.runtime.to_run_config()
-        self._runtime = DagRuntime(dag, config)
+        self._runtime = DagRuntime(dag, config, checkpoints=checkpoints)
         self.dag = dag
         self.job_name = name or self.settings.job
         self.error = None

@@ -30,11 +30,13 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mdp.durations import DurationNs
 from mdp.errors import ConfigError
+from mdp.runtime.checkpoints import DEFAULT_INTERVAL_NS
 from mdp.runtime.runtime import ChannelSettings, RunConfig
 
 #: node ids and job names: safe in dotted key paths (``dag.nodes.trades.params.path``) and in file names
@@ -139,12 +141,37 @@ class RuntimeSpec(ChannelSettings):
         return RunConfig(**self.model_dump())
 
 
+class CheckpointSpec(StrictModel):
+    """The ``checkpoint:`` section: how often ``mdp run`` commits a checkpoint with the rows, and under
+    which key (``checkpoint: false`` turns checkpoints off). See docs/recovery.md."""
+
+    enabled: bool = Field(default=True, description="take checkpoints (false: a run always starts from row 0)")
+    interval: DurationNs = Field(default=DEFAULT_INTERVAL_NS, description="time between two checkpoints ('5s')")
+    key: str | None = Field(
+        default=None, pattern=JOB_PATTERN, description="the key checkpoints are kept under (default: the job name)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, data: Any) -> Any:
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @model_validator(mode="after")
+    def _positive(self) -> Self:
+        if self.interval <= 0:
+            raise ValueError(f"checkpoint.interval must be positive, got {self.interval} ns")
+        return self
+
+
 class JobConfig(StrictModel):
     """A whole job file. The section of the chosen ``mode`` must be present when the job is built."""
 
     job: str = Field(default="job", pattern=JOB_PATTERN, description="job name (shown by list/status)")
     mode: RuntimeMode = RuntimeMode.dag
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec, description="checkpoints and resume ({interval: 5s}; false: off)"
+    )
     dag: DagSpec | None = None
     classic: ClassicSpec | None = None
 

@@ -31,6 +31,7 @@ import polars as pl
 
 from mdp.errors import ChannelBroken, ChannelClosed, MdpError
 from mdp.records import Watermark as EventWatermark
+from mdp.runtime.checkpoints import Barrier
 
 T = TypeVar("T")
 Callback = Callable[[], Any]
@@ -239,13 +240,13 @@ class Channel(Generic[T]):
             self._conflated += old.height + new.height - merged.height
             self._puts += 1
             return True
-        if type(item) is EventWatermark:
+        if type(item) is EventWatermark or type(item) is Barrier:
             return False
         key_fn = self._key if callable(self._key) else (lambda x: x[self._key])
         wanted = key_fn(item)
         for i in range(len(items) - 1, -1, -1):
             queued = items[i]
-            if type(queued) is EventWatermark or type(queued) is _DataFrame:
+            if type(queued) is EventWatermark or type(queued) is _DataFrame or type(queued) is Barrier:
                 return False
             if key_fn(queued) == wanted:
                 items[i] = item  # the newest value takes the older one's place in line

@@ -12,7 +12,7 @@ flushed later would arrive behind it and look late downstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import polars as pl
@@ -25,6 +25,7 @@ from mdp.timers import TimeDomain, TimerQueue
 
 if TYPE_CHECKING:
     from mdp.runtime.channel import Channel
+    from mdp.runtime.checkpoints import CheckpointBoard
     from mdp.runtime.pressure import PressureSignal
 
 _DataFrame = pl.DataFrame
@@ -43,6 +44,8 @@ class Context:
     __slots__ = (
         "_ports",
         "_stop_requested",
+        "checkpoint_hook",
+        "checkpoints",
         "clock",
         "counters",
         "input",
@@ -78,6 +81,10 @@ class Context:
         self.queued_rows: Callable[[], int] = _nothing_queued
         #: the timers this node asked for (fired by the runtime through ``Operator.on_timer``)
         self.timers = TimerQueue()
+        #: set by the runtime on a source of a checkpointed run: takes a checkpoint when one is due
+        self.checkpoint_hook: Callable[[], Awaitable[None]] | None = None
+        #: the run's checkpoint board (``mdp.runtime.checkpoints``), None when no checkpoints are taken
+        self.checkpoints: CheckpointBoard | None = None
         self._stop_requested = False
 
     @property
@@ -110,6 +117,19 @@ class Context:
         for channels in self._ports.values():
             for ch in channels:
                 await ch.put(wm)
+
+    async def emit_all(self, item: Any) -> None:
+        """Send ``item`` on every edge of every port (in-band markers such as checkpoint barriers)."""
+        for channels in self._ports.values():
+            for ch in channels:
+                await ch.put(item)
+
+    async def checkpoint_point(self) -> None:
+        """A source calls this between two frames, where its ``snapshot()`` is exact: if a checkpoint is
+        due, the runtime records the source's state and sends the barrier (a no-op without checkpoints)."""
+        hook = self.checkpoint_hook
+        if hook is not None:
+            await hook()
 
     def notify_at(self, ts: int, domain: TimeDomain = "processing") -> None:
         """Have the runtime call ``on_timer(ts, domain, ctx)`` once the clock (``processing``: the clock's
@@ -165,6 +185,10 @@ class Operator:
 
     async def on_close(self, ctx: Context) -> None:
         """Every input is closed and drained: flush what is held. Outputs close after this returns."""
+
+    async def on_barrier(self, barrier: Any, ctx: Context) -> None:
+        """A checkpoint barrier (``mdp.runtime.checkpoints.Barrier``) arrived on every input and this node's
+        state was recorded; the runtime forwards the barrier after this returns. Sinks commit here."""
 
     async def teardown(self, ctx: Context) -> None:
         """Release resources (connections, files). Called once when the node ends, however it ends:

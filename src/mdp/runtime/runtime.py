@@ -16,6 +16,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, model_validator
@@ -25,8 +26,9 @@ from mdp.errors import ChannelBroken, ChannelClosed, DagValidationError, InputEr
 from mdp.records import END_OF_TIME, Watermark
 from mdp.runtime.channel import Channel, ChannelStatistics
 from mdp.runtime.channel import Watermark as ChannelWatermark
+from mdp.runtime.checkpoints import Barrier, CheckpointBoard
 from mdp.runtime.graph import Dag, Edge, Node
-from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Source
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Sink, Source
 from mdp.runtime.pressure import PressureBoard
 
 NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -159,6 +161,12 @@ def _as_built(op: Operator, node: str) -> None:
     op.__dict__.update(fresh, **{_BUILT: built})
 
 
+def _offsets(source: Operator) -> dict[str, Any]:
+    """A source's position for people (what a checkpoint shows of it)."""
+    stats = source.stats()
+    return {k: stats[k] for k in ("rows_emitted", "offset") if k in stats}
+
+
 class _Serialized(Operator):
     """An operator's callbacks, one at a time: input messages, watermarks and timers take one lock.
 
@@ -218,9 +226,13 @@ async def _tick(serial: _Serialized, ctx: Context) -> None:
 class DagRuntime:
     """Execute a ``Dag``. ``stats = await DagRuntime(dag, RunConfig()).start()`` runs it to the end."""
 
-    def __init__(self, dag: Dag, config: RunConfig | None = None) -> None:
+    def __init__(
+        self, dag: Dag, config: RunConfig | None = None, *, checkpoints: CheckpointBoard | None = None
+    ) -> None:
         self.dag = dag
         self.config = config or RunConfig()
+        #: the run's checkpoints (None: none are taken); ``checkpoints.restore`` resumes the nodes
+        self.checkpoints = checkpoints
         self._order = dag.validate()
         if self.config.max_concurrency is not None and len(dag.nodes) > self.config.max_concurrency:
             raise DagValidationError(
@@ -254,6 +266,8 @@ class DagRuntime:
             if node.operator is not None:
                 _as_built(node.operator, node.name)
         self._build_channels()
+        if self.checkpoints is not None:
+            self.checkpoints.nodes = {n.name for n in self.dag.nodes}
         self._started_at = time.perf_counter()
         self.running = True
         try:
@@ -344,7 +358,8 @@ class DagRuntime:
                 if self._stopping:
                     ctx.request_stop()
                 self.contexts[node.name] = ctx
-                await self._drive(op, ctx, inputs)
+                marks = self._resume_node(op, ctx)
+                await self._drive(op, ctx, inputs, marks)
             stats.state = "completed"
             self._stats.tasks_completed += 1
         except asyncio.CancelledError:
@@ -397,51 +412,150 @@ class DagRuntime:
             self._first_error = error
         return error
 
-    async def _drive(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def _resume_node(self, op: Operator, ctx: Context) -> dict[str, int] | None:
+        """Put a node back in its checkpointed state (if this run resumes one); hook sources up to take
+        checkpoints. Returns the input watermarks of a restored fan-in."""
+        board = self.checkpoints
+        if board is None:
+            return None
+        ctx.checkpoints = board
+        from mdp.runtime.snapshots import restore_node
+
+        marks = None
+        data = board.restore.get(ctx.node)
+        if data is not None:
+            marks = restore_node(op, ctx, data)
+        if isinstance(op, Source):
+
+            async def hook() -> None:
+                await self._mark(op, ctx)
+
+            ctx.checkpoint_hook = hook
+        return marks
+
+    async def _mark(self, op: Operator, ctx: Context, *, final: bool = False, force: bool = False) -> None:
+        """A source between two frames: record its state for the epochs due and send their barriers
+        (``force``: open one now; ``final``: the stop's, after which nothing is flushed)."""
+        board = self.checkpoints
+        assert board is not None
+        epochs = board.due(ctx.node, force=final or force)
+        if not epochs:
+            return
+        from mdp.runtime.snapshots import snapshot_node
+
+        state = snapshot_node(op, ctx)
+        offsets = _offsets(op)
+        if final:
+            board.final_taken = True
+        for epoch in epochs:
+            board.record(epoch, ctx.node, state, offsets)
+            await ctx.emit_all(Barrier(epoch, final=final and epoch == epochs[-1]))
+
+    async def _source_ended(self, op: Operator, ctx: Context, broke: bool) -> None:
+        """After a source's ``run``: a stopped source takes the final checkpoint. One at the end of its
+        input takes a checkpoint before its final watermark (the bars still open are in it, so a run on a
+        file that grew goes on with them) and leaves its state for the checkpoints of other sources."""
+        board = self.checkpoints
+        if board is None or broke:
+            return
+        if ctx.stopping:
+            await self._mark(op, ctx, final=True)
+            return
+        from mdp.runtime.snapshots import snapshot_node
+
+        await self._mark(op, ctx, force=True)
+        board.ended(ctx.node, snapshot_node(op, ctx), _offsets(op))
+
+    async def _barrier(self, op: Operator, ctx: Context, barrier: Barrier, marks: dict[str, int] | None = None) -> None:
+        """Every open input brought ``barrier``: record this node's state, let it act, forward the barrier."""
+        board = self.checkpoints
+        inner = op.op if isinstance(op, _Serialized) else op
+        if board is not None:
+            from mdp.runtime.snapshots import snapshot_node
+
+            if isinstance(op, _Serialized):
+                async with op.lock:
+                    board.record(barrier.epoch, ctx.node, snapshot_node(inner, ctx, marks))
+                    await inner.on_barrier(barrier, ctx)
+            else:
+                board.record(barrier.epoch, ctx.node, snapshot_node(inner, ctx, marks))
+                await inner.on_barrier(barrier, ctx)
+        await ctx.emit_all(barrier)
+
+    def _held_at_stop(self) -> bool:
+        """True once a graceful stop took its final checkpoint: from then on nothing is flushed at the end
+        of input (operators keep what they hold; the checkpoint has it, and the resumed run goes on with it)."""
+        return self.checkpoints is not None and self.checkpoints.final_taken
+
+    def _node_ended(self, op: Operator, ctx: Context) -> None:
+        """A node drained and closed: its final state stands for the checkpoints after it."""
+        if self.checkpoints is not None:
+            from mdp.runtime.snapshots import snapshot_node
+
+            self.checkpoints.ended(ctx.node, snapshot_node(op, ctx))
+
+    async def _drive(
+        self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]], marks: dict[str, int] | None = None
+    ) -> None:
         await op.open(ctx)
         if op.wants_timers:
-            await self._drive_timed(op, ctx, inputs)
+            await self._drive_timed(op, ctx, inputs, marks)
             return
         if isinstance(op, Source):
+            broke = False
             try:
                 await op.run(ctx)
             except InputError as exc:  # the rows before it were sent: end as at the end of input, fail later
                 self._input_errors[ctx.node] = exc
-            await ctx.emit_watermark(END_OF_TIME)
+                broke = True
+            await self._source_ended(op, ctx, broke)
+            if not self._held_at_stop():
+                await ctx.emit_watermark(END_OF_TIME)
             return
         if len(inputs) == 1:
             await self._drive_one(op, ctx, next(iter(inputs.items())))
         else:
-            await self._drive_many(op, ctx, inputs)
-        await op.on_close(ctx)
+            await self._drive_many(op, ctx, inputs, marks)
+        if isinstance(op, Sink) or not self._held_at_stop():
+            await op.on_close(ctx)
+        self._node_ended(op, ctx)
 
-    async def _drive_timed(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+    async def _drive_timed(
+        self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]], marks: dict[str, int] | None = None
+    ) -> None:
         """Drive an operator that asks for timers: a ticker fires its processing timers beside the input
         loop, every callback takes the node's lock, and an error in either fails the node at once."""
         serial = _Serialized(op)
         try:
             async with asyncio.TaskGroup() as group:
                 ticker = group.create_task(_tick(serial, ctx), name=f"mdp-timers:{ctx.node}")
+                broke = False
                 if isinstance(op, Source):
                     try:
                         await op.run(ctx)  # a source's timers fire between the awaits of its own loop
                     except InputError as exc:  # as in _drive: end as at the end of input, fail later
                         self._input_errors[ctx.node] = exc
+                        broke = True
                 elif len(inputs) == 1:
                     await self._drive_one(serial, ctx, next(iter(inputs.items())))
                 else:
-                    await self._drive_many(serial, ctx, inputs)
+                    await self._drive_many(serial, ctx, inputs, marks)
                 async with serial.lock:
                     ticker.cancel()  # between callbacks, never in the middle of one
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         if isinstance(op, Source):
-            await serial.on_watermark(END_OF_TIME, ctx)
+            await self._source_ended(op, ctx, broke)
+            if not self._held_at_stop():
+                await serial.on_watermark(END_OF_TIME, ctx)
             return
-        await op.on_close(ctx)
+        if isinstance(op, Sink) or not self._held_at_stop():
+            await op.on_close(ctx)
+        self._node_ended(op, ctx)
 
-    @staticmethod
-    async def _drive_one(op: Operator, ctx: Context, named: tuple[str, Channel[Any]]) -> None:
+    async def _drive_one(self, op: Operator, ctx: Context, named: tuple[str, Channel[Any]]) -> None:
         name, channel = named
         ctx.input = name
         ctx.queued_rows = lambda: channel.depth_rows
@@ -456,31 +570,42 @@ class DagRuntime:
                 if msg.ts > ctx.watermark:
                     ctx.watermark = msg.ts
                     await op.on_watermark(msg.ts, ctx)
+            elif type(msg) is Barrier:
+                await self._barrier(op, ctx, msg)
             else:
                 await on_item(msg, ctx)
-        if ctx.watermark < END_OF_TIME:
+        if ctx.watermark < END_OF_TIME and not self._held_at_stop():
             # input closed without a final watermark (a seed-style upstream): end of input all the same
             ctx.watermark = END_OF_TIME
             await op.on_watermark(END_OF_TIME, ctx)
 
-    async def _drive_many(self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]]) -> None:
+    async def _drive_many(
+        self, op: Operator, ctx: Context, inputs: dict[str, Channel[Any]], restored: dict[str, int] | None = None
+    ) -> None:
         """Fan-in: one reader per input into a small merged channel; watermark = min over inputs.
 
         Inputs are kept in step by event time: a reader whose watermark runs more than
         ``RunConfig.max_input_skew`` ahead of the slowest input pauses (its upstream channel then fills
         and its source waits), so a join or an A/B merge never has to hold one whole side in memory.
         Alignment starts once every input has sent a watermark; inputs that send none are never held.
+        A checkpoint barrier is aligned: a reader that brought one pauses until every open input brought
+        it (then no input is held back for event time, which could wait on the paused one).
         """
         merged: Channel[tuple[str, Any]] = Channel(max(4, 2 * len(inputs)), name=f"{ctx.node}:merge")
         ctx.queued_rows = lambda: sum(ch.depth_rows for ch in inputs.values())  # the merge holds a few more
         marks = {name: NO_WATERMARK for name in inputs}  # what the operator has seen
+        if restored:
+            marks.update({k: v for k, v in restored.items() if k in marks})
         sent = dict(marks)  # what each reader has forwarded (drives alignment)
         skew = self.config.max_input_skew
         moved = asyncio.Condition()
         closed = object()
+        parked: dict[str, int] = {}  # inputs held at a barrier: the epoch each waits on
+        finished: set[str] = set()  # inputs closed and drained (the loop below took their last message)
+        released = 0  # the last epoch aligned and forwarded
 
         def ahead(name: str) -> bool:
-            if skew is None or NO_WATERMARK in sent.values():
+            if skew is None or parked or NO_WATERMARK in sent.values():
                 return False
             others = [ts for other, ts in sent.items() if other != name]
             return bool(others) and sent[name] > min(others) + skew
@@ -493,10 +618,37 @@ class DagRuntime:
                         sent[name] = max(sent[name], msg.ts)
                         moved.notify_all()
                         await moved.wait_for(lambda: not ahead(name))
+                elif type(msg) is Barrier:
+                    async with moved:
+                        parked[name] = msg.epoch
+                        moved.notify_all()
+                        await moved.wait_for(partial(_reached, msg.epoch))
             async with moved:
                 sent[name] = END_OF_TIME
                 moved.notify_all()
             await merged.put((name, closed))
+
+        def _reached(epoch: int) -> bool:
+            return released >= epoch
+
+        arrived: dict[int, set[str]] = {}
+        pending: dict[int, Barrier] = {}
+
+        async def align() -> None:
+            """Forward every barrier that all open inputs brought, oldest first."""
+            nonlocal released
+            open_inputs = set(inputs) - finished
+            for epoch in sorted(pending):
+                if not open_inputs <= arrived[epoch]:
+                    break
+                barrier = pending.pop(epoch)
+                arrived.pop(epoch)
+                await self._barrier(op, ctx, barrier, marks)
+                async with moved:
+                    released = epoch
+                    for name in [n for n, e in parked.items() if e <= epoch]:
+                        del parked[name]
+                    moved.notify_all()
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -509,12 +661,22 @@ class DagRuntime:
                     if msg is closed:
                         remaining -= 1
                         marks[name] = END_OF_TIME
+                        finished.add(name)
+                        if pending:
+                            await align()
                     elif type(msg) is Watermark:
                         marks[name] = max(marks[name], msg.ts)
+                    elif type(msg) is Barrier:
+                        arrived.setdefault(msg.epoch, set()).add(name)
+                        pending.setdefault(msg.epoch, msg)
+                        await align()
+                        continue
                     else:
                         await op.on_item(msg, ctx)
                         continue
                     low = min(marks.values())
+                    if low == END_OF_TIME and self._held_at_stop():
+                        continue  # stopped at a checkpoint: what is held stays in it, unflushed
                     if low > ctx.watermark:
                         ctx.watermark = low
                         await op.on_watermark(low, ctx)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import numpy as np
@@ -159,6 +159,10 @@ class Pacer:
         return False
 
 
+#: awaited with (first row, rows) of each slice of a frame that went out (see ``emit_paced``)
+SliceSent = Callable[[int, int], Awaitable[None]]
+
+
 def rate_limiter(ctx: Context, enabled: bool) -> AdaptiveRate | None:
     """The adaptive rate limit of a source run (None when disabled or outside a runtime)."""
     if not enabled or ctx.pressure is None:
@@ -172,14 +176,16 @@ async def emit_paced(
     tracker: WatermarkTracker,
     pacer: Pacer | None,
     limiter: AdaptiveRate | None = None,
+    on_slice: SliceSent | None = None,
 ) -> int:
     """Send ``frame`` behind its watermarks, paced when ``pacer`` is given; return the rows sent.
 
     Under pressure (``limiter.engaged``) the frame goes in slices at the limiter's rate. Fewer rows
-    than the frame holds are sent only when a stop is asked for while waiting.
+    than the frame holds are sent only when a stop is asked for while waiting. ``on_slice(start, rows)``
+    is awaited after each slice of a frame sent in slices (a checkpoint may be taken there).
     """
     if limiter is not None and limiter.engaged:
-        return await _emit_limited(ctx, frame, tracker, pacer, limiter)
+        return await _emit_limited(ctx, frame, tracker, pacer, limiter, on_slice)
     if pacer is None:
         await emit_with_watermarks(ctx, frame, tracker)
         return frame.height
@@ -189,11 +195,18 @@ async def emit_paced(
             break
         await emit_with_watermarks(ctx, frame.slice(start, stop - start), tracker)
         sent += stop - start
+        if on_slice is not None:
+            await on_slice(start, stop - start)
     return sent
 
 
 async def _emit_limited(
-    ctx: Context, frame: pl.DataFrame, tracker: WatermarkTracker, pacer: Pacer | None, limiter: AdaptiveRate
+    ctx: Context,
+    frame: pl.DataFrame,
+    tracker: WatermarkTracker,
+    pacer: Pacer | None,
+    limiter: AdaptiveRate,
+    on_slice: SliceSent | None = None,
 ) -> int:
     """``emit_paced`` in slices, each admitted by ``limiter`` first."""
     sent = 0
@@ -206,6 +219,8 @@ async def _emit_limited(
         if not await limiter.admit(rows, stopping):
             break
         got = await emit_paced(ctx, frame.slice(sent, rows), tracker, pacer)
+        if on_slice is not None and got:
+            await on_slice(sent, got)
         sent += got
         if got < rows:
             break

@@ -94,10 +94,20 @@ async def pump(
             if ctx.stopping:
                 return False
             rows = frame.get_column(ROW_COLUMN)
-            sent = await emit_paced(ctx, frame.drop(ROW_COLUMN), tracker, pacer, limiter)
-            position.sent(rows, sent)
+            done = 0
+
+            async def slice_sent(start: int, count: int, rows: pl.Series = rows) -> None:
+                nonlocal done
+                position.sent(rows.slice(start, count), count)
+                done = start + count
+                await ctx.checkpoint_point()  # a paced frame goes out in slices: the position is exact between them
+
+            sent = await emit_paced(ctx, frame.drop(ROW_COLUMN), tracker, pacer, limiter, slice_sent)
+            if done < sent:
+                position.sent(rows.slice(done, sent - done), sent - done)
             if sent < frame.height:
                 return False
+            await ctx.checkpoint_point()  # between two frames the position is exact
     return True
 
 

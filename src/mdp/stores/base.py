@@ -35,6 +35,7 @@ import polars as pl
 
 from mdp.errors import ConfigError, MdpError, PermanentStoreError, StoreError
 from mdp.records import SCHEMAS, RecordKind, conform, empty_frame
+from mdp.runtime.checkpoints import Checkpoint
 
 KINDS: Final[tuple[RecordKind, ...]] = get_args(RecordKind)
 KEYS: Final[dict[RecordKind, tuple[str, ...]]] = {
@@ -227,8 +228,10 @@ class Store(ABC):
             self._open()
         self._opened = True
 
-    def write(self, kind: str, frame: pl.DataFrame) -> int:
+    def write(self, kind: str, frame: pl.DataFrame, checkpoint: Checkpoint | None = None) -> int:
         """Upsert ``frame`` (rows of ``kind``) by key in one transaction; return the rows sent after dedupe.
+        With ``checkpoint``, the same transaction records it as its job's last checkpoint (``frame`` may
+        then be empty): the rows and the checkpoint are committed together or not at all.
 
         Raises:
             TransientStoreError: the backend is unreachable for now; writing the batch again is safe.
@@ -240,12 +243,53 @@ class Store(ABC):
             raise PermanentStoreError(f"{self.location} was opened read-only; it cannot write")
         if k not in self.tables:
             raise PermanentStoreError(f"this store has no table for {k!r}; it has {sorted(self.tables)}")
-        if frame.height == 0:
+        if frame.height == 0 and checkpoint is None:
             return 0
-        batch = prepare(frame, k)
-        with self._lock, self._translated(f"write {batch.height} {k} rows"):
-            self._write(k, batch)
+        batch = prepare(frame, k) if frame.height else empty_frame(k)
+        step = f"write {batch.height} {k} rows" + ("" if checkpoint is None else f" and checkpoint {checkpoint.epoch}")
+        with self._lock, self._translated(step):
+            if checkpoint is None:
+                self._write(k, batch)
+            else:
+                self._write_checkpoint(k, batch, checkpoint)
         return batch.height
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    #: whether this backend keeps checkpoints beside its data
+    keeps_checkpoints: ClassVar[bool] = False
+
+    def hold_for_checkpoints(self, job: str) -> None:
+        """Rows written from now on belong to checkpointed epochs of ``job`` (a store that cannot hide
+        the rows of an uncommitted epoch, as SQL stores cannot, ignores this: a resumed run writes the same
+        rows again, which leaves them as they are)."""
+        return None
+
+    def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The last checkpoint committed for ``job`` (None: there is none)."""
+        self._check_open()
+        if not self.keeps_checkpoints:
+            return None
+        with self._lock, self._translated(f"read the checkpoint of {job!r}"):
+            return self._load_checkpoint(job)
+
+    def drop_checkpoint(self, job: str) -> None:
+        """Forget ``job``'s checkpoints (``mdp run --fresh``); the rows stay."""
+        self._check_open()
+        if not self.keeps_checkpoints:
+            return
+        with self._lock, self._translated(f"drop the checkpoint of {job!r}"):
+            self._drop_checkpoint(job)
+
+    def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
+        """Upsert ``frame`` (possibly empty) and record ``checkpoint`` in one transaction."""
+        raise PermanentStoreError(f"{self.location} cannot keep checkpoints; set checkpoint: false in the job")
+
+    def _load_checkpoint(self, job: str) -> Checkpoint | None:
+        return None
+
+    def _drop_checkpoint(self, job: str) -> None:
+        return None
 
     def read(
         self,

@@ -31,6 +31,7 @@ from polars.testing import assert_frame_equal
 
 from mdp.errors import PermanentStoreError, StoreError
 from mdp.records import SCHEMAS, RecordKind
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.stores.base import KEYS, Store
 from mdp.stores.registry import open_store
 from mdp.stores.samples import MINUTE, SAMPLES, round_trip_frames, sample_bars, sample_quote_bars, sample_trades
@@ -39,6 +40,7 @@ __all__ = [
     "CHECKS",
     "StoreFactory",
     "check_bad_input",
+    "check_checkpoints",
     "check_concurrent_reader",
     "check_duplicate_keys_in_one_batch",
     "check_empty",
@@ -219,6 +221,58 @@ def check_concurrent_reader(make_store: StoreFactory, *, concurrent_readers: boo
         _expect(closed.get("rows") == 16, f"once the writer closed, another process should read 16 rows: {closed}")
 
 
+def _checkpoint(job: str, epoch: int, rows: int) -> Checkpoint:
+    return Checkpoint(
+        job=job,
+        epoch=epoch,
+        graph='{"edges": "g"}',
+        inputs="{}",
+        watermark=epoch * MINUTE,
+        rows=rows,
+        state=bytes(range(256)) * 3,  # every byte value: a BLOB, not text
+        offsets={"trades": {"rows_emitted": rows}},
+        committed_ns=1_700_000_000_000_000_000 + epoch,
+        final=epoch % 2 == 0,
+    )
+
+
+def check_checkpoints(make_store: StoreFactory) -> None:
+    """A store that keeps checkpoints commits a batch and its checkpoint together or not at all: rows written
+    before a checkpoint (``hold_for_checkpoints``) are read once it is committed, a write that fails leaves
+    both as they were, a checkpoint alone commits, and ``drop_checkpoint`` forgets it but keeps the rows."""
+    tables = _tables("ckpt")
+    with make_store(tables) as store:
+        if not store.keeps_checkpoints:
+            _expect(store.load_checkpoint("j") is None, "a store without checkpoints returned one")
+            return
+        _expect(store.load_checkpoint("j") is None, "a fresh store has no checkpoint")
+        store.hold_for_checkpoints("j")
+        store.write("bar", sample_bars(4))  # an earlier batch of the epoch
+        first = _checkpoint("j", 1, 8)
+        store.write("bar", sample_bars(8)[4:], first)
+        _same(store.read("bar"), sample_bars(8), "bar", "after the first checkpoint")
+        _expect(store.load_checkpoint("j") == first, f"checkpoint read back differs: {store.load_checkpoint('j')}")
+
+        def fail() -> None:
+            raise RuntimeError("the process dies inside the commit")
+
+        store.on_write_staged = fail
+        later = sample_bars(4, origin=100 * MINUTE)
+        _raises(RuntimeError, "a failing commit", lambda: store.write("bar", later, _checkpoint("j", 2, 12)))
+        store.on_write_staged = None
+        _expect(store.load_checkpoint("j") == first, "a failed commit changed the checkpoint")
+        _same(store.read("bar"), sample_bars(8), "bar", "after a failed commit")
+        only = _checkpoint("j", 3, 8)
+        store.write("bar", sample_bars(0), only)
+        _expect(store.load_checkpoint("j") == only, "a checkpoint with no rows was not committed")
+        _expect(store.load_checkpoint("other") is None, "checkpoints are kept per job")
+    with make_store(tables) as again:
+        _expect(again.load_checkpoint("j") == only, "the checkpoint did not survive reopening")
+        again.drop_checkpoint("j")
+        _expect(again.load_checkpoint("j") is None, "drop_checkpoint left the checkpoint")
+        _same(again.read("bar"), sample_bars(8), "bar", "after drop_checkpoint")
+
+
 CHECKS: Final[dict[str, Callable[[StoreFactory], None]]] = {
     "empty": check_empty,
     "idempotent_rewrite": check_idempotent_rewrite,
@@ -228,6 +282,7 @@ CHECKS: Final[dict[str, Callable[[StoreFactory], None]]] = {
     "read_filters": check_read_filters,
     "reopen": check_reopen,
     "bad_input": check_bad_input,
+    "checkpoints": check_checkpoints,
 }
 
 

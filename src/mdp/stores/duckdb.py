@@ -21,6 +21,7 @@ import polars as pl
 
 from mdp.errors import PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.stores import sql
 from mdp.stores.base import ReadFilter, Store
 
@@ -73,14 +74,35 @@ class DuckdbStore(Store):
             raise
         self._conn = conn
 
-    def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
+    keeps_checkpoints: ClassVar[bool] = True
+
+    def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
+        self._write(kind, frame, checkpoint)
+
+    def _load_checkpoint(self, job: str) -> Checkpoint | None:
+        conn = self._connection()
+        if not self._columns(conn, sql.CHECKPOINT_TABLE):
+            return None
+        rows = conn.execute(sql.select_checkpoint("?"), [job]).fetchall()
+        return sql.checkpoint_from_row(rows[0]) if rows else None
+
+    def _drop_checkpoint(self, job: str) -> None:
+        conn = self._connection()
+        if self._columns(conn, sql.CHECKPOINT_TABLE):
+            conn.execute(sql.delete_checkpoint("?"), [job]).fetchall()
+
+    def _write(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint | None = None) -> None:
         conn = self._connection()
         statement = sql.upsert(self.tables[kind], kind, sql.select_from(kind, _BATCH_VIEW))
         conn.register(_BATCH_VIEW, frame.to_arrow())
         try:
             conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute(statement)
+                if frame.height:
+                    conn.execute(statement)
+                if checkpoint is not None:
+                    conn.execute(sql.create_checkpoints("BIGINT", "VARCHAR", "BLOB")).fetchall()
+                    conn.execute(sql.upsert_checkpoint("?"), list(sql.checkpoint_row(checkpoint))).fetchall()
                 self._staged()
                 conn.execute("COMMIT")
             except BaseException:

@@ -29,8 +29,9 @@ from mdp.durations import parse_time
 from mdp.errors import ConfigError
 from mdp.records import RecordKind
 from mdp.stores.base import DEFAULT_TABLES, KINDS, Store, check_kind
-from mdp.stores.parquet import ParquetStore
+from mdp.stores.parquet import CHECKPOINTS, ParquetStore
 from mdp.stores.registry import open_store
+from mdp.stores.sql import CHECKPOINT_TABLE
 
 _SPEC: Final = re.compile(r"^(sqlite|duckdb|postgres|parquet):(.+)$", re.DOTALL)
 SPEC_HELP: Final[str] = "sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR"
@@ -100,6 +101,8 @@ def export_parquet(
         table = store.tables.get(k)
         if table is not None:
             known = existing_tables(store)
+            if known is not None:  # the checkpoints kept beside the data are not a table of records
+                known = [t for t in known if t.split(".")[-1] not in (CHECKPOINT_TABLE, CHECKPOINTS)]
             if known is not None and not _has_table(known, table):
                 listed = ", ".join(known) if known else "none: nothing was ever written to it"
                 if isinstance(store, ParquetStore):

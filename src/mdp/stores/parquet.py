@@ -13,6 +13,12 @@ percent-encoded in its folder name (``BTC/USD`` -> ``BTC%2FUSD``), and kept as a
 Each file is written under a hidden temporary name, synced, and renamed into place with ``os.replace``,
 so a reader sees a whole file or none of it.
 
+Checkpointed runs (``hold_for_checkpoints``) name their parts ``part-<ns>-<uuid>.ckpt.parquet``; such a
+part is read only once a checkpoint manifest names it: ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json``,
+written (synced, then renamed into place) after the epoch's files, lists them with the checkpoint. So
+the files of an epoch whose checkpoint was never committed (the process died between them) are never
+read, and the resumed run writes those rows again.
+
 Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
 the common rule (highest ``revision``, then the earliest file; the ``<ns>`` in a part's name orders
 files), so a capture written twice, or a replayed range, does not double rows.
@@ -20,7 +26,9 @@ files), so a capture written twice, or a replayed range, does not double rows.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
 import threading
 import time
@@ -35,12 +43,16 @@ import polars as pl
 
 from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.stores.base import KINDS, TIME_COLUMN, ReadFilter, Store, dedupe
 
 _DAY_NS: Final[int] = 86_400 * 1_000_000_000
 _EPOCH: Final[date] = date(1970, 1, 1)
 Compression = Literal["lz4", "uncompressed", "snappy", "gzip", "brotli", "zstd"]
 _PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: the folder of checkpoint manifests under ``root``
+CHECKPOINTS = "_checkpoints"
+_HELD = ".ckpt.parquet"
 
 
 class _PartNames:
@@ -89,6 +101,9 @@ class ParquetStore(Store):
         self.compression = compression
         self.compression_level = 1 if compression_level is None and compression == "zstd" else compression_level
         self.symbol_folders = symbol_folders
+        self._hold: str | None = None
+        #: parts written for the epoch under way (paths relative to ``root``), named by its manifest
+        self._uncommitted: list[str] = []
 
     @classmethod
     def check_table(cls, name: str) -> str:
@@ -128,6 +143,9 @@ class ParquetStore(Store):
                     folder = folder / f"symbol={quote(str(key[1]), safe='')}"
                 folder.mkdir(parents=True, exist_ok=True)
                 name = _NAMES.next()
+                if self._hold is not None:
+                    name = name.removesuffix(".parquet") + _HELD
+                    self._uncommitted.append(str((folder / name).relative_to(self.root)))
                 tmp = folder / f".{name}.tmp"
                 staged.append((tmp, folder / name))
                 with open(tmp, "wb") as fh:
@@ -151,7 +169,7 @@ class ParquetStore(Store):
         frame = (
             pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
             .filter(where.expr())
-            .with_columns(pl.col("_file").str.extract(r"part-(\d+)-[0-9a-f]+\.parquet$").cast(pl.Int64))
+            .with_columns(pl.col("_file").str.extract(r"part-(\d+)-[0-9a-f]+(?:\.ckpt)?\.parquet$").cast(pl.Int64))
             .sort("_file", maintain_order=True)  # earlier files first: the first of equal versions stays
             .collect()
             .drop("_file")
@@ -160,6 +178,76 @@ class ParquetStore(Store):
 
     def _close(self) -> None:
         return None
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    keeps_checkpoints: ClassVar[bool] = True
+
+    def hold_for_checkpoints(self, job: str) -> None:
+        self._hold = job
+
+    def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
+        if frame.height:
+            self._write(kind, frame)
+        folder = self.root / CHECKPOINTS / checkpoint.job
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "job": checkpoint.job,
+            "epoch": checkpoint.epoch,
+            "graph": checkpoint.graph,
+            "inputs": checkpoint.inputs,
+            "watermark": checkpoint.watermark,
+            "rows": checkpoint.rows,
+            "offsets": checkpoint.offsets,
+            "committed_ns": checkpoint.committed_ns,
+            "final": checkpoint.final,
+            "state": base64.b64encode(checkpoint.state).decode(),
+            "files": list(self._uncommitted),
+        }
+        # one manifest per commit (an epoch committed again, with the rows the end of input flushed after
+        # it, names only those): the newest by name is the last checkpoint
+        name = f"epoch-{checkpoint.epoch:012d}-{time.time_ns():020d}.json"
+        _write_atomic(folder / name, json.dumps(doc, default=str).encode())
+        self._uncommitted.clear()
+
+    def _manifests(self, job: str | None = None) -> list[Path]:
+        base = self.root / CHECKPOINTS
+        if not base.is_dir():
+            return []
+        return sorted(base.glob(f"{job or '*'}/*.json"))
+
+    def _load_checkpoint(self, job: str) -> Checkpoint | None:
+        epochs = [p for p in self._manifests(job) if p.name.startswith("epoch-")]
+        if not epochs:
+            return None
+        doc = json.loads(epochs[-1].read_bytes())
+        return Checkpoint(
+            job=doc["job"],
+            epoch=int(doc["epoch"]),
+            graph=doc["graph"],
+            inputs=doc["inputs"],
+            watermark=int(doc["watermark"]),
+            rows=int(doc["rows"]),
+            state=base64.b64decode(doc["state"]),
+            offsets=doc["offsets"],
+            committed_ns=int(doc["committed_ns"]),
+            final=bool(doc["final"]),
+        )
+
+    def _drop_checkpoint(self, job: str) -> None:
+        """Forget the checkpoints but keep their files readable: one ``committed-<ns>.json`` names them."""
+        epochs = [p for p in self._manifests(job) if p.name.startswith("epoch-")]
+        if not epochs:
+            return
+        files = [f for p in epochs for f in json.loads(p.read_bytes())["files"]]
+        target = self.root / CHECKPOINTS / job / f"committed-{time.time_ns():020d}.json"
+        _write_atomic(target, json.dumps({"files": files}).encode())
+        for p in epochs:
+            p.unlink()
+
+    def _committed(self) -> set[str]:
+        """Every checkpointed part a manifest names (paths relative to ``root``)."""
+        return {f for p in self._manifests() for f in json.loads(p.read_bytes())["files"]}
 
     def _translate(self, exc: Exception, step: str) -> StoreError | None:
         message = f"parquet {step} under {self.root} failed: {type(exc).__name__}: {exc}"
@@ -189,7 +277,25 @@ class ParquetStore(Store):
             sym_dirs = [day_dir / symbol] if symbol else day_dir.glob("symbol=*")
             files.extend(itertools.chain.from_iterable(d.glob("part-*.parquet") for d in sym_dirs))
             files.extend(day_dir.glob("part-*.parquet"))  # written with symbol_folders=False
+        if any(f.name.endswith(_HELD) for f in files):
+            committed = self._committed()
+            files = [f for f in files if not f.name.endswith(_HELD) or str(f.relative_to(self.root)) in committed]
         return [str(f) for f in sorted(files, key=lambda f: f.name)]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees all of it or the old file (synced, then renamed)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _day_name(days: int) -> str:

@@ -30,6 +30,7 @@ from psycopg import conninfo
 
 from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.stores import sql
 from mdp.stores.base import KEYS, TIME_COLUMN, ReadFilter, Store, quote_ident
 
@@ -145,18 +146,41 @@ class PostgresStore(Store):
             raise
         self._conn = conn
 
-    def _write(self, kind: RecordKind, frame: pl.DataFrame) -> None:
+    keeps_checkpoints: ClassVar[bool] = True
+
+    def _write(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint | None = None) -> None:
         conn = self._connection()
         table = self.tables[kind]
         stage = _stage(table)
         types = [_COPY_TYPES[type(t)] for t in SCHEMAS[kind].values()]
         with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(f"COPY {stage} ({sql.column_list(kind)}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(types)
-                for row in sql.rows(frame):
-                    copy.write_row(row)
-            cur.execute(sql.upsert(table, kind, sql.select_from(kind, stage)))
+            if frame.height:
+                with cur.copy(f"COPY {stage} ({sql.column_list(kind)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(types)
+                    for row in sql.rows(frame):
+                        copy.write_row(row)
+                cur.execute(sql.upsert(table, kind, sql.select_from(kind, stage)))
+            if checkpoint is not None:
+                cur.execute(sql.create_checkpoints("BIGINT", "TEXT", "BYTEA"))
+                cur.execute(sql.upsert_checkpoint("%s"), sql.checkpoint_row(checkpoint))
             self._staged()
+
+    def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
+        self._write(kind, frame, checkpoint)
+
+    def _load_checkpoint(self, job: str) -> Checkpoint | None:
+        conn = self._connection()
+        with conn.transaction():
+            if not self._columns(conn, sql.CHECKPOINT_TABLE):
+                return None
+            row = conn.execute(sql.select_checkpoint("%s"), (job,)).fetchone()
+        return None if row is None else sql.checkpoint_from_row(row)
+
+    def _drop_checkpoint(self, job: str) -> None:
+        conn = self._connection()
+        with conn.transaction():
+            if self._columns(conn, sql.CHECKPOINT_TABLE):
+                conn.execute(sql.delete_checkpoint("%s"), (job,))
 
     def _read(self, where: ReadFilter) -> pl.DataFrame:
         conn = self._connection()

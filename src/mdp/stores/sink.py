@@ -28,6 +28,8 @@ committed write with its latency and rows (the metrics' histogram hooks in there
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import polars as pl
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mdp.durations import DurationNs
 from mdp.errors import MdpError
 from mdp.records import Bar, Quote, QuoteBar, RecordKind, Trade, to_frame
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.runtime.operator import Context, Sink
 from mdp.stores.base import DEFAULT_TABLES, KINDS, Store, check_kind
 from mdp.stores.parquet import ParquetStore
@@ -122,6 +125,10 @@ class StoreSink(Sink):
         self._held_rows = 0
         self._oldest_ns = 0
         self.rows_received = 0
+        #: rows that came after the final checkpoint of a stopped run (not written: the resumed run makes them)
+        self.rows_after_stop = 0
+        self._final = False
+        self._last: Checkpoint | None = None
 
     def kind_advice(self, produced: str) -> str:
         if produced in KINDS:
@@ -160,6 +167,8 @@ class StoreSink(Sink):
     async def open(self, ctx: Context) -> None:
         self.writer.bind(ctx)
         await self.writer.call(self.store.open)
+        if ctx.checkpoints is not None:
+            self.store.hold_for_checkpoints(ctx.checkpoints.job)
 
     async def on_item(self, item: Any, ctx: Context) -> None:
         if type(item) is _DataFrame:
@@ -177,6 +186,9 @@ class StoreSink(Sink):
         self.writer.check()  # a write that failed for good ends the job at the next message
         if frame.height == 0:
             return
+        if self._final:
+            self.rows_after_stop += frame.height
+            return
         if not self._held:
             self._oldest_ns = ctx.clock.monotonic_ns()
         self._held.append(frame)
@@ -190,7 +202,43 @@ class StoreSink(Sink):
         if self._held and ctx.clock.monotonic_ns() - self._oldest_ns >= self.max_delay_ns:
             await self._flush(ctx)
 
+    async def on_barrier(self, barrier: Any, ctx: Context) -> None:
+        """Commit the rows held and checkpoint ``barrier.epoch`` in one transaction of the store."""
+        board = ctx.checkpoints
+        if board is None or self._final:
+            return
+        states, offsets = board.collect(barrier.epoch)
+        if board.missing(states, ctx.node):
+            ctx.count("checkpoints_incomplete")
+            return
+        await self._commit(ctx, barrier.epoch, states, offsets, final=barrier.final)
+
+    async def _commit(
+        self, ctx: Context, epoch: int, states: dict[str, bytes], offsets: dict[str, Any], *, final: bool
+    ) -> None:
+        board = ctx.checkpoints
+        assert board is not None
+        checkpoint = board.checkpoint(
+            epoch, states, offsets, watermark=ctx.watermark, rows=self.rows_received, final=final
+        )
+        frames, self._held, self._held_rows = self._held, [], 0
+        if not frames:
+            batch = pl.DataFrame()
+        else:
+            batch = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        self._final = final
+        self._last = checkpoint
+        await self.writer.submit(batch, checkpoint)
+
     async def on_close(self, ctx: Context) -> None:
+        if self._last is not None and not self._final:
+            # what the end of input flushed came after the last checkpoint: commit it with that checkpoint
+            # again (a store that holds an epoch's rows until its checkpoint, as Parquet does, shows them)
+            frames, self._held, self._held_rows = self._held, [], 0
+            batch = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            board = ctx.checkpoints
+            rows = self._last.rows if board is None else board.rows_before + self.rows_received
+            await self.writer.submit(batch, replace(self._last, committed_ns=time.time_ns(), rows=rows))
         await self._flush(ctx)
         await self.writer.drain()
         await asyncio.to_thread(self.store.close)
@@ -220,6 +268,7 @@ class StoreSink(Sink):
             "rows_received": self.rows_received,
             "rows_written": self.rows_written,
             "rows_held": self._held_rows,
+            **({"rows_after_stop": self.rows_after_stop} if self.rows_after_stop else {}),
             **self.writer.stats(),
         }
 

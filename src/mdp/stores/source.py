@@ -133,6 +133,7 @@ class StoreSource(Source):
             else:
                 await emit_with_watermarks(ctx, chunk, tracker)
             self.rows_emitted += chunk.height
+            await ctx.checkpoint_point()  # between two chunks the position is exact
 
     def _read_range(self) -> pl.DataFrame:
         with self.store:

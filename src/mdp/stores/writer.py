@@ -30,6 +30,7 @@ import polars as pl
 from mdp.clock import DEFAULT_CLOCK, Clock
 from mdp.errors import StoreError
 from mdp.records import RecordKind
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.runtime.operator import Context
 from mdp.stores.base import Store
 from mdp.stores.retry import Retrier, RetryPolicy
@@ -67,7 +68,7 @@ class BatchWriter:
         self.listeners: list[WriteListener] = []
         self.clock: Clock = DEFAULT_CLOCK
         self._ctx: Context | None = None
-        self._queue: collections.deque[pl.DataFrame] = collections.deque()
+        self._queue: collections.deque[tuple[pl.DataFrame, Checkpoint | None]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._progress: asyncio.Event | None = None
         self._write_started: int | None = None
@@ -96,14 +97,15 @@ class BatchWriter:
         except StoreError as exc:
             raise _named(exc, f"cannot open store {self.store.location}") from exc
 
-    async def submit(self, batch: pl.DataFrame) -> None:
-        """Queue ``batch`` for writing; return once the backlog is within its bounds.
+    async def submit(self, batch: pl.DataFrame, checkpoint: Checkpoint | None = None) -> None:
+        """Queue ``batch`` for writing (with ``checkpoint``: in the same transaction); return once the
+        backlog is within its bounds.
 
         Raises:
             StoreError: an earlier write failed for good.
         """
         self.check()
-        self._queue.append(batch)
+        self._queue.append((batch, checkpoint))
         self.backlog_rows += batch.height
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"mdp-store-writer:{self.store.location}")
@@ -112,7 +114,7 @@ class BatchWriter:
 
     async def drain(self) -> None:
         """Wait until every submitted batch is committed (raise the error of one that failed)."""
-        await self._wait(lambda: self.backlog_rows > 0, pressure=False)
+        await self._wait(lambda: self.backlog_rows > 0 or bool(self._queue), pressure=False)
 
     def check(self) -> None:
         """Raise the error of a write that failed for good, if any."""
@@ -159,10 +161,11 @@ class BatchWriter:
     async def _run(self) -> None:
         """Write the queue, oldest first; keep (not raise) a final failure for the sink to raise."""
         while self._queue:
-            batch = self._queue[0]
+            batch, checkpoint = self._queue[0]
             started = self._write_started = self.clock.monotonic_ns()
             try:
-                written: int = await self.retrier.call(self.store.write, self.kind, batch)
+                args = (self.kind, batch) if checkpoint is None else (self.kind, batch, checkpoint)
+                written: int = await self.retrier.call(self.store.write, *args)
             except Exception as exc:
                 where = f"cannot write {batch.height} {self.kind} rows to store {self.store.location}"
                 self.error = _named(exc, where) if isinstance(exc, StoreError) else exc
@@ -181,6 +184,11 @@ class BatchWriter:
             if self._ctx is not None:
                 self._ctx.count("rows_written", written)
                 self._ctx.count("batches_written")
+                board = self._ctx.checkpoints
+                if checkpoint is not None and board is not None:
+                    self._ctx.count("checkpoints")
+                    board.committed += 1
+                    board.last_committed = checkpoint
             for listener in self.listeners:
                 listener(seconds, written)
             self._wake()
