@@ -22,6 +22,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,10 @@ class Setup:
     def subject(self) -> str:
         return f"scale.{self.stream.lower()}"
 
-    def job_yaml(self, job: str, table: str, *, read: str) -> str:
-        """W1 trades from the bus -> 1-minute bars -> PostgreSQL ``table``; ``read``: owned or all."""
+    def job_yaml(self, job: str, table: str, *, read: str, url: str | None = None, dsn: str | None = None) -> str:
+        """W1 trades from the bus -> 1-minute bars -> PostgreSQL ``table``; ``read``: owned or all; ``url`` and
+        ``dsn`` replace the setup's (a relay a test can cut)."""
+        url, dsn = url or self.url, dsn or self.dsn
         return f"""\
 job: {job}
 checkpoint: {{interval: {INTERVAL}}}
@@ -62,12 +65,12 @@ dag:
   nodes:
     - id: bus
       type: source.nats
-      params: {{url: {json.dumps(self.url)}, stream: {self.stream}, subject: {self.subject},
+      params: {{url: {json.dumps(url)}, stream: {self.stream}, subject: {self.subject},
                 partitions: {self.partitions}, read: {read}, until: caught_up}}
     - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
     - id: store
       type: sink.postgres
-      params: {{dsn: {json.dumps(self.dsn)}, table: {table}, hypertable: false}}
+      params: {{dsn: {json.dumps(dsn)}, table: {table}, hypertable: false}}
   edges: [[bus, bars], [bars, store]]
 """
 
@@ -152,13 +155,14 @@ class Round:
     differing: int = 0
     extra: int = 0
     equal: bool = False
+    kill_times: list[float] = field(default_factory=list)
     codes: list[int | None] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"round {self.number}: {self.workers} workers, {self.kills} killed ({self.in_flight_kills} in a "
-            f"transaction), {self.wall_s:.1f}s, {self.bars:,} bars, lost {self.lost}, doubled {self.doubled}, "
+            f"transaction; at {', '.join(f'{t:.1f}s' for t in self.kill_times) or '-'}), {self.wall_s:.1f}s, {self.bars:,} bars, lost {self.lost}, doubled {self.doubled}, "
             f"other values {self.differing}, extra {self.extra}: {'EQUAL' if self.equal else 'DIFFERENT'}"
         )
 
@@ -215,21 +219,28 @@ def run_round(
     seed: int | None = None,
     in_flight_kills: bool = True,
     timeout: float = 600.0,
+    url: str | None = None,
+    dsn: str | None = None,
+    meanwhile: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
 ) -> Round:
     """Start ``workers`` worker processes into a fresh table, kill ``kills`` of them mid-stream, wait for the
-    others to finish, compare with the reference."""
+    others to finish, compare with the reference. ``url``/``dsn``: what the workers connect to;
+    ``meanwhile(group)`` runs once the workers committed something (a test cuts the servers away);
+    ``command``: the worker command line, ``{config}`` replaced (default ``mdp run --config {config}``)."""
     assert setup.reference is not None, "reference() first"
     rng = random.Random(seed if seed is not None else number)
     rnd = Round(number, workers)
     table, group = f"bars_r{number}_{uuid.uuid4().hex[:6]}", f"scale-r{number}-{uuid.uuid4().hex[:6]}"
     procs: list[subprocess.Popen[str]] = []
     config = setup.work / f"{group}.yaml"
-    config.write_text(setup.job_yaml(group, table, read="owned"))
-    for i in range(workers):
+    config.write_text(setup.job_yaml(group, table, read="owned", url=url, dsn=dsn))
+    argv = [a.replace("{config}", str(config)) for a in (command or ["run", "--config", "{config}"])]
+    for i in range(workers if command is None else 1):
         log = open(setup.work / f"{group}-w{i}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(
-                [*mdp_command(), "run", "--config", str(config)],
+                [*mdp_command(), *argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -237,13 +248,17 @@ def run_round(
             )
         )
     t0 = time.perf_counter()
-    victims = rng.sample(range(workers), min(kills, workers - 1))
+    victims = rng.sample(range(len(procs)), min(kills, len(procs) - 1))
     try:
+        if meanwhile is not None:
+            while committed(setup.dsn, group) < 1 and procs[0].poll() is None:
+                time.sleep(0.05)
+            meanwhile(group)
         for victim in victims:
             # mid-stream: after some commits of the group, at a random moment, then (optionally) in a transaction
-            while committed(setup.dsn, group) < rng.randint(3, 12) and procs[victim].poll() is None:
+            while committed(setup.dsn, group) < 1 and procs[victim].poll() is None:
                 time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.0))
+            time.sleep(rng.uniform(0.0, 0.3 * setup.reference_s))
             if in_flight_kills:
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and procs[victim].poll() is None:
@@ -253,6 +268,7 @@ def run_round(
             if procs[victim].poll() is None:
                 procs[victim].send_signal(signal.SIGKILL)
                 rnd.kills += 1
+                rnd.kill_times.append(time.perf_counter() - t0)
         for p in procs:
             try:
                 p.wait(timeout=max(timeout - (time.perf_counter() - t0), 1.0))
