@@ -158,6 +158,8 @@ class Round:
     kill_times: list[float] = field(default_factory=list)
     codes: list[int | None] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: what each worker process printed (its warnings: waits, retries, takeovers)
+    logs: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -218,6 +220,7 @@ def run_round(
     kills: int = 1,
     seed: int | None = None,
     in_flight_kills: bool = True,
+    delay: float = 0.3,
     timeout: float = 600.0,
     url: str | None = None,
     dsn: str | None = None,
@@ -225,7 +228,8 @@ def run_round(
     command: list[str] | None = None,
 ) -> Round:
     """Start ``workers`` worker processes into a fresh table, kill ``kills`` of them mid-stream, wait for the
-    others to finish, compare with the reference. ``url``/``dsn``: what the workers connect to;
+    others to finish, compare with the reference. A kill waits for the group's first commit, then a random
+    time up to ``delay`` times the reference run's, then (``in_flight_kills``) the victim's transaction. ``url``/``dsn``: what the workers connect to;
     ``meanwhile(group)`` runs once the workers committed something (a test cuts the servers away);
     ``command``: the worker command line, ``{config}`` replaced (default ``mdp run --config {config}``)."""
     assert setup.reference is not None, "reference() first"
@@ -258,7 +262,7 @@ def run_round(
             # mid-stream: after some commits of the group, at a random moment, then (optionally) in a transaction
             while committed(setup.dsn, group) < 1 and procs[victim].poll() is None:
                 time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.3 * setup.reference_s))
+            time.sleep(rng.uniform(0.0, delay * setup.reference_s))
             if in_flight_kills:
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and procs[victim].poll() is None:
@@ -277,6 +281,7 @@ def run_round(
                 rnd.errors.append(f"worker pid {p.pid} did not finish within {timeout:.0f}s")
         rnd.wall_s = time.perf_counter() - t0
         rnd.codes = [p.returncode for p in procs]
+        rnd.logs = [(setup.work / f"{group}-w{i}.log").read_text() for i in range(len(procs))]
         for i, p in enumerate(procs):
             if i not in victims and p.returncode != 0:
                 rnd.errors.append(f"worker {i} exited {p.returncode}: {(setup.work / f'{group}-w{i}.log').read_text()[-1500:]}")
