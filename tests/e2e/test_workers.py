@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,11 +150,16 @@ def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitio
                     [*mdp_command(), "status", "--job", workers[0]["name"]], capture_output=True, text=True, env=env
                 )
                 seen["status"] = status.stdout
+                log = (small.work / f"{group}-w0.log").read_text()
+                urls = re.findall(r"metrics on (http://\S+)", log)
+                if urls:
+                    with urllib.request.urlopen(urls[0], timeout=5) as page:
+                        seen["metrics"] = page.read().decode()
                 return
             time.sleep(0.2)
 
     rnd = scaleout.run_round(
-        small, 1, kills=0, meanwhile=look, command=["run", "--config", "{config}", "--workers", "3"]
+        small, 1, kills=0, meanwhile=look, command=["run", "--config", "{config}", "--workers", "3", "--metrics-port", "0"]
     )
     check(rnd)
     assert "list" in seen, "three workers with partitions never showed in mdp list"
@@ -162,3 +169,41 @@ def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitio
     assert sum(len(o) for o in owned) <= 12 and all(owned)
     assert "PARTITIONS" in str(seen["list_text"])
     assert "partitions" in str(seen["status"]) and "owners" in str(seen["status"])
+    metrics = str(seen.get("metrics", ""))
+    assert re.search(r'mdp_partition_lag_messages\{.*partition="\d+".*\} \d', metrics), metrics[:2000]
+    assert "mdp_partition_lag_seconds{" in metrics
+
+
+def test_durable_consumers_are_acked_only_through_committed_positions(small: scaleout.Setup) -> None:
+    """With ``durable``, each partition's consumer is acked after the commit, never past the committed offset."""
+    import psycopg
+
+    small.source_extra = ", durable: W"
+    rnd = scaleout.run_round(small, 1, workers=2, kills=0)
+    check(rnd)
+
+    async def floors() -> dict[int, int]:
+        import nats
+
+        nc = await nats.connect(small.url)
+        try:
+            js = nc.jetstream()
+            out = {}
+            for k in range(small.partitions):
+                info = await js.consumer_info(small.stream, f"W_p{k}")
+                out[k] = int(info.ack_floor.stream_seq if info.ack_floor else 0)
+            return out
+        finally:
+            await nc.close()
+
+    acked = asyncio.run(floors())
+    with psycopg.connect(small.dsn) as conn:
+        rows = conn.execute("SELECT job, offsets FROM mdp_checkpoints").fetchall()
+    committed = {}
+    for job, offsets in rows:
+        if ".p" in job and job.startswith("scale-r1"):
+            position = json.loads(offsets)["bus"]["offsets"]
+            committed.update({int(k): int(v) for k, v in position.items()})
+    assert set(committed) == set(range(small.partitions))
+    assert any(acked.values()), acked
+    assert all(acked[k] <= committed[k] for k in committed), (acked, committed)

@@ -49,6 +49,8 @@ class Setup:
     publish_s: float = 0.0
     reference_s: float = 0.0
     reference: pl.DataFrame | None = None
+    #: more source.nats params of the worker job, as YAML (", durable: D")
+    source_extra: str = ""
 
     @property
     def subject(self) -> str:
@@ -66,7 +68,7 @@ dag:
     - id: bus
       type: source.nats
       params: {{url: {json.dumps(url)}, stream: {self.stream}, subject: {self.subject},
-                partitions: {self.partitions}, read: {read}, until: caught_up}}
+                partitions: {self.partitions}, read: {read}, until: caught_up{self.source_extra}}}
     - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
     - id: store
       type: sink.postgres
