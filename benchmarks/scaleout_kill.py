@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from mdp.testing import scaleout
+from mdp.workloads import W1Spec, write_w1
 
 
 def main() -> int:
@@ -46,7 +47,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         setup = scaleout.Setup(args.url, dsn, Path(tmp), partitions=args.partitions)
         try:
-            scaleout.publish(setup, args.rows, args.symbols)
+            path = Path(tmp) / "trades.parquet"
+            write_w1(path, W1Spec(rows=args.rows, symbols=args.symbols))
+            scaleout.publish(setup, path)
             print(
                 f"published {setup.trades:,} trades, {args.symbols} symbols, {args.partitions} partitions "
                 f"in {setup.publish_s:.1f}s",

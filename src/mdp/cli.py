@@ -202,9 +202,7 @@ def run(
     if plan is not None:
         raise typer.Exit(
             asyncio.run(
-                run_worker(
-                    job, plan, name, str(config.resolve()), metrics_port=metrics_port, metrics_host=metrics_host
-                )
+                run_worker(job, plan, name, str(config.resolve()), metrics_port=metrics_port, metrics_host=metrics_host)
             )
         )
     try:

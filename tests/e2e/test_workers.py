@@ -21,6 +21,7 @@ import pytest
 
 from mdp.testing import scaleout
 from mdp.testing.crash import mdp_command
+from mdp.workloads import W1Spec, write_w1
 from tests.integration.test_bus_outage import Relay
 
 pytestmark = pytest.mark.services
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.services
 def _setup(nats_url: str, postgres_dsn: str, tmp_path: Path, rows: int, symbols: int) -> Iterator[scaleout.Setup]:
     setup = scaleout.Setup(nats_url, postgres_dsn, tmp_path, partitions=12)
     try:
-        scaleout.publish(setup, rows, symbols)
+        path = tmp_path / "trades.parquet"
+        write_w1(path, W1Spec(rows=rows, symbols=symbols))
+        scaleout.publish(setup, path)
         scaleout.reference(setup)
         yield setup
     finally:
@@ -55,7 +58,8 @@ def check(rnd: scaleout.Round) -> None:
 
 def test_three_workers_with_one_then_two_killed_store_the_bars_of_one_process(w1: scaleout.Setup) -> None:
     """Must show 1: W1 on 12 partitions, 3 workers, one round with one kill -9 and one with two."""
-    assert w1.reference is not None and w1.reference.height > 100_000
+    assert w1.reference is not None
+    assert w1.reference.height > 100_000
     for number, kills in ((1, 1), (2, 2)):
         rnd = scaleout.run_round(w1, number, workers=3, kills=kills)
         assert rnd.kills == kills, rnd.line()  # mid-stream: the victims had not finished
@@ -159,16 +163,22 @@ def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitio
             time.sleep(0.2)
 
     rnd = scaleout.run_round(
-        small, 1, kills=0, meanwhile=look, command=["run", "--config", "{config}", "--workers", "3", "--metrics-port", "0"]
+        small,
+        1,
+        kills=0,
+        meanwhile=look,
+        command=["run", "--config", "{config}", "--workers", "3", "--metrics-port", "0"],
     )
     check(rnd)
     assert "list" in seen, "three workers with partitions never showed in mdp list"
     workers = seen["list"]
     assert isinstance(workers, list)
     owned = [set(r["counters"]["partitions"]) for r in workers]
-    assert sum(len(o) for o in owned) <= 12 and all(owned)
+    assert sum(len(o) for o in owned) <= 12
+    assert all(owned)
     assert "PARTITIONS" in str(seen["list_text"])
-    assert "partitions" in str(seen["status"]) and "owners" in str(seen["status"])
+    assert "partitions" in str(seen["status"])
+    assert "owners" in str(seen["status"])
     metrics = str(seen.get("metrics", ""))
     assert re.search(r'mdp_partition_lag_messages\{.*partition="\d+".*\} \d', metrics), metrics[:2000]
     assert "mdp_partition_lag_seconds{" in metrics

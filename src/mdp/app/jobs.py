@@ -266,8 +266,8 @@ def render_jobs(records: list[JobRecord]) -> str:
     """The ``mdp list`` table: one line per job (its newest run)."""
     if not records:
         return "no jobs yet (mdp run records them here)"
-    header = ("JOB", "STATE", "PID", "STARTED", "ROWS IN", "BARS OUT", "LATE", "SECONDS", "CONFIG")
-    rows = [header]
+    header: tuple[str, ...] = ("JOB", "STATE", "PID", "STARTED", "ROWS IN", "BARS OUT", "LATE", "SECONDS", "CONFIG")
+    rows: list[tuple[str, ...]] = [header]
     for r in records:
         c = r.counters
         rows.append(
@@ -324,7 +324,8 @@ def render_status(r: JobRecord) -> str:
         lag_m, lag_s = c.get("lag_messages") or {}, c.get("lag_seconds") or {}
         if lag_m:
             lines.append(
-                "lag        " + ", ".join(f"p{k} {lag_m[k]} msgs {lag_s.get(k, 0):.1f}s" for k in sorted(lag_m, key=int))
+                "lag        "
+                + ", ".join(f"p{k} {lag_m[k]} msgs {lag_s.get(k, 0):.1f}s" for k in sorted(lag_m, key=int))
             )
     return "\n".join(lines)
 

@@ -226,7 +226,9 @@ class Worker:
     async def _lost(self, exc: BaseException) -> None:
         """The lock session is gone (the database restarted, the connection dropped): the locks went with it.
         Stop every pipeline at once (their commits are fenced and fail), then join again."""
-        log.warning("worker %s lost its database session (%s); its partitions are free, joining again", self.worker, exc)
+        log.warning(
+            "worker %s lost its database session (%s); its partitions are free, joining again", self.worker, exc
+        )
         for pipe in self.pipes.values():
             pipe.task.cancel()
         await asyncio.gather(*(p.task for p in self.pipes.values()), return_exceptions=True)
@@ -248,7 +250,8 @@ class Worker:
             return
         source = next(n.operator for n in dag.nodes if n.name == self.plan.source_node)
         sink = next(n.operator for n in dag.nodes if isinstance(n.operator, StoreSink))
-        assert isinstance(source, NatsSource) and isinstance(sink.store, PostgresStore)
+        assert isinstance(source, NatsSource)
+        assert isinstance(sink.store, PostgresStore)
         own = self.own
 
         def fence(conn: Any, k: int = k) -> None:
@@ -285,7 +288,9 @@ class Worker:
             try:
                 if error is not None:
                     self.failures += 1
-                    log.warning("worker %s: partition %d failed (%s); retrying from its checkpoint", self.worker, k, error)
+                    log.warning(
+                        "worker %s: partition %d failed (%s); retrying from its checkpoint", self.worker, k, error
+                    )
                     self._retry_at[k] = time.monotonic() + RETRY_S
                 elif pipe.stopping:
                     await asyncio.to_thread(self.own.release, k)
@@ -444,10 +449,14 @@ class LagCollector:
         w = self.worker
         labels = ["mdp_job", "group", "partition", "worker"]
         messages = GaugeMetricFamily(
-            "mdp_partition_lag_messages", "messages in the stream after the partition's committed position", labels=labels
+            "mdp_partition_lag_messages",
+            "messages in the stream after the partition's committed position",
+            labels=labels,
         )
         seconds = GaugeMetricFamily(
-            "mdp_partition_lag_seconds", "age of the oldest message after the partition's committed position", labels=labels
+            "mdp_partition_lag_seconds",
+            "age of the oldest message after the partition's committed position",
+            labels=labels,
         )
         for k, lag in sorted(w.lags.items()):
             values = [w.name, w.plan.group, str(k), w.worker]
@@ -490,7 +499,7 @@ async def run_worker(
         registry = CollectorRegistry()
         registry.register(LagCollector(worker))  # type: ignore[arg-type]
         server, _ = start_http_server(metrics_port, metrics_host, registry=registry)
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         print(f"metrics on http://{host}:{port}/metrics", flush=True)
 
     async def beat() -> None:

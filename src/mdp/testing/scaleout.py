@@ -1,14 +1,14 @@
 """Kill workers mid-stream and compare their bars with one process: what the scale-out e2e test and
 ``benchmarks/scaleout_kill.py`` share.
 
-A *setup* publishes W1 trades (``mdp.workloads``) to a fresh NATS stream of ``partitions`` partitions,
-then runs the reference: one ``mdp run`` of the bars job reading every partition (``read: all``) into its
-own PostgreSQL table. A *round* starts ``workers`` processes of the worker job (``read: owned``, the same
-graph) into a fresh table, ``kill -9``s some of them mid-stream (by default each kill waits until that
-worker's store transaction is in flight: ``pg_stat_activity`` shows its session active or idle in a
-transaction), lets the others finish (``until: caught_up``), and compares the table with the
-reference, every row and every column: bars missing (lost), bars with other values (a trade counted
-twice or not at all), bars not in the reference.
+A *setup* publishes trades (W1 of ``mdp.workloads`` in the test and the benchmark) to a fresh NATS stream of
+``partitions`` partitions, then runs the reference: one ``mdp run`` of the bars job reading every partition
+(``read: all``) into its own PostgreSQL table. A *round* starts ``workers`` processes of the worker job
+(``read: owned``, the same graph) into a fresh table, ``kill -9``s some of them mid-stream (by default each
+kill waits until that worker's store transaction is in flight: ``pg_stat_activity`` shows its session active
+or idle in a transaction), lets the others finish (``until: caught_up``), and compares the table with the
+reference, every row and every column: bars missing (lost), bars with other values (a trade counted twice or
+not at all), bars not in the reference.
 """
 
 from __future__ import annotations
@@ -83,16 +83,13 @@ dag:
             return store.read("bar")
 
 
-def publish(setup: Setup, rows: int, symbols: int) -> None:
-    """Write W1 (``rows`` trades, ``symbols`` symbols) and publish it to a fresh stream (5s out-of-orderness)."""
+def publish(setup: Setup, path: Path) -> None:
+    """Publish the trades of the Parquet file ``path`` (e.g. W1, ``mdp.workloads.write_w1``) to a fresh stream
+    (5s out-of-orderness)."""
     from mdp.buses.nats_sink import NatsSink
     from mdp.runtime.graph import Dag, Node
     from mdp.runtime.runtime import DagRuntime
     from mdp.sources.replay import ReplaySource
-    from mdp.workloads import W1Spec, write_w1
-
-    path = setup.work / "trades.parquet"
-    write_w1(path, W1Spec(rows=rows, symbols=symbols))
     sink = NatsSink(
         url=setup.url, stream=setup.stream, subject=setup.subject, partitions=setup.partitions, create_stream=True
     )
@@ -103,7 +100,7 @@ def publish(setup: Setup, rows: int, symbols: int) -> None:
     t0 = time.perf_counter()
     asyncio.run(DagRuntime(dag).start())
     setup.publish_s = time.perf_counter() - t0
-    setup.trades = rows
+    setup.trades = pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
 def delete_stream(setup: Setup) -> None:
@@ -166,7 +163,8 @@ class Round:
     def line(self) -> str:
         return (
             f"round {self.number}: {self.workers} workers, {self.kills} killed ({self.in_flight_kills} in a "
-            f"transaction; at {', '.join(f'{t:.1f}s' for t in self.kill_times) or '-'}), {self.wall_s:.1f}s, {self.bars:,} bars, lost {self.lost}, doubled {self.doubled}, "
+            f"transaction; at {', '.join(f'{t:.1f}s' for t in self.kill_times) or '-'}), {self.wall_s:.1f}s, "
+            f"{self.bars:,} bars, lost {self.lost}, doubled {self.doubled}, "
             f"other values {self.differing}, extra {self.extra}: {'EQUAL' if self.equal else 'DIFFERENT'}"
         )
 
@@ -204,9 +202,7 @@ def compare(expected: pl.DataFrame, got: pl.DataFrame, rnd: Round) -> None:
     rnd.extra = got.join(expected, on=KEY, how="anti", nulls_equal=True).height
     both = expected.join(got, on=KEY, how="inner", suffix="_got", nulls_equal=True)
     value_cols = [c for c in expected.columns if c not in KEY]
-    differs = pl.any_horizontal(
-        [pl.col(c).ne_missing(pl.col(f"{c}_got")) for c in value_cols] or [pl.lit(False)]
-    )
+    differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_got")) for c in value_cols] or [pl.lit(False)])
     bad = both.filter(differs)
     rnd.differing = bad.height
     if "trades" in expected.columns:
@@ -231,7 +227,8 @@ def run_round(
 ) -> Round:
     """Start ``workers`` worker processes into a fresh table, kill ``kills`` of them mid-stream, wait for the
     others to finish, compare with the reference. A kill waits for the group's first commit, then a random
-    time up to ``delay`` times the reference run's, then (``in_flight_kills``) the victim's transaction. ``url``/``dsn``: what the workers connect to;
+    time up to ``delay`` times the reference run's, then (``in_flight_kills``) the victim's transaction.
+    ``url``/``dsn``: what the workers connect to;
     ``meanwhile(group)`` runs once the workers committed something (a test cuts the servers away);
     ``command``: the worker command line, ``{config}`` replaced (default ``mdp run --config {config}``)."""
     assert setup.reference is not None, "reference() first"
@@ -286,7 +283,9 @@ def run_round(
         rnd.logs = [(setup.work / f"{group}-w{i}.log").read_text() for i in range(len(procs))]
         for i, p in enumerate(procs):
             if i not in victims and p.returncode != 0:
-                rnd.errors.append(f"worker {i} exited {p.returncode}: {(setup.work / f'{group}-w{i}.log').read_text()[-1500:]}")
+                rnd.errors.append(
+                    f"worker {i} exited {p.returncode}: {(setup.work / f'{group}-w{i}.log').read_text()[-1500:]}"
+                )
         compare(setup.reference, setup.read(table), rnd)
     finally:
         for p in procs:
@@ -301,4 +300,15 @@ def campaign(setup: Setup, rounds: list[int], **kwargs: Any) -> list[Round]:
     return [run_round(setup, n, kills=k, **kwargs) for n, k in zip(itertools.count(1), rounds, strict=False)]
 
 
-__all__ = ["Round", "Setup", "campaign", "committed", "compare", "delete_stream", "in_flight", "publish", "reference", "run_round"]
+__all__ = [
+    "Round",
+    "Setup",
+    "campaign",
+    "committed",
+    "compare",
+    "delete_stream",
+    "in_flight",
+    "publish",
+    "reference",
+    "run_round",
+]
