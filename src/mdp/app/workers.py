@@ -230,6 +230,7 @@ class Worker:
             "worker %s lost its database session (%s); its partitions are free, joining again", self.worker, exc
         )
         for pipe in self.pipes.values():
+            pipe.runtime.cancel()
             pipe.task.cancel()
         await asyncio.gather(*(p.task for p in self.pipes.values()), return_exceptions=True)
         self.pipes.clear()
@@ -252,10 +253,10 @@ class Worker:
         sink = next(n.operator for n in dag.nodes if isinstance(n.operator, StoreSink))
         assert isinstance(source, NatsSource)
         assert isinstance(sink.store, PostgresStore)
-        own = self.own
+        own, session = self.own, self.own.pid
 
         def fence(conn: Any, k: int = k) -> None:
-            own.fence(conn, {k})
+            own.fence(conn, {k}, pid=session)  # the session that owned k when this pipeline started
 
         sink.store.fence = fence
         # pg_stat_activity names the session: which worker commits for which partition
