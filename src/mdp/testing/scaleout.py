@@ -257,13 +257,15 @@ def run_round(
             while committed(setup.dsn, group) < 1 and procs[0].poll() is None:
                 time.sleep(0.05)
             meanwhile(group)
-        for victim in victims:
-            # mid-stream: after some commits of the group, at a random moment, then (optionally) in a transaction
-            while committed(setup.dsn, group) < 1 and procs[victim].poll() is None:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, delay * setup.reference_s))
+        # mid-stream: after the group's first commit, at random moments up to delay x the reference run's time
+        while committed(setup.dsn, group) < 1 and all(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        first = time.monotonic()
+        moments = sorted(rng.uniform(0.0, delay * setup.reference_s) for _ in victims)
+        for victim, moment in zip(victims, moments, strict=True):
+            time.sleep(max(first + moment - time.monotonic(), 0.0))
             if in_flight_kills:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 3
                 while time.monotonic() < deadline and procs[victim].poll() is None:
                     if in_flight(setup.dsn, procs[victim].pid):
                         rnd.in_flight_kills += 1
