@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo demo-ibkr test lint typecheck pytest bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(VENV)/.base
 	$(VENV)/bin/mdp run --config examples/demo.yaml --fresh  # the demo runs whole every time
 	$(PY) examples/show_bars.py demo.sqlite
 
+# the fake TWS and a source.ibkr job together (no IB account needed); docs/ibkr.md
+demo-ibkr: $(VENV)/.base
+	$(PY) examples/run_ibkr_demo.py
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/lint-imports --no-cache  # the layers: each package imports only the ones below it
@@ -28,7 +32,7 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 pytest: $(VENV)/.dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto  # one worker per core: the suite is CPU-bound and its tests share nothing
 
 test: lint typecheck pytest
 
@@ -37,9 +41,14 @@ test: lint typecheck pytest
 docs: $(VENV)/.base
 	$(PY) -m mdp.docgen
 
+# docs/img/dashboard-job.png: the job page, taken by the browser test (needs Debian's chromium)
+.PHONY: dashboard-screenshot
+dashboard-screenshot: $(VENV)/.dev
+	MDP_DOCS_SCREENSHOT=1 $(PY) -m pytest -q tests/e2e/test_dashboard_browser.py -k job_page
+
 # make bench BENCH_ARGS=--quick for a small smoke run
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo.sqlite* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo.sqlite* ibkr.sqlite* ib_session.csv ibkr_ticks .pytest_cache .mypy_cache .ruff_cache

@@ -11,11 +11,13 @@ table shape, with no conflict handling:
     parquet   DataFrame.write_parquet of each batch to one file
               (``parquet`` is the store's default layout, a file per date and symbol; ``parquet_flat`` is
               ``symbol_folders=False``, a file per date and batch)
+    arcticdb  Library.append of each batch as a pandas frame indexed by start (LMDB in a temporary folder);
+              the store reads the batch's range back, merges by key and revision, and updates that range
 
 Usage::
 
     .venv/bin/python benchmarks/bench_stores.py [--rows 1000000] [--batch-rows 50000] [--repeat 3]
-        [--backends sqlite,duckdb,postgres,parquet,parquet_flat]
+        [--backends sqlite,duckdb,postgres,parquet,parquet_flat,arcticdb]
 
 PostgreSQL runs in a fresh database created on ``--pg`` (default: the local test server) and dropped after.
 """
@@ -40,6 +42,7 @@ from psycopg import conninfo
 from mdp.records import SCHEMAS
 from mdp.stores import DuckdbStore, ParquetStore, PostgresStore, SqliteStore, Store
 from mdp.stores import sql as store_sql
+from mdp.stores.arcticdb import ArcticStore
 
 MINUTE = 60_000_000_000
 ORIGIN = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z
@@ -158,6 +161,20 @@ def raw_parquet(root: Path, parts: list[pl.DataFrame]) -> float:
     return timed(lambda: [p.write_parquet(root / f"raw-{i}.parquet", compression="zstd") for i, p in enumerate(parts)])
 
 
+def raw_arcticdb(root: Path, parts: list[pl.DataFrame]) -> float:
+    import arcticdb
+
+    lib = arcticdb.Arctic(f"lmdb://{root}").get_library("raw", create_if_missing=True)
+
+    def run() -> None:
+        for p in parts:
+            data = p.to_pandas()
+            data.index = p.get_column("start").to_numpy().astype("datetime64[ns]")
+            lib.append("raw_bars", data)
+
+    return timed(run)
+
+
 # -- PostgreSQL scratch database ---------------------------------------------------------------------------
 
 
@@ -189,6 +206,9 @@ def run_backend(backend: str, root: Path, parts: list[pl.DataFrame], pg_admin: s
         store = ParquetStore(root / "capture", tables={"bar": "kind=bar"}, symbol_folders=backend == "parquet")
         first, again = store_path(store, parts)
         return first, again, raw_parquet(root / "raw", parts)
+    if backend == "arcticdb":
+        first, again = store_path(ArcticStore(f"lmdb://{root / 'arctic'}", tables={"bar": "bars"}), parts)
+        return first, again, raw_arcticdb(root / "raw_arctic", parts)
     raise SystemExit(f"unknown backend {backend!r}")
 
 
@@ -197,7 +217,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds per backend; the best of each is shown")
-    parser.add_argument("--backends", default="sqlite,duckdb,postgres,parquet,parquet_flat")
+    parser.add_argument("--backends", default="sqlite,duckdb,postgres,parquet,parquet_flat,arcticdb")
     parser.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres dbname=test", help="admin DSN")
     args = parser.parse_args()
 

@@ -6,7 +6,9 @@ Suites, in order:
   Bytewax 0.21, naive asyncio and polars, base file and late-data file, each run in its own process;
 * ``channel``: ``bench_channel.py``, one channel hop and a 3-node pipeline of single items;
 * ``latency``: ``bench_live_latency.py``, watermark-to-sink latency of a feed paced at real time;
-* ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` when they are present;
+* ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` (ArcticDB among the stores) when
+  they are present;
+* ``formats``: ``bench_formats.py``, replay rows/s of the same trades from CSV, Parquet and Databento DBN.
 * ``bus``: ``bench_bus.py``, trades/s through NATS JetStream (publish, one and two consumers to bars).
 
 Options ``--rows``, ``--repeat``, ``--only`` go to W1; ``--quick`` makes every suite small (a smoke test);
@@ -31,12 +33,13 @@ sys.path.insert(0, str(HERE))
 
 import w1  # noqa: E402 - the sibling module, found through the path set above
 
-SUITES = ("w1", "channel", "latency", "bars", "stores", "bus")
+SUITES = ("w1", "channel", "latency", "bars", "stores", "formats", "bus")
 SCRIPTS = {
     "channel": "bench_channel.py",
     "latency": "bench_live_latency.py",
     "bars": "bench_bars_operator.py",
     "stores": "bench_stores.py",
+    "formats": "bench_formats.py",
     "bus": "bench_bus.py",
 }
 

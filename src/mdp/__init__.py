@@ -32,6 +32,12 @@ if TYPE_CHECKING:
         OrchestratorSettings as OrchestratorSettings,
     )
     from mdp.compat import (
+        PipelineBuilder as PipelineBuilder,
+    )
+    from mdp.compat import (
+        PipelineService as PipelineService,
+    )
+    from mdp.compat import (
         RuntimeOrchestrator as RuntimeOrchestrator,
     )
     from mdp.compat import (
@@ -42,6 +48,9 @@ if TYPE_CHECKING:
     )
     from mdp.compat import (
         buffer_async as buffer_async,
+    )
+    from mdp.compat import (
+        create_pipeline as create_pipeline,
     )
     from mdp.compat import (
         filter_async as filter_async,
@@ -228,6 +237,9 @@ _SEED = {
     "filter_async": "mdp.compat",
     "map_async": "mdp.compat",
     "tumbling_window": "mdp.compat",
+    "create_pipeline": "mdp.compat",
+    "PipelineBuilder": "mdp.compat",
+    "PipelineService": "mdp.compat",
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), {**_PUBLIC, **_SEED})
 

@@ -249,7 +249,8 @@ def validate(
         typer.Option(
             "--connect",
             help="also reach every store the job reads or writes (PostgreSQL is connected to, database files "
-            "opened read-only, folders checked writable), writing nothing; exit 1 naming each that fails",
+            "opened read-only, folders checked writable) and every broker (TWS is connected to read-only), "
+            "writing nothing; exit 1 naming each that fails",
         ),
     ] = False,
     debug: DebugOpt = False,
@@ -311,7 +312,10 @@ def components(json_out: Annotated[bool, typer.Option("--json", help="print as J
 
 @app.command()
 def export(
-    store: Annotated[str, typer.Option(help="read from sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR")],
+    store: Annotated[
+        str,
+        typer.Option(help="read from sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR or arcticdb:URI[#LIBRARY]"),
+    ],
     to: Annotated[str, typer.Option("--to", help="output format: parquet")],
     out: Annotated[Path, typer.Option("--out", help="a .parquet file, or a folder (written as a Parquet store)")],
     table: Annotated[str | None, typer.Option(help="table (parquet: folder) to read; default by kind")] = None,
@@ -396,6 +400,35 @@ def stop(
         _fail(f"job {job!r} is still {record.state} after {timeout:g}s; check it with mdp status --job {job}", 1)
     print(render_status(record))
     raise typer.Exit(EXIT_OK if record.state == "stopped" else EXIT_FAILED)
+
+
+@app.command()
+def dashboard(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="address to listen on; anything but this machine (127.0.0.1) warns"),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on (0: any free one)")] = 8765,
+    allow_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-dir",
+            help="a folder (besides the current one) whose files jobs started from the dashboard may use (repeatable)",
+        ),
+    ] = None,
+) -> None:
+    """Serve the web dashboard: jobs, their DAG and live candles, start/stop and config validation.
+
+    It prints a URL with the access token (kept in MDP_HOME); stopping and starting jobs need that token.
+    """
+    from mdp.web.server import serve  # the web stack is imported only for this command
+
+    try:
+        serve(host, port, allow_dir or [])
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED)
 
 
 def main() -> None:

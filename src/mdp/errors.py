@@ -10,6 +10,7 @@
     ├── ConfigError              a config file, key or value is wrong; names the key path
     ├── SourceError              a source cannot read its input (missing file, bad column)
     │   └── InputError           the input broke or is mostly bad; raised after the rows before drained
+    ├── BrokerError              a broker (TWS / IB Gateway) cannot be reached or refuses the connection
     ├── StoreError               a store cannot write or read
     │   ├── TransientStoreError  worth retrying (connection refused, server restarting)
     │   └── PermanentStoreError  retrying will not help (bad credentials, schema mismatch)
@@ -49,6 +50,10 @@ class NodeError(MdpError):
 
 class ConfigError(MdpError):
     """A configuration is invalid. The message names the key path, the value and what was expected."""
+
+
+class BrokerError(MdpError):
+    """A broker connection cannot be made: the service is down, or its port, host or client id is wrong."""
 
 
 class SourceError(MdpError):

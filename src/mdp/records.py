@@ -19,6 +19,10 @@ from mdp.errors import MdpError
 #: The watermark that ends a stream: every window closes, nothing after it is on time.
 END_OF_TIME: Final[int] = 2**63 - 1
 
+#: The ``quality`` of a bar no watermark closed (the input ended or the job stopped first): a store lets
+#: any later bar of its key replace it (``mdp.operators.bars.quality``, ``mdp.stores.base``).
+PROVISIONAL: Final = "provisional"
+
 RecordKind = Literal["trade", "quote", "bar", "quote_bar"]
 
 

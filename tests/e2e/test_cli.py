@@ -226,6 +226,7 @@ def test_only_built_commands_exist() -> None:
 
     assert sorted(typer.main.get_command(app).commands) == [  # type: ignore[attr-defined]
         "components",
+        "dashboard",
         "export",
         "graph",
         "list",

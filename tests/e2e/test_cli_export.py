@@ -79,7 +79,8 @@ def test_bars_in_postgresql_are_exported_by_dsn(tmp_path: Path, postgres_dsn: st
     [
         (
             ["--store", "bars.sqlite"],
-            "error: --store must look like sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR; got 'bars.sqlite'",
+            "error: --store must look like sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR or "
+            "arcticdb:URI[#LIBRARY]; got 'bars.sqlite'",
         ),
         (["--store", "sqlite:nope.sqlite"], "error: --store sqlite:nope.sqlite: no such file"),
         (["--store", "sqlite:bars.sqlite", "--start", "yesterday"], "error: expected an ISO-8601 time"),

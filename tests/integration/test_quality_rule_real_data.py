@@ -18,17 +18,24 @@ from mdp.operators.bars.rebar import Rebar
 from mdp.runtime.graph import Dag, Node
 from mdp.sources.replay import ReplaySource
 from mdp.testing import ListSink, run_graph
-from tests.integration.test_bars_real_data import FrameSource, read_trades
+from tests.integration.test_bars_real_data import BOUND, FrameSource, read_trades
 from tests.integration.test_replay_quotes_real_data import COLUMNS, FILE
 
 pytestmark = pytest.mark.services
 
 
-def expected(bars: pl.DataFrame, rows: pl.DataFrame) -> list[str]:
-    """The rule, from the rows: ``partial`` where the window starts at or before the symbol's first row."""
+def expected(bars: pl.DataFrame, rows: pl.DataFrame, bound: int) -> list[str]:
+    """The rule, from the rows: ``partial`` where the window starts at or before the symbol's first row;
+    ``provisional`` where it ends after the last watermark (the newest event time minus ``bound``), so the
+    end of the input emitted it."""
     first = rows.group_by("symbol").agg(pl.col("ts_event").min().alias("__first"))
+    closed_to = int(rows.get_column("ts_event").max()) - bound  # type: ignore[arg-type]
     flags = bars.join(first, on="symbol", how="left", maintain_order="left").select(
-        pl.when(pl.col("start") <= pl.col("__first")).then(pl.lit("partial")).otherwise(pl.lit("complete"))
+        pl.when(pl.col("end") > closed_to)
+        .then(pl.lit("provisional"))
+        .when(pl.col("start") <= pl.col("__first"))
+        .then(pl.lit("partial"))
+        .otherwise(pl.lit("complete"))
     )
     return flags.to_series().to_list()
 
@@ -52,7 +59,7 @@ async def test_quote_bars_of_the_bookticker_flag_each_first_partly_seen_minute(s
     await run_graph(dag, timeout=120)
     assert op.late.late_rows == 0
     got = bars.frame
-    assert got.get_column("quality").to_list() == expected(got, quotes.frame)
+    assert got.get_column("quality").to_list() == expected(got, quotes.frame, 2_000_000_000)
     assert got.filter(pl.col("quality") == "partial").height == 6, "one partly seen first minute per instrument"
 
 
@@ -69,6 +76,6 @@ async def test_trade_bars_and_bars_of_bars_of_the_trades_follow_the_same_rule(sh
     await run_graph(dag, timeout=120)
     for sink in (one, five, direct):
         bars = sink.frame.sort("symbol", "start")
-        assert bars.get_column("quality").to_list() == expected(bars, trades)
+        assert bars.get_column("quality").to_list() == expected(bars, trades, BOUND)
     key = ["symbol", "start", "quality"]
     assert five.frame.sort("symbol", "start").select(key).equals(direct.frame.sort("symbol", "start").select(key))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from mdp.stores import DuckdbStore, ParquetStore, PostgresStore, SqliteStore, Store
+from mdp.stores.arcticdb import ArcticStore
 from mdp.stores.conformance import CHECKS, StoreFactory, check_concurrent_reader
 
-BACKENDS = ["sqlite", "duckdb", "postgres", "parquet"]
+BACKENDS = ["sqlite", "duckdb", "postgres", "parquet", "arcticdb"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,6 +33,9 @@ def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         return lambda tables: SqliteStore(tmp_path / "conformance.sqlite", tables=tables)
     if backend == "duckdb":
         return lambda tables: DuckdbStore(tmp_path / "conformance.duckdb", tables=tables)
+    if backend == "arcticdb":
+        uri = f"lmdb://{tmp_path / 'arctic'}"
+        return lambda tables: ArcticStore(uri, tables=tables)
     return lambda tables: ParquetStore(tmp_path / "capture", tables=tables)
 
 

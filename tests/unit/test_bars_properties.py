@@ -87,6 +87,7 @@ def reference(rows: list[Row]) -> tuple[list[dict[str, Any]], dict[str, int]]:
         high_before = ts if high_before is None else max(high_before, ts)
     bars = []
     first_start: dict[str, int] = {}
+    closed_to = max(r[1] for r in rows) - BOUND  # the last watermark: a bar ending after it is provisional
     for (start, symbol), group in sorted(groups.items()):
         first_start.setdefault(symbol, start)  # a key's first bar is 'partial': trades before it may be missing
         ordered = sorted(group, key=lambda r: (r[1], r[4]))
@@ -107,7 +108,11 @@ def reference(rows: list[Row]) -> tuple[list[dict[str, Any]], dict[str, int]]:
                 "vwap": notional / volume,
                 "trades": len(group),
                 "revision": 0,
-                "quality": "partial" if first_start[symbol] == start else "complete",
+                "quality": "provisional"
+                if start + S > closed_to
+                else "partial"
+                if first_start[symbol] == start
+                else "complete",
             }
         )
     return bars, late

@@ -44,7 +44,7 @@ def test_a_trade_that_crosses_the_volume_threshold_is_split_and_fills_the_next_b
     assert bars.select("start", "open", "close", "volume", "trades", "quality").rows() == [
         (1 * S, 10.0, 12.0, 1000.0, 3, "partial"),  # 300 + 500 + 200 of the 1700-share trade
         (3 * S, 12.0, 12.0, 1000.0, 1, "complete"),  # 1000 more of it
-        (3 * S + 1, 12.0, 13.0, 600.0, 2, "complete"),  # its last 500 + 100: unfilled at end of input
+        (3 * S + 1, 12.0, 13.0, 600.0, 2, "provisional"),  # its last 500 + 100: unfilled at end of input
     ]
     assert set(bars.get_column("timeframe")) == {"volume_1000"}
 
@@ -53,7 +53,7 @@ def test_dollar_bars_split_by_value_at_the_trades_price() -> None:
     bars = bars_of(ThresholdBars(kind="dollar", threshold=10_000), [FEED])
     assert bars.get_column("notional").to_list()[:3] == pytest.approx([10_000.0] * 3)
     assert bars.get_column("volume").to_list()[:2] == pytest.approx([300 + 500 + 1500 / 12, 10_000 / 12])
-    assert bars.get_column("quality").to_list() == ["partial", "complete", "complete", "complete"]
+    assert bars.get_column("quality").to_list() == ["partial", "complete", "complete", "provisional"]
 
 
 def test_tick_bars_count_trades_without_splitting() -> None:

@@ -29,7 +29,7 @@ def bars_of(op: BarsOperator, items: list[object]) -> pl.DataFrame:
 
 def test_the_first_bar_of_each_key_is_partial_and_the_rest_complete() -> None:
     feed = trades(("X", T0 + S, 1.0, 1.0, 1), ("Y", T0 + M + S, 2.0, 1.0, 2), ("X", T0 + M + S, 3.0, 1.0, 3))
-    bars = bars_of(BarsOperator(), [feed])
+    bars = bars_of(BarsOperator(), [feed, Watermark(T0 + 2 * M)])  # a watermark closes them all: final
     assert bars.select("symbol", "start", "quality").rows() == [
         ("X", T0, "partial"),
         ("X", T0 + M, "complete"),
@@ -40,7 +40,7 @@ def test_the_first_bar_of_each_key_is_partial_and_the_rest_complete() -> None:
 def test_fill_empty_emits_flat_bars_at_the_previous_close_between_a_keys_bars() -> None:
     feed = trades(("X", T0 + S, 1.0, 1.0, 1), ("X", T0 + 2 * S, 4.0, 1.0, 2), ("X", T0 + 3 * M + S, 2.0, 1.0, 3))
     op = BarsOperator(fill_empty=True)
-    bars = bars_of(op, [feed])
+    bars = bars_of(op, [feed, Watermark(T0 + 4 * M)])
     assert bars.select("start", "open", "high", "low", "close", "volume", "trades", "vwap", "quality").rows() == [
         (T0, 1.0, 4.0, 1.0, 4.0, 2.0, 2, 2.5, "partial"),
         (T0 + M, 4.0, 4.0, 4.0, 4.0, 0.0, 0, None, "filled"),
@@ -64,7 +64,7 @@ def test_a_gap_is_never_filled_marks_the_bars_it_overlaps_and_the_first_bar_afte
         ("X", T0 + 5 * M + S, 4.0, 1.0, 5),
         ("Y", T0 + 6 * M + S, 8.0, 1.0, 6),
     )
-    bars = bars_of(BarsOperator(fill_empty=True), [before, Watermark(T0 + M), outage, after])
+    bars = bars_of(BarsOperator(fill_empty=True), [before, Watermark(T0 + M), outage, after, Watermark(T0 + 7 * M)])
     assert bars.select("symbol", "start", "quality").rows() == [
         ("X", T0, "partial"),
         ("Y", T0, "partial"),
@@ -78,7 +78,8 @@ def test_a_gap_is_never_filled_marks_the_bars_it_overlaps_and_the_first_bar_afte
 def test_a_gap_for_one_symbol_leaves_the_others_alone() -> None:
     feed = trades(("X", T0 + S, 1.0, 1.0, 1), ("Y", T0 + S, 1.0, 1.0, 2))
     later = trades(("X", T0 + 2 * M + S, 2.0, 1.0, 3), ("Y", T0 + 2 * M + S, 2.0, 1.0, 4))
-    bars = bars_of(BarsOperator(fill_empty=True), [feed, Watermark(T0 + M), Gap("X", T0 + M, T0 + 2 * M), later])
+    items = [feed, Watermark(T0 + M), Gap("X", T0 + M, T0 + 2 * M), later, Watermark(T0 + 3 * M)]
+    bars = bars_of(BarsOperator(fill_empty=True), items)
     assert bars.filter(pl.col("symbol") == "X").get_column("quality").to_list() == ["partial", "partial"]
     assert bars.filter(pl.col("symbol") == "Y").get_column("quality").to_list() == ["partial", "filled", "complete"]
 
@@ -124,6 +125,25 @@ def test_eligibility_rejects_unknown_fields() -> None:
         BarsOperator(eligibility={"volume": ["I"]})
 
 
-def test_end_of_input_emits_the_last_bar_with_its_quality() -> None:
-    bars = bars_of(BarsOperator(), [trades(("X", T0, 1.0, 1.0, 1)), Watermark(END_OF_TIME)])
-    assert bars.get_column("quality").to_list() == ["partial"]
+def test_end_of_input_emits_the_bars_no_watermark_closed_as_provisional() -> None:
+    feed = trades(("X", T0, 1.0, 1.0, 1), ("Y", T0 + S, 1.0, 1.0, 2), ("X", T0 + M + S, 2.0, 1.0, 3))
+    op = BarsOperator()
+    bars = bars_of(op, [feed, Watermark(T0 + M), Watermark(END_OF_TIME)])
+    assert bars.select("symbol", "start", "quality").rows() == [
+        ("X", T0, "partial"),  # closed by the watermark T0 + M: final
+        ("Y", T0, "partial"),
+        ("X", T0 + M, "provisional"),  # emitted because the input ended
+    ]
+    assert op.stats()["provisional_bars"] == 1
+
+
+def test_a_put_off_close_still_makes_final_bars() -> None:
+    """Closes batched while input waits (a replay) close at a later watermark; the bars a watermark below
+    the end passed are final all the same, however the stream was cut."""
+    rows = [("X", T0 + i * S, float(i), 1.0, i) for i in range(150)]  # 2.5 minutes, one trade a second
+    for cut in (1, 7, 150):
+        items: list[object] = []
+        for a in range(0, 150, cut):
+            items += [trades(*rows[a : a + cut]), Watermark(T0 + min(a + cut, 149) * S)]
+        bars = bars_of(BarsOperator(), items)
+        assert bars.get_column("quality").to_list() == ["partial", "complete", "provisional"], cut

@@ -36,9 +36,10 @@ async def chain(feed: list[Any], bars: BarsOperator, rebar: Rebar) -> tuple[pl.D
 
 async def test_five_minute_bars_from_one_minute_bars_equal_five_minute_bars_from_trades() -> None:
     feed = trades(*[("X", T0 + i * 7 * S, float(100 + (i * 37) % 11), float(1 + i % 3), i) for i in range(100)])
-    _, five = await chain([feed], BarsOperator(timeframe="1m"), Rebar(timeframe="5m"))
+    closing = Watermark(T0 + 15 * M)  # a watermark closes every window: the bars are final
+    _, five = await chain([feed, closing], BarsOperator(timeframe="1m"), Rebar(timeframe="5m"))
     direct = pl.concat(
-        [x for x in await arun_operator(BarsOperator(timeframe="5m"), [feed]) if isinstance(x, pl.DataFrame)]
+        [x for x in await arun_operator(BarsOperator(timeframe="5m"), [feed, closing]) if isinstance(x, pl.DataFrame)]
     )
     columns = ["symbol", "timeframe", "start", "end", "open", "high", "low", "close", "volume", "trades", "revision"]
     assert five.select(columns).equals(direct.select(columns))

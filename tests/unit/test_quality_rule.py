@@ -17,7 +17,7 @@ import polars as pl
 from mdp.operators.bars import BarsOperator
 from mdp.operators.bars.quotes import QuoteBars
 from mdp.operators.bars.rebar import Rebar
-from mdp.records import conform
+from mdp.records import Watermark, conform
 from mdp.runtime.graph import Dag, Node
 from mdp.testing import ListSink, ListSource, arun_operator, run_graph
 
@@ -42,16 +42,17 @@ def trades(start: int, end: int, symbol: str) -> pl.DataFrame:
 
 
 async def session_bars(feed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """1d@XNYS bars built directly from trades, and as bars of 1-minute bars."""
+    """1d@XNYS bars built directly from trades, and as bars of 1-minute bars (closed by a watermark: final)."""
+    items = [feed, Watermark(OPEN + 1440 * M)]
     direct = pl.concat(
         [
             x
-            for x in await arun_operator(BarsOperator(timeframe="1d", calendar="XNYS"), [feed])
+            for x in await arun_operator(BarsOperator(timeframe="1d", calendar="XNYS"), items)
             if isinstance(x, pl.DataFrame)
         ]
     )
     sink = ListSink()
-    dag = Dag().add_node(Node("src", ListSource([feed], kind="trade")))
+    dag = Dag().add_node(Node("src", ListSource(items, kind="trade")))
     dag.add_node(Node("one", BarsOperator(timeframe="1m"))).add_node(
         Node("day", Rebar(timeframe="1d", calendar="XNYS"))
     )
@@ -81,8 +82,13 @@ def quotes(*rows: tuple[str, int, float, float, int]) -> pl.DataFrame:
 async def test_quote_bars_flag_a_partly_seen_first_window_as_trade_bars_do() -> None:
     t0 = OPEN + 20 * S  # first seen 20 s into the minute
     rows = [("X", t0 + i * 15 * S, 10.0, 10.5, i) for i in range(10)]
+    closing = Watermark(OPEN + 10 * M)  # closes every window: the bars are final
     quote = pl.concat(
-        [x for x in await arun_operator(QuoteBars(timeframe="1m"), [quotes(*rows)]) if isinstance(x, pl.DataFrame)]
+        [
+            x
+            for x in await arun_operator(QuoteBars(timeframe="1m"), [quotes(*rows), closing])
+            if isinstance(x, pl.DataFrame)
+        ]
     )
     feed = conform(
         pl.DataFrame(
@@ -97,7 +103,7 @@ async def test_quote_bars_flag_a_partly_seen_first_window_as_trade_bars_do() -> 
         "trade",
     )
     trade = pl.concat(
-        [x for x in await arun_operator(BarsOperator(timeframe="1m"), [feed]) if isinstance(x, pl.DataFrame)]
+        [x for x in await arun_operator(BarsOperator(timeframe="1m"), [feed, closing]) if isinstance(x, pl.DataFrame)]
     )
     assert (
         quote.get_column("quality").to_list()
@@ -109,6 +115,7 @@ async def test_quote_bars_flag_a_partly_seen_first_window_as_trade_bars_do() -> 
 async def test_quote_bars_count_quotes_outside_the_sessions_and_treat_them_as_seen() -> None:
     rows: list[Any] = [("X", OPEN - 5 * M, 10.0, 10.5, 0), ("X", OPEN + 5 * S, 10.0, 10.5, 1)]
     op = QuoteBars(timeframe="1m", calendar="XNYS")
-    out = pl.concat([x for x in await arun_operator(op, [quotes(*rows)]) if isinstance(x, pl.DataFrame)])
+    items = [quotes(*rows), Watermark(OPEN + M)]
+    out = pl.concat([x for x in await arun_operator(op, items) if isinstance(x, pl.DataFrame)])
     assert op.stats()["outside_session"] == 1
     assert out.select("start", "quality").rows() == [(OPEN, "complete")]  # seen since before the open

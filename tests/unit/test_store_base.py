@@ -98,10 +98,13 @@ def test_check_kind_names_the_kinds_a_store_keeps() -> None:
         check_kind("tick")
 
 
-def test_upsert_replaces_bars_only_on_a_higher_revision_and_ignores_repeated_trades() -> None:
+def test_upsert_replaces_provisional_bars_and_bars_of_a_higher_revision_and_ignores_repeated_trades() -> None:
     bars = sql.upsert("bars", "bar", sql.values("bar"))
     assert 'ON CONFLICT ("symbol", "timeframe", "start") DO UPDATE SET "end" = excluded."end"' in bars
-    assert bars.endswith('WHERE excluded."revision" > cur."revision"')
+    assert bars.endswith(
+        """WHERE cur."quality" = 'provisional' OR (COALESCE(excluded."quality", '') <> 'provisional' """
+        'AND excluded."revision" > cur."revision")'
+    )
     assert sql.upsert("trades", "trade", "SELECT 1").endswith('ON CONFLICT ("symbol", "ts_event", "seq") DO NOTHING')
 
 

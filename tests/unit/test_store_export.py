@@ -39,7 +39,7 @@ def test_a_store_spec_names_backend_and_target_and_opens_it_read_only(tmp_path: 
 @pytest.mark.parametrize(
     ("spec", "kind", "message"),
     [
-        ("bars.sqlite", "bar", "--store must look like sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR"),
+        ("bars.sqlite", "bar", "--store must look like sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR or arc"),
         ("mysql:db", "bar", "--store must look like"),
         ("sqlite:missing.sqlite", "bar", "--store sqlite:missing.sqlite: no such file"),
         ("parquet:no_such_folder", "bar", "--store parquet:no_such_folder: no such folder"),

@@ -20,10 +20,11 @@ from typing import Any
 from rich.console import Console
 
 from mdp.app.jobs import JobStore, heartbeat_loop
+from mdp.app.live import LiveSnapshot, live_graph, store_specs
 from mdp.app.resume import Resume, prepare
-from mdp.app.summary import ProgressDisplay, RunSummary, describe_failure, render_summary, summarize, summary_line
+from mdp.app.summary import ProgressDisplay, describe_failure, render_summary, summarize, summary_line
 from mdp.app.unified import UnifiedRuntime
-from mdp.config.builder import node_specs
+from mdp.config.builder import node_specs, node_types
 from mdp.config.model import JobConfig
 from mdp.errors import ConfigError, MdpError, NodeError, StoreError
 from mdp.runtime.graph import Dag
@@ -148,9 +149,13 @@ async def run_job(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     out = Console(highlight=False, soft_wrap=True)
 
-    def snapshot() -> RunSummary | None:
+    types, stores = node_types(job, dag), store_specs(dag)
+
+    def snapshot() -> LiveSnapshot | None:
         stats = rt.statistics()
-        return summarize(name, dag, stats) if stats is not None else None
+        if stats is None:
+            return None
+        return LiveSnapshot(summarize(name, dag, stats), live_graph(dag, stats, types, stores))
 
     failure: NodeError | None = None
     aborted = False
@@ -197,7 +202,8 @@ async def run_job(
     elif aborted:
         code, message = EXIT_FAILED, f"job {name!r} was aborted before its sinks flushed"
     if record is not None:
-        record[0].finish(record[1], state, summary.to_dict(), message)
+        final = LiveSnapshot(summary, live_graph(dag, stats, types, stores))
+        record[0].finish(record[1], state, final.to_dict(), message)
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         return code

@@ -36,6 +36,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from mdp.app import census
+from mdp.app.census import ModeCount
 from mdp.errors import MdpError
 from mdp.records import END_OF_TIME
 from mdp.runtime.operator import NO_WATERMARK
@@ -73,6 +75,7 @@ _CHANNEL_SERIES: Final = (
     ("mdp_channel_high_watermark_crossings", "counter", "high_crossings", "times the fill rose to the high mark"),
     ("mdp_channel_low_watermark_crossings", "counter", "low_crossings", "times the fill fell back to the low mark"),
     ("mdp_channel_conflated_messages", "counter", "conflated", "queued messages replaced by newer ones"),
+    ("mdp_channel_callback_errors", "counter", "callback_errors", "watermark callbacks that raised (logged, ignored)"),
 )
 
 
@@ -245,10 +248,7 @@ class RuntimeCollector:
 
     def _families(self, snap: _Snapshot | None) -> list[Metric]:
         attached = snap is not None and self._target is not None
-        up = GaugeMetricFamily("runtime_up", "1 while a runtime is attached to this endpoint", labels=("mode",))
-        up.add_metric([self.mode], 0 if self._target is None else 1)
-        jobs = GaugeMetricFamily("runtime_jobs_running", "jobs running in this runtime", labels=("mode",))
-        jobs.add_metric([self.mode], 1 if snap is not None and snap.running else 0)
+        up, jobs = seed_families(self._seed_extra(snap))
         mdp_up = GaugeMetricFamily("mdp_up", "1 while a job's runtime is attached", labels=(JOB_LABEL, "mode"))
         mdp_up.add_metric([self.job, self.mode], 0 if self._target is None else 1)
         running = GaugeMetricFamily("mdp_jobs_running", "1 while the job runs", labels=(JOB_LABEL, "mode"))
@@ -262,7 +262,18 @@ class RuntimeCollector:
             age.add_metric([self.job], max(0.0, time.monotonic() - snap.taken))
         snap = snap if snap is not None and attached else _Snapshot(0.0)
         series = [up, jobs, mdp_up, running, build, age, *self._nodes(snap), *self._channels(snap.stats)]
-        return [*series, self.observer.family(self.job, fill=attached), *self._stores(snap)]
+        return [*series, self.observer.family(self.job, fill=attached), *self._stores(snap), *self._brokers(snap)]
+
+    def _seed_extra(self, snap: _Snapshot | None) -> dict[str, ModeCount]:
+        """What this endpoint adds to the process census: its mode is up while a runtime is attached, and
+        an attached plain ``DagRuntime`` (no job of a ``UnifiedRuntime``, which the census counts) runs a job."""
+        if self._target is None:
+            return {}
+        counted = not isinstance(self._target, DagRuntime) or any(
+            rt.runtime is self._target for rt in census.runtimes()
+        )
+        running = 0 if counted or snap is None or not snap.running else 1
+        return {self.mode: ModeCount(up=1, running=running)}
 
     def _nodes(self, snap: _Snapshot) -> list[Metric]:
         plain = [(_family(kind, name, doc, _NODE), attr) for name, kind, attr, doc in _NODE_SERIES]
@@ -291,6 +302,35 @@ class RuntimeCollector:
                 lag.add_metric(key, (snap.now_ns - snap.watermarks[name]) / 1e9)
         return [*(f for f, _ in plain), errors, late, dead, counters, mark, lag]
 
+    def _brokers(self, snap: _Snapshot) -> list[Metric]:
+        """Broker sources (their stats carry ``connection_state``): connection, reconnects, gaps, backfill."""
+        connected = GaugeMetricFamily("mdp_broker_connected", "1 while the broker connection is up", labels=_NODE)
+        state = GaugeMetricFamily(
+            "mdp_broker_connection_state", "1 for the connection's current state", labels=(*_NODE, "state")
+        )
+        reconnects = CounterMetricFamily("mdp_broker_reconnects", "reconnections after a lost connection", labels=_NODE)
+        outages = CounterMetricFamily("mdp_broker_outages", "outages (drop, 1100, restore)", labels=_NODE)
+        gap = CounterMetricFamily("mdp_broker_gap_seconds", "event seconds of the outages", labels=_NODE)
+        unrepaired = CounterMetricFamily("mdp_broker_unrepaired_gaps", "outages sent as a Gap", labels=_NODE)
+        backfilled = CounterMetricFamily(
+            "mdp_broker_backfilled_rows", "rows fetched to repair outages", labels=(*_NODE, "contract")
+        )
+        for name, s in snap.stats.nodes.items():
+            extra = s.extra
+            if "connection_state" not in extra:
+                continue
+            key = [self.job, name]
+            connected.add_metric(key, _int(extra.get("connected")))
+            for st in ("idle", "connecting", "connected", "disconnected", "repairing", "closed"):
+                state.add_metric([*key, st], 1 if extra["connection_state"] == st else 0)
+            reconnects.add_metric(key, _int(extra.get("reconnects")))
+            outages.add_metric(key, _int(extra.get("outages")))
+            gap.add_metric(key, _int(extra.get("gap_seconds")))
+            unrepaired.add_metric(key, _int(extra.get("unrepaired_gaps")))
+            for contract, rows in sorted(dict(extra.get("backfilled_rows") or {}).items()):
+                backfilled.add_metric([*key, contract], _int(rows))
+        return [connected, state, reconnects, outages, gap, unrepaired, backfilled]
+
     def _channels(self, stats: RunStats) -> list[Metric]:
         families = [(_family(kind, name, doc, _EDGE), attr) for name, kind, attr, doc in _CHANNEL_SERIES]
         for edge, ch in stats.channels.items():
@@ -307,6 +347,70 @@ class RuntimeCollector:
             written.add_metric([self.job, name, str(extra.get("kind", ""))], _int(extra.get("rows_written")))
             held.add_metric([self.job, name], _int(extra.get("rows_held")))
         return [written, held]
+
+
+def seed_families(extra: dict[str, ModeCount] | None = None) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """The seed's ``runtime_up{mode}`` (1 while a runtime of that mode is up in this process) and
+    ``runtime_jobs_running{mode}`` (the jobs of that mode this process runs now), from :mod:`mdp.app.census`
+    plus ``extra`` (a hand-attached ``DagRuntime``)."""
+    up = GaugeMetricFamily("runtime_up", "1 while a runtime of this mode is up in this process", labels=("mode",))
+    jobs = GaugeMetricFamily("runtime_jobs_running", "jobs of this mode running in this process", labels=("mode",))
+    counts = census.count()
+    for mode, more in (extra or {}).items():
+        line = counts.get(mode, ModeCount())
+        counts[mode] = ModeCount(line.up + more.up, line.running + more.running)
+    for mode, line in sorted(counts.items()):
+        up.add_metric([mode], 1 if line.up else 0)
+        jobs.add_metric([mode], line.running)
+    return up, jobs
+
+
+class ProcessJobsCollector:
+    """The seed's ``runtime_up`` and ``runtime_jobs_running`` for a whole process, on a registry of its
+    own choosing (:func:`register_process_metrics` puts one on ``prometheus_client``'s default one)."""
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(seed_families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(seed_families())
+
+
+#: id(registry) → the process collector put there (None: the names were taken by another collector)
+_process_registered: dict[int, ProcessJobsCollector | None] = {}
+_process_lock = threading.Lock()
+
+
+def register_process_metrics(registry: CollectorRegistry | None = None) -> bool:
+    """Put the process-wide ``runtime_up`` / ``runtime_jobs_running`` on ``registry`` (default:
+    ``prometheus_client.REGISTRY``, what its ``start_http_server(port)`` serves), once per registry.
+
+    ``UnifiedRuntime`` calls this when a job starts in a process that has imported ``prometheus_client``,
+    so a Python program that serves the default registry exports them without doing anything.
+    Returns False when the registry already has them (from here, or from a collector of the same names).
+    """
+    from prometheus_client import REGISTRY
+
+    target = REGISTRY if registry is None else registry
+    with _process_lock:
+        if id(target) in _process_registered:
+            return False
+        collector: ProcessJobsCollector | None = ProcessJobsCollector()
+        try:
+            target.register(collector)  # type: ignore[arg-type]
+        except ValueError:  # a JobMetrics (or another collector) already exports these names there
+            collector = None
+        _process_registered[id(target)] = collector
+    return collector is not None
+
+
+def _make_room(registry: CollectorRegistry) -> None:
+    """Take the process collector off ``registry`` (a ``JobMetrics`` about to join it exports the same
+    series, the census included)."""
+    with _process_lock:
+        collector = _process_registered.pop(id(registry), None)
+    if collector is not None:
+        registry.unregister(collector)  # type: ignore[arg-type]
 
 
 def _family(kind: str, name: str, doc: str, labels: tuple[str, ...]) -> CounterMetricFamily | GaugeMetricFamily:
@@ -378,6 +482,7 @@ class JobMetrics(RuntimeCollector):
         super().__init__(job, mode, StoreLatencyObserver(buckets), snapshot_timeout=snapshot_timeout)
         # a registry of its own gets the process, platform and GC series too
         self.registry = registry if registry is not None else add_standard_collectors(CollectorRegistry())
+        _make_room(self.registry)
         self.registry.register(self)
         self.server: MetricsServer | None = None
 

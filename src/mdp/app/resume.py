@@ -4,7 +4,8 @@ A job is checkpointed when its graph ends in exactly one store sink, every node 
 store keeps checkpoints (SQLite, DuckDB, PostgreSQL, Parquet); ``checkpoint: false`` turns it off. The
 checkpoint is kept under ``checkpoint.key`` (default: the job name). Its fingerprints say what it was
 taken from: the graph (each node's component and params, the edges) and the inputs (each file source's
-path and the hash of its first MiB, so a capture file that grew still resumes). A checkpoint that does
+path and the hash of its first MiB of content, decompressed for ``.gz``, checked on as many bytes as
+were hashed then, so a capture file that grew still resumes). A checkpoint that does
 not fit is refused with a paragraph naming what changed; ``--fresh`` forgets it and starts at row 0.
 """
 
@@ -77,18 +78,44 @@ def graph_prints(job: JobConfig, dag: Dag) -> dict[str, str]:
     return prints
 
 
-def input_prints(dag: Dag) -> dict[str, str]:
-    """Each file source's input: its path and the hash of its first MiB."""
+def _head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file's content (a gzip file's decompressed content)."""
+    if not path.is_file():
+        return b""
+    if path.suffix == ".gz":
+        import gzip
+        import zlib
+
+        out = bytearray()
+        try:
+            with gzip.open(path, "rb") as fh:
+                while len(out) < size and (chunk := fh.read(min(65536, size - len(out)))):
+                    out += chunk
+        except (OSError, EOFError, zlib.error):  # a cut or broken file: what could be read (the source says more)
+            pass
+        return bytes(out)
+    with open(path, "rb") as fh:
+        return fh.read(size)
+
+
+def _print(path: Path, size: int = HEAD_BYTES) -> str:
+    head = _head(path, size)
+    return f"{path.resolve()} first {len(head)} bytes {hashlib.sha256(head).hexdigest()[:16]}"
+
+
+def input_prints(dag: Dag, then: dict[str, str] | None = None) -> dict[str, str]:
+    """Each file source's input: its path and the hash of its first MiB of content (of as many bytes as
+    ``then`` hashed, so a file that grew since keeps its print)."""
     prints: dict[str, str] = {}
     for node in dag.nodes:
         path = getattr(node.operator, "path", None)
         if not isinstance(node.operator, Source) or not isinstance(path, Path):
             continue
-        digest = "missing"
-        if path.is_file():
-            with open(path, "rb") as fh:
-                digest = hashlib.sha256(fh.read(HEAD_BYTES)).hexdigest()[:16]
-        prints[node.name] = f"{path.resolve()} head {digest}"
+        size = HEAD_BYTES
+        earlier = (then or {}).get(node.name, "").split(" first ")
+        if len(earlier) == 2 and earlier[1].split(" ")[0].isdigit():
+            size = int(earlier[1].split(" ")[0])
+        prints[node.name] = _print(path, size)
     return prints
 
 
@@ -143,7 +170,9 @@ def prepare(job: JobConfig, dag: Dag, name: str, *, fresh: bool) -> Resume:
         last = store.load_checkpoint(key)
     if last is None:
         return Resume(CheckpointBoard(key, **board_args))
-    changes = _changes("graph", _loads(last.graph), graph) + _changes("input", _loads(last.inputs), inputs)
+    then_inputs = _loads(last.inputs)
+    now_inputs = input_prints(dag, then_inputs)
+    changes = _changes("graph", _loads(last.graph), graph) + _changes("input", then_inputs, now_inputs)
     if changes:
         raise ConfigError(
             f"job {name!r} has a checkpoint (epoch {last.epoch}, {last.rows:,} rows in) in {store.location}, "

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
+from mdp.app import census
 from mdp.config.builder import build_dag, preflight
 from mdp.config.model import JobConfig, RuntimeMode, RuntimeSpec, UnifiedRuntimeSettings
 from mdp.config.registry import ComponentRegistry
@@ -35,13 +37,22 @@ from mdp.runtime.runtime import DagRuntime, RunConfig, RunStats
 
 
 class RuntimeState(StrEnum):
-    """Where a ``UnifiedRuntime`` is in its life. A finished run ends ``stopped`` (or ``failed``)."""
+    """Where a ``UnifiedRuntime`` is in its life. A finished run ends ``stopped`` (or ``failed``).
+
+    The upper-case names are the seed's spellings (``UnifiedRuntimeState.RUNNING``): aliases of the same
+    members, so ``RuntimeState.RUNNING is RuntimeState.running``.
+    """
 
     idle = "idle"
     running = "running"
     stopping = "stopping"
     stopped = "stopped"
     failed = "failed"
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
 
 
 #: the seed's name for the state enum
@@ -80,10 +91,22 @@ class UnifiedRuntime:
         #: True when the last run ended because ``stop()`` was called
         self.stop_requested = False
         self._stats: RunStats | None = None
+        self._entered = 0
+        census.enlist(self)
 
     @property
     def mode(self) -> RuntimeMode:
         return self.settings.mode
+
+    @property
+    def job_running(self) -> bool:
+        """True while a job runs (or drains after ``stop()``)."""
+        return self._state in (RuntimeState.running, RuntimeState.stopping)
+
+    @property
+    def up(self) -> bool:
+        """True inside ``async with`` and while a job runs: the seed's ``runtime_up`` counts these."""
+        return self._entered > 0 or self.job_running
 
     @property
     def state(self) -> RuntimeState:
@@ -121,6 +144,10 @@ class UnifiedRuntime:
         self.stop_requested = False
         self._stats = None
         self._state = RuntimeState.running
+        if "prometheus_client" in sys.modules:  # a process that exports metrics: count this job there too
+            from mdp.app.metrics import register_process_metrics
+
+            register_process_metrics()
         self._task = asyncio.create_task(self._execute(self._runtime), name=f"mdp-job:{self.job_name}")
 
     async def _execute(self, runtime: DagRuntime) -> RunStats:
@@ -213,18 +240,22 @@ class UnifiedRuntime:
         return self._runtime.statistics() if self._runtime.running else (self._stats or self._runtime.statistics())
 
     async def __aenter__(self) -> Self:
+        self._entered += 1
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._task is not None and not self._task.done():
-            if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-                self._task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._task
-                return
-            await self.stop()
+        try:
+            if self._task is not None and not self._task.done():
+                if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+                    self._task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await self._task
+                    return
+                await self.stop()
+        finally:
+            self._entered -= 1
 
 
 class OrchestratorSettings(RuntimeSpec):

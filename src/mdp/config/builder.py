@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from mdp.config.loading import format_path, translate_validation_error
 from mdp.config.model import ClassicSpec, DagSpec, JobConfig, RuntimeMode
 from mdp.config.registry import ComponentRegistry, Kind, default_registry
+from mdp.config.seed_nodes import SeedNode
 from mdp.errors import ConfigError, DagValidationError, MdpError
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Operator
@@ -49,6 +50,13 @@ def build_component(
     """
     reg = registry or default_registry()
     where = format_path(loc)
+    if loc and loc[0] == "classic":
+        entry = reg.get(type_id) if type_id in reg else None
+        if entry is not None and entry.available and issubclass(entry.load(), SeedNode):
+            raise ConfigError(
+                f"{where}.type ({label}): {type_id!r} is a seed-style function or provider ({entry.target_name}), "
+                "which runs as a node of a dag; put the job in a 'dag:' section (mode: dag)"
+            )
     try:
         entry = reg.get(type_id)
         cls = entry.load()
@@ -118,7 +126,7 @@ def build_graph(spec: DagSpec, *, registry: ComponentRegistry | None = None) -> 
         op = build_component(
             node.type, node.params, loc=("dag", "nodes", i), label=f"node {node.id!r}", registry=registry
         )
-        dag.add_node(Node(node.id, op))
+        dag.add_node(Node(node.id, op.node_fn() if isinstance(op, SeedNode) else op))
     ids = list(first_seen)
     for j, edge in enumerate(spec.edges):
         for end, role in ((edge.from_, "from"), (edge.to, "to")):

@@ -9,7 +9,10 @@ every store a node holds, the way the run would reach it, without writing anythi
 * SQLite and DuckDB: an existing file is opened read-only and each of the job's tables queried once (it
   must be a database of that kind; a DuckDB file held by a running job is
   reported); for a file not yet made, its folder must be writable;
-* Parquet: the folder, or the nearest existing parent of it, must be a writable folder.
+* Parquet: the folder, or the nearest existing parent of it, must be a writable folder;
+* ArcticDB: the library is opened read-only and each table read once; an ``lmdb://`` folder not yet
+  made is checked as a Parquet folder is (S3 is reached as ArcticDB reaches it);
+* a broker source (``source.ibkr``): its ``check_connection()`` connects read-only and disconnects.
 
 Each failure names the node and the reason; all of them are reported, not only the first.
 """
@@ -31,6 +34,14 @@ def connect_problems(dag: Dag, specs: dict[str, tuple[str, str]] | None = None) 
     """Open every store of ``dag`` read-only; return one line per node that cannot reach its store."""
     problems: list[str] = []
     for node in dag.nodes:
+        probe = getattr(node.operator, "check_connection", None)
+        if callable(probe):
+            try:
+                probe()
+            except MdpError as exc:
+                type_id, where = (specs or {}).get(node.name, (type(node.fn).__name__, ""))
+                at = f" at {where}" if where else ""
+                problems.append(f"node {node.name!r} ({type_id}{at}): {exc}")
         store = getattr(node.operator, "store", None)
         if not isinstance(store, Store):
             continue
@@ -55,6 +66,13 @@ def check_store(store: Store) -> None:
     if isinstance(store, ParquetStore):
         _check_writable_folder(store.root, make=True)
         return
+    if store.backend == "arcticdb":
+        from mdp.stores.arcticdb import lmdb_folder
+
+        folder = lmdb_folder(store.spec()["uri"])
+        if folder is not None and not folder.exists():  # the run makes it (ArcticDB would make it on opening)
+            _check_writable_folder(folder.parent, make=True)
+            return
     path = getattr(store, "path", None)
     if not isinstance(store, PostgresStore) and isinstance(path, str):
         if path == ":memory:":

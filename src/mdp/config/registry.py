@@ -8,6 +8,10 @@ with a ``component_id`` attribute or a callable that receives the registry and r
 
     [project.entry-points."mdp.components"]
     my_ticks = "my_pkg.mdp_plugin:register"      # def register(registry): registry.register(...)
+
+What a plugin's ``register`` adds is recorded with the plugin as its origin, so a clash names the plugin.
+The seed's spellings work too: ``register_operator(id, fn)`` with ``async def fn(inputs, outputs, **params)``
+and ``register_provider(id, MyProvider)`` with a plain provider class (see :mod:`mdp.config.seed_nodes`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from mdp.config.seed_nodes import Target, adapt, is_seed_target
 from mdp.durations import format_duration
 from mdp.errors import ConfigError
 from mdp.runtime.operator import Operator, Sink
@@ -37,10 +42,24 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "source.replay",
         "source",
         "mdp.sources.replay:ReplaySource",
-        "replay trades or quotes from a CSV or Parquet file",
+        "replay trades or quotes from a CSV, Parquet or Databento DBN file",
     ),
+    ("source.dbn_bars", "source", "mdp.sources.dbn_bars:DbnBarsSource", "Databento DBN OHLCV bars as bar frames"),
     ("source.synthetic", "source", "mdp.sources.synthetic:SyntheticSource", "a seeded synthetic trade or quote feed"),
     ("source.store", "source", "mdp.stores.source:StoreSource", "read records back from a store"),
+    (
+        "source.ibkr",
+        "source",
+        "mdp.brokers.ibkr:IbkrSource",
+        "live tick-by-tick trades or quotes from Interactive Brokers (TWS / IB Gateway)",
+    ),
+    (
+        "provider.ibkr.stream",
+        "source",
+        "mdp.brokers.ibkr:IbkrSource",
+        "the seed's name of source.ibkr",
+    ),
+    ("source.arcticdb", "source", "mdp.stores.source:ArcticdbSource", "read records back from an ArcticDB library"),
     (
         "source.nats",
         "source",
@@ -108,6 +127,7 @@ BUILTINS: tuple[tuple[str, Kind, str, str], ...] = (
         "publish frames to NATS JetStream, partitioned by crc32(symbol)",
     ),
     ("sink.parquet", "sink", "mdp.stores.sink:ParquetSink", "write records to Parquet, partitioned by date and symbol"),
+    ("sink.arcticdb", "sink", "mdp.stores.sink:ArcticdbSink", "upsert records into an ArcticDB library (LMDB, S3)"),
     (
         "sink.deadletter",
         "sink",
@@ -124,7 +144,7 @@ class ComponentEntry:
 
     id: str
     kind: Kind
-    target: str | type[Operator]
+    target: Target
     description: str = ""
     origin: str = "mdp"
     _cls: type[Operator] | None = field(default=None, repr=False)
@@ -223,7 +243,7 @@ def _type_name(tp: Any) -> str:
     return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
-def _import_class(target: str | type[Operator]) -> type[Operator]:
+def _import_class(target: Target) -> type[Operator]:
     if not isinstance(target, str):
         cls: Any = target
     else:
@@ -234,8 +254,13 @@ def _import_class(target: str | type[Operator]) -> type[Operator]:
         for part in attr.split("."):
             obj = getattr(obj, part)
         cls = obj
+    if is_seed_target(cls):
+        return adapt(cls)
     if not (isinstance(cls, type) and issubclass(cls, Operator)):
-        raise TypeError(f"{target!r} is not an mdp Operator, Source or Sink class")
+        raise TypeError(
+            f"{target!r} is not an mdp Operator, Source or Sink class, a seed-style 'async def fn(inputs, "
+            "outputs)' or a provider class"
+        )
     return cls
 
 
@@ -255,18 +280,27 @@ class ComponentRegistry:
         self._entries: dict[str, ComponentEntry] = {}
         #: entry points that failed to load, name → reason (shown by ``mdp components``)
         self.plugin_errors: dict[str, str] = {}
+        #: the origin given to what is registered without one (the plugin whose register() runs)
+        self._origin = "mdp"
 
     def register(
         self,
         component_id: str,
-        target: str | type[Operator],
+        target: Target,
         *,
         kind: Kind | None = None,
         description: str | None = None,
-        origin: str = "mdp",
+        origin: str | None = None,
         replace: bool = False,
     ) -> ComponentEntry:
-        """Register ``target`` (a class, or a lazy ``"module:Class"`` string that then needs ``kind``)."""
+        """Register ``target``: a component class, a lazy ``"module:Class"`` string (which then needs
+        ``kind``), or a seed-style channel function or provider class (:mod:`mdp.config.seed_nodes`).
+
+        Raises:
+            ConfigError: the id is taken (by the origin named) or not a word.
+            TypeError: ``target`` is none of those.
+        """
+        origin = origin or self._origin
         if not component_id or any(c.isspace() for c in component_id):
             raise ConfigError(f"a component id is a non-empty word like 'operator.bars', got {component_id!r}")
         if component_id in self._entries and not replace:
@@ -278,15 +312,19 @@ class ComponentRegistry:
             if kind is None:
                 raise ConfigError(f"registering {component_id!r} lazily as {target!r} needs kind=source|operator|sink")
         else:
-            _import_class(target)  # reject non-operators now
-            kind = kind or kind_of_class(target)
+            cls = _import_class(target)  # reject non-operators now
+            kind = kind or kind_of_class(cls)
             if description is None:
-                description = (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else ""
+                description = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         entry = ComponentEntry(component_id, kind, target, description or "", origin)
+        if not isinstance(target, str):
+            entry._cls = cls
         self._entries[component_id] = entry
         return entry
 
-    def register_class(self, cls: type[Operator], *, origin: str = "mdp", replace: bool = False) -> ComponentEntry:
+    def register_class(
+        self, cls: type[Operator], *, origin: str | None = None, replace: bool = False
+    ) -> ComponentEntry:
         """Register a class under its ``component_id`` attribute."""
         component_id = getattr(cls, "component_id", None)
         if not isinstance(component_id, str):
@@ -294,15 +332,15 @@ class ComponentRegistry:
         return self.register(component_id, cls, origin=origin, replace=replace)
 
     # the seed's spellings
-    def register_source(self, component_id: str, target: str | type[Operator], **kw: Any) -> ComponentEntry:
+    def register_source(self, component_id: str, target: Target, **kw: Any) -> ComponentEntry:
         return self.register(component_id, target, kind="source", **kw)
 
     register_provider = register_source
 
-    def register_operator(self, component_id: str, target: str | type[Operator], **kw: Any) -> ComponentEntry:
+    def register_operator(self, component_id: str, target: Target, **kw: Any) -> ComponentEntry:
         return self.register(component_id, target, kind="operator", **kw)
 
-    def register_sink(self, component_id: str, target: str | type[Operator], **kw: Any) -> ComponentEntry:
+    def register_sink(self, component_id: str, target: Target, **kw: Any) -> ComponentEntry:
         return self.register(component_id, target, kind="sink", **kw)
 
     def get(self, component_id: str) -> ComponentEntry:
@@ -341,7 +379,11 @@ class ComponentRegistry:
                 if isinstance(obj, type) and issubclass(obj, Operator):
                     self.register_class(obj, origin=origin)
                 elif callable(obj):
-                    obj(self)
+                    self._origin = origin  # what register() adds is the plugin's, not mdp's
+                    try:
+                        obj(self)
+                    finally:
+                        self._origin = "mdp"
                 else:
                     raise TypeError("expected a component class with component_id or a callable(registry)")
             except Exception as exc:  # one broken plugin must not break every job

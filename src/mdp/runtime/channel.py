@@ -10,7 +10,10 @@ channel is empty, so one large frame cannot deadlock a graph.
 
 High/low watermark callbacks fire once per crossing (high when the fill level reaches ``high``, low when
 it falls back to ``low``), so a source or rate limiter can slow down and speed up again. Callbacks run
-synchronously and must be quick; a callback that returns a coroutine is scheduled as a task.
+synchronously and must be quick; a callback that returns a coroutine is scheduled as a task. They are
+best-effort, as the seed says: a callback that raises (or whose task fails) is logged and counted in
+``statistics().callback_errors``, and the ``put`` or ``get`` that crossed the mark completes all the same
+(its item is queued or returned once; a retry would otherwise queue it twice).
 
 ``policy="block"`` (the default) makes a full channel wait. ``policy="conflate"`` is for streams where
 only the newest value per key matters (quotes): a put into a full channel replaces the queued message
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ T = TypeVar("T")
 Callback = Callable[[], Any]
 
 _DataFrame = pl.DataFrame
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,8 @@ class ChannelStatistics:
     above_high: bool
     closed: bool
     conflated: int = 0
+    #: high/low watermark callbacks that raised (logged; the put or get went on)
+    callback_errors: int = 0
 
 
 class _Done:
@@ -109,6 +116,7 @@ class Channel(Generic[T]):
         "_above",
         "_blocked_ns",
         "_blocked_puts",
+        "_callback_errors",
         "_cap",
         "_cap_rows",
         "_closed",
@@ -179,6 +187,7 @@ class Channel(Generic[T]):
         self._blocked_puts = 0
         self._blocked_ns = 0
         self._high_crossings = self._low_crossings = 0
+        self._callback_errors = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         if policy not in ("block", "conflate"):
             raise MdpError(f"channel {name!r}: policy must be 'block' or 'conflate', got {policy!r}")
@@ -462,6 +471,7 @@ class Channel(Generic[T]):
             above_high=self._above,
             closed=self._closed,
             conflated=self._conflated,
+            callback_errors=self._callback_errors,
         )
 
     @staticmethod
@@ -473,10 +483,31 @@ class Channel(Generic[T]):
                 return
 
     def _fire(self, callback: Callback | None) -> None:
+        """Call a watermark callback, best-effort: its error is logged and counted, never raised here."""
         if callback is None:
             return
-        result = callback()
-        if asyncio.iscoroutine(result):
-            task = asyncio.get_running_loop().create_task(result)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        try:
+            result = callback()
+            if asyncio.iscoroutine(result):
+                task = asyncio.get_running_loop().create_task(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._callback_done)
+        except Exception as exc:
+            self._callback_failed(callback, exc)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._callback_failed(task.get_coro(), exc)
+
+    def _callback_failed(self, callback: object, exc: BaseException) -> None:
+        self._callback_errors += 1
+        name = getattr(callback, "__qualname__", None) or repr(callback)
+        _log.error(
+            "channel %r: watermark callback %s raised %s: %s (ignored: callbacks are best-effort)",
+            self.name,
+            name,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )

@@ -10,9 +10,10 @@ before the barrier on every input. The sink that receives barrier N collects the
 :class:`Checkpoint`. A run started with those states (``CheckpointBoard(restore=...)``) goes on as the
 run that recorded them would have.
 
-A graceful stop sends a *final* barrier from each source before it ends: the state at the stop is
-committed, and nothing is flushed after it: operators keep the bars still open (they are in the
-checkpoint, and the resumed run closes them whole), and a sink writes nothing that arrives after it.
+A graceful stop sends a *final* barrier from each source before it ends, and the end of an input a
+barrier before its final watermark: the state committed then holds the bars still open, so the run
+that resumes it closes them by the watermark; what the graph flushes after it (bars cut short, written
+``provisional``) is committed with that same checkpoint, and replaced by the closed bars later.
 """
 
 from __future__ import annotations
@@ -137,8 +138,6 @@ class CheckpointBoard:
         self._offsets: dict[int, dict[str, Any]] = {}
         #: the nodes whose states make a checkpoint whole (set by the runtime)
         self.nodes: set[str] = set()
-        #: a graceful stop took its final checkpoint (the runtime then flushes nothing at the end of input)
-        self.final_taken = False
         #: checkpoints committed in this run, and the last (the sink's writer sets them)
         self.committed = 0
         self.last_committed: Checkpoint | None = None

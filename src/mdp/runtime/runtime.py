@@ -28,7 +28,7 @@ from mdp.runtime.channel import Channel, ChannelStatistics
 from mdp.runtime.channel import Watermark as ChannelWatermark
 from mdp.runtime.checkpoints import Barrier, CheckpointBoard
 from mdp.runtime.graph import Dag, Edge, Node
-from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Sink, Source
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator, Source
 from mdp.runtime.pressure import PressureBoard
 
 NodeState = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -105,6 +105,9 @@ class NodeStats:
     counters: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: event-time progress in ns: the watermark a source sent, or the one an operator or sink received
+    #: (the minimum over its inputs); None before the first
+    watermark: int | None = None
 
 
 @dataclass
@@ -293,6 +296,18 @@ class DagRuntime:
             raise NodeError(name, exc) from exc
         return self._stats
 
+    async def execute(self) -> RunStats:
+        """The seed's other name for :meth:`start` (it runs the graph to its end); warns that ``start`` is
+        the name to use."""
+        import warnings
+
+        warnings.warn(
+            "DagRuntime.execute() is the original package's name; use 'await DagRuntime.start()' (the same run)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.start()
+
     async def stop(self) -> None:
         """Ask for a graceful stop: sources end, the graph drains and flushes. Returns at once."""
         self._stopping = True
@@ -447,8 +462,6 @@ class DagRuntime:
 
         state = snapshot_node(op, ctx)
         offsets = _offsets(op)
-        if final:
-            board.final_taken = True
         for epoch in epochs:
             board.record(epoch, ctx.node, state, offsets)
             await ctx.emit_all(Barrier(epoch, final=final and epoch == epochs[-1]))
@@ -484,11 +497,6 @@ class DagRuntime:
                 await inner.on_barrier(barrier, ctx)
         await ctx.emit_all(barrier)
 
-    def _held_at_stop(self) -> bool:
-        """True once a graceful stop took its final checkpoint: from then on nothing is flushed at the end
-        of input (operators keep what they hold; the checkpoint has it, and the resumed run goes on with it)."""
-        return self.checkpoints is not None and self.checkpoints.final_taken
-
     def _node_ended(self, op: Operator, ctx: Context) -> None:
         """A node drained and closed: its final state stands for the checkpoints after it."""
         if self.checkpoints is not None:
@@ -511,15 +519,13 @@ class DagRuntime:
                 self._input_errors[ctx.node] = exc
                 broke = True
             await self._source_ended(op, ctx, broke)
-            if not self._held_at_stop():
-                await ctx.emit_watermark(END_OF_TIME)
+            await ctx.emit_watermark(END_OF_TIME)
             return
         if len(inputs) == 1:
             await self._drive_one(op, ctx, next(iter(inputs.items())))
         else:
             await self._drive_many(op, ctx, inputs, marks)
-        if isinstance(op, Sink) or not self._held_at_stop():
-            await op.on_close(ctx)
+        await op.on_close(ctx)
         self._node_ended(op, ctx)
 
     async def _drive_timed(
@@ -548,11 +554,9 @@ class DagRuntime:
             raise _first_error(group_error) from None
         if isinstance(op, Source):
             await self._source_ended(op, ctx, broke)
-            if not self._held_at_stop():
-                await serial.on_watermark(END_OF_TIME, ctx)
+            await serial.on_watermark(END_OF_TIME, ctx)
             return
-        if isinstance(op, Sink) or not self._held_at_stop():
-            await op.on_close(ctx)
+        await op.on_close(ctx)
         self._node_ended(op, ctx)
 
     async def _drive_one(self, op: Operator, ctx: Context, named: tuple[str, Channel[Any]]) -> None:
@@ -574,7 +578,7 @@ class DagRuntime:
                 await self._barrier(op, ctx, msg)
             else:
                 await on_item(msg, ctx)
-        if ctx.watermark < END_OF_TIME and not self._held_at_stop():
+        if ctx.watermark < END_OF_TIME:
             # input closed without a final watermark (a seed-style upstream): end of input all the same
             ctx.watermark = END_OF_TIME
             await op.on_watermark(END_OF_TIME, ctx)
@@ -675,8 +679,6 @@ class DagRuntime:
                         await op.on_item(msg, ctx)
                         continue
                     low = min(marks.values())
-                    if low == END_OF_TIME and self._held_at_stop():
-                        continue  # stopped at a checkpoint: what is held stays in it, unflushed
                     if low > ctx.watermark:
                         ctx.watermark = low
                         await op.on_watermark(low, ctx)
@@ -703,6 +705,8 @@ class DagRuntime:
             ctx = self.contexts.get(node.name)
             if ctx is not None:
                 s.counters = dict(ctx.counters)
+                mark = ctx.watermark_out if not self.dag.inputs_of(node.name) else ctx.watermark
+                s.watermark = None if mark == NO_WATERMARK else mark
             op = node.operator
             if op is not None:
                 s.extra = op.stats()

@@ -1,4 +1,4 @@
-"""``ReplaySource`` (``source.replay``): replay trades or quotes from a CSV, gzip CSV or Parquet file.
+"""``ReplaySource`` (``source.replay``): replay trades or quotes from a CSV, gzip CSV, Parquet or DBN file.
 
 The file is streamed, never loaded whole: Parquet through polars' streaming engine, CSV (plain or
 gzip) through pyarrow's streaming CSV reader as text, reading only the columns the mapping needs, from a
@@ -9,7 +9,9 @@ Each batch becomes a canonical frame with vectorised column work (:mod:`mdp.sour
 screened for bad rows (:mod:`mdp.sources.validation`: they go to the ``deadletter`` port and never
 move the watermark), is re-cut into frames of ``frame_rows`` and sent through
 ``emit_with_watermarks``, as fast as possible or paced at ``speed`` times event time. At the end, more
-than ``max_bad_share`` bad rows fail the job (:mod:`mdp.sources.verdict`).
+than ``max_bad_share`` bad rows fail the job (:mod:`mdp.sources.verdict`). A Databento DBN file
+(``.dbn``, ``.dbn.zst``: trades, MBP-1, TBBO, BBO) is decoded in blocks by :mod:`mdp.sources.dbn` into
+columns named as the canonical ones (``ts_event``, ``symbol``, ``price``...), so it needs no ``columns``.
 
 ``snapshot()`` between two messages gives the source's position in the file (data rows in file order,
 the header not counted, plus the malformed lines delivered; see :mod:`mdp.sources.position`), its
@@ -47,6 +49,7 @@ from mdp.runtime.operator import Context, Source
 from mdp.runtime.pressure import AdaptiveRate
 from mdp.runtime.watermarks import WatermarkTracker
 from mdp.sources.columns import ColumnPlan, TsUnit
+from mdp.sources.dbn import DbnFile, is_dbn
 from mdp.sources.idle import make_pacer, make_tracker
 from mdp.sources.pacing import Pacer, cut_frames, rate_limiter
 from mdp.sources.params import DEFAULT_MAX_BAD_SHARE, DEFAULT_MIN_EVENT_TIME_TEXT, SourceFlowParams
@@ -63,7 +66,7 @@ from mdp.sources.validation import (
 )
 from mdp.sources.verdict import TimeSample, judge
 
-FileFormat = Literal["auto", "csv", "parquet"]
+FileFormat = Literal["auto", "csv", "parquet", "dbn"]
 #: bytes of CSV text parsed per block: large enough to amortise per-block costs on gzip input
 CSV_BLOCK_BYTES: Final[int] = 4 << 20
 
@@ -73,7 +76,7 @@ class ReplayParams(SourceFlowParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="file to replay: .csv, .csv.gz or .parquet")
+    path: str = Field(description="file to replay: .csv, .csv.gz, .parquet, or Databento .dbn / .dbn.zst")
     format: FileFormat = Field(default="auto", description="file format; auto: from the suffix")
     kind: SourceKind = Field(default="trade", description="record kind in the file: 'trade' or 'quote'")
     columns: dict[str, str] = Field(
@@ -94,6 +97,12 @@ class ReplayParams(SourceFlowParams):
     )
     speed: float | None = Field(
         default=None, ge=0, description="None or 0: as fast as possible; 1.0: real time by event time; 10: 10x"
+    )
+    size_decimals: int = Field(
+        default=0,
+        ge=0,
+        le=18,
+        description="DBN only: sizes are integers of 10^-size_decimals units (5: size 1 is 0.00001); 0: whole units",
     )
     one_sided_quotes: bool = Field(
         default=False,
@@ -146,6 +155,7 @@ class ReplaySource(Source):
         watermark: Literal["global", "per_key"] = "global",
         idle_timeout: int | str | None = None,
         one_sided_quotes: bool = False,
+        size_decimals: int = 0,
     ) -> None:
         try:
             self.params = ReplayParams.model_validate(
@@ -169,6 +179,7 @@ class ReplaySource(Source):
                     "watermark": watermark,
                     "idle_timeout": idle_timeout,
                     "one_sided_quotes": one_sided_quotes,
+                    "size_decimals": size_decimals,
                 }
             )
         except ValidationError as exc:
@@ -238,7 +249,10 @@ class ReplaySource(Source):
                 "fix params.path"
             )
         fmt = resolve_format(self.path, p.format)
-        file_columns = _parquet_columns(self.path) if fmt == "parquet" else _csv_header(self.path)
+        if fmt == "dbn":
+            file_columns = self._dbn().columns()
+        else:
+            file_columns = _parquet_columns(self.path) if fmt == "parquet" else _csv_header(self.path)
         units: dict[str, TsUnit] = {"ts_event": p.ts_unit, "ts_recv": p.ts_recv_unit or p.ts_unit}
         return ColumnPlan(
             p.kind,
@@ -340,6 +354,8 @@ class ReplaySource(Source):
         stream = None
         if fmt == "parquet":
             batches = self._parquet_frames(plan.needed, start)
+        elif fmt == "dbn":
+            batches = (f.select(plan.needed) for f in self._dbn().frames(self.params.frame_rows, start))
         else:
             stream = self._stream = _open_text(self.path)
             batches = _csv_frames(self.path, plan, malformed, stream, start)
@@ -380,6 +396,20 @@ class ReplaySource(Source):
             self._parquet_break = f"{type(cause).__name__}: {cause}" if cause else str(exc)
 
 
+    def _dbn(self) -> DbnFile:
+        """The DBN file, checked to hold records of ``params.kind``."""
+        dbn = DbnFile(self.path, size_decimals=self.params.size_decimals)
+        if dbn.kind != self.params.kind:
+            if dbn.kind == "bar":
+                raise SourceError(
+                    f"{str(self.path)!r} holds DBN {dbn.schema} bars; read it with source.dbn_bars, not source.replay"
+                )
+            raise SourceError(
+                f"{str(self.path)!r} holds DBN {dbn.schema} records, which are {dbn.kind}s; set params.kind: {dbn.kind}"
+            )
+        return dbn
+
+
 def _open_text(path: Path) -> TextStream:
     try:
         return TextStream(path)
@@ -387,18 +417,20 @@ def _open_text(path: Path) -> TextStream:
         raise SourceError(f"cannot read {str(path)!r}: {exc}; check the file and its permissions") from exc
 
 
-def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet"]:
-    """The file format: as configured, or from the suffix (.csv, .csv.gz, .parquet)."""
+def resolve_format(path: Path, fmt: FileFormat) -> Literal["csv", "parquet", "dbn"]:
+    """The file format: as configured, or from the suffix (.csv, .csv.gz, .parquet, .dbn, .dbn.zst)."""
     if fmt != "auto":
         return fmt
     name = path.name.lower()
+    if is_dbn(path):
+        return "dbn"
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
     if name.endswith(".parquet"):
         return "parquet"
     raise SourceError(
-        f"cannot tell the format of {str(path)!r} from its name (known suffixes: .csv, .csv.gz, .parquet); "
-        "set params.format to 'csv' or 'parquet'"
+        f"cannot tell the format of {str(path)!r} from its name (known suffixes: .csv, .csv.gz, .parquet, .dbn, "
+        ".dbn.zst); set params.format to 'csv', 'parquet' or 'dbn'"
     )
 
 

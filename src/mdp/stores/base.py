@@ -4,15 +4,23 @@ A store keeps four kinds of record, each in its own table, under a key::
 
     trade      (symbol, ts_event, seq)
     quote      (symbol, ts_event, seq)
-    bar        (symbol, timeframe, start)      a higher ``revision`` replaces a lower one
+    bar        (symbol, timeframe, start)      a final bar replaces a provisional one, then higher ``revision``
     quote_bar  (symbol, timeframe, start)      the same rule (``operator.quote_bars``' output)
 
 Writes are idempotent: writing a batch twice leaves one row per key, so a batch that failed half-way
 (or a replayed range) can simply be written again. The rule for conflicting rows is the same inside a
-batch and across batches, so the result never depends on where a stream was cut into batches: the row
-with the highest ``revision`` wins (trades and quotes have none: all are equal), and among equal
-revisions the first one written stays. Duplicates inside one batch are resolved here, in polars,
-before a backend sees the batch, so every backend resolves them alike.
+batch and across batches, so the result never depends on where a stream was cut into batches:
+
+- trades and quotes: the first row written under a key stays;
+- bars and quote bars: a bar whose ``quality`` is ``provisional`` (emitted because the input ended or the
+  job stopped before a watermark closed it, see :mod:`mdp.operators.bars.quality`) is a placeholder:
+  any bar of its key written later replaces it, final or provisional, whatever their revisions, and a
+  provisional bar never replaces a final one. Among final bars the highest ``revision`` wins, and among
+  equal revisions the first one written stays.
+
+So of all the rows ever written under a key, the store keeps the first final row of the highest
+revision, or, if none was final, the last provisional row. Duplicates inside one batch are resolved
+here, in polars, before a backend sees the batch, so every backend resolves them alike.
 
 Stores are synchronous (their drivers are); :class:`~mdp.stores.sink.StoreSink` runs them in a worker
 thread. Driver errors are translated at the boundary into :class:`~mdp.errors.TransientStoreError`
@@ -34,7 +42,7 @@ from typing import Any, ClassVar, Final, Literal, Self, get_args
 import polars as pl
 
 from mdp.errors import ConfigError, MdpError, PermanentStoreError, StoreError
-from mdp.records import SCHEMAS, RecordKind, conform, empty_frame
+from mdp.records import PROVISIONAL, SCHEMAS, RecordKind, conform, empty_frame
 from mdp.runtime.checkpoints import Checkpoint
 
 KINDS: Final[tuple[RecordKind, ...]] = get_args(RecordKind)
@@ -51,6 +59,8 @@ VERSION: Final[dict[RecordKind, str | None]] = {
     "bar": "revision",
     "quote_bar": "revision",
 }
+#: the column that says whether a row of a versioned kind is provisional
+FLAG: Final = "quality"
 #: the event-time column the ``start``/``end`` read filters apply to
 TIME_COLUMN: Final[dict[RecordKind, str]] = {
     "trade": "ts_event",
@@ -121,7 +131,8 @@ def _kind_advice(frame: pl.DataFrame, kind: RecordKind, error: MdpError) -> str:
 
 
 def dedupe(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
-    """Keep one row per key: the highest version, and the first row among equal versions."""
+    """Keep one row per key, in write order by the store's rule: the first final row of the highest
+    version, or the last provisional row of a key that has no final one (trades, quotes: the first row)."""
     keys = list(KEYS[kind])
     if frame.height < 2:
         return frame
@@ -130,8 +141,23 @@ def dedupe(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:
         return frame
     version = VERSION[kind]
     if version is not None:
-        frame = frame.sort(version, descending=True, maintain_order=True)
+        # final rows first, by version (a stable sort keeps the first of equals first); then provisional
+        # rows, the last written first
+        final = ~is_provisional(frame)
+        order = [
+            final.alias("__final"),
+            pl.when(final).then(pl.col(version)).otherwise(0).alias("__version"),
+            pl.when(final).then(0).otherwise(pl.int_range(pl.len(), dtype=pl.Int64)).alias("__later"),
+        ]
+        frame = frame.sort(order, descending=True, maintain_order=True)
     return frame.unique(subset=keys, keep="first", maintain_order=True)
+
+
+def is_provisional(frame: pl.DataFrame) -> pl.Expr:
+    """True for the rows of ``frame`` that are provisional bars (False where it has no ``quality``)."""
+    if FLAG not in frame.columns:
+        return pl.lit(False)
+    return pl.col(FLAG).fill_null("").eq(PROVISIONAL)
 
 
 def finish_read(frame: pl.DataFrame, kind: RecordKind) -> pl.DataFrame:

@@ -45,6 +45,7 @@ __all__ = [
     "check_duplicate_keys_in_one_batch",
     "check_empty",
     "check_idempotent_rewrite",
+    "check_provisional_bars",
     "check_read_filters",
     "check_reopen",
     "check_revision_ordering",
@@ -125,6 +126,42 @@ def check_revision_ordering(make_store: StoreFactory) -> None:
         store.write("trade", sample_trades(6, price=1.0))
         store.write("trade", sample_trades(6, price=2.0))
         _same(store.read("trade"), sample_trades(6, price=1.0), "trade", "a trade written again with changes")
+
+
+def check_provisional_bars(make_store: StoreFactory) -> None:
+    """A provisional bar yields to any bar of its key written later, whatever the revisions; it never
+    replaces a final one; inside one batch as across batches."""
+    with make_store(_tables("prov")) as store:
+        for kind, sample in _VERSIONED.items():
+
+            def bars(
+                revision: int, close: float, quality: str = "complete", sample: Callable[..., pl.DataFrame] = sample
+            ) -> pl.DataFrame:
+                return sample(8, revision=revision, close=close, quality=quality)
+
+            store.write(kind, bars(3, 10.0, "provisional"))
+            store.write(kind, bars(5, 20.0, "provisional"))
+            _same(store.read(kind), bars(5, 20.0, "provisional"), kind, "a later provisional bar")
+            store.write(kind, bars(2, 25.0, "provisional"))
+            _same(store.read(kind), bars(2, 25.0, "provisional"), kind, "a later provisional bar, lower revision")
+            store.write(kind, bars(0, 30.0))
+            _same(store.read(kind), bars(0, 30.0), kind, "a final bar over a provisional one of a higher revision")
+            store.write(kind, bars(7, 40.0, "provisional"))
+            _same(store.read(kind), bars(0, 30.0), kind, "a provisional bar over a final one")
+            store.write(kind, bars(0, 45.0))
+            _same(store.read(kind), bars(0, 30.0), kind, "a final bar of an equal revision")
+            store.write(kind, bars(1, 50.0, "partial"))
+            _same(store.read(kind), bars(1, 50.0, "partial"), kind, "a final bar of a higher revision")
+        # one batch: provisional rows, then a final one for half the keys; the last provisional for the rest
+        for kind, sample in _VERSIONED.items():
+            origin = 1_000 * MINUTE
+            first = sample(8, revision=4, close=1.0, origin=origin, quality="provisional")
+            final = sample(8, revision=0, close=2.0, origin=origin)
+            last = sample(8, revision=1, close=3.0, origin=origin, quality="provisional")
+            again = sample(8, revision=0, close=9.0, origin=origin)[:4]  # an equal revision written later
+            store.write(kind, pl.concat([first, final[:4], last, again]))
+            expected = pl.concat([final[:4], last[4:]])
+            _same(store.read(kind, start=origin), expected, kind, "provisional and final bars in one batch")
 
 
 def check_duplicate_keys_in_one_batch(make_store: StoreFactory) -> None:
@@ -277,6 +314,7 @@ CHECKS: Final[dict[str, Callable[[StoreFactory], None]]] = {
     "empty": check_empty,
     "idempotent_rewrite": check_idempotent_rewrite,
     "revision_ordering": check_revision_ordering,
+    "provisional_bars": check_provisional_bars,
     "duplicate_keys_in_one_batch": check_duplicate_keys_in_one_batch,
     "round_trip": check_round_trip,
     "read_filters": check_read_filters,

@@ -6,8 +6,9 @@ What ``mdp export`` runs::
         --start 2024-08-09T00:00:00Z --end 2024-08-10T00:00:00Z --to parquet --out btc.parquet
 
 A store is named ``backend:target``: ``sqlite:PATH``, ``duckdb:PATH``, ``postgres:DSN`` (a libpq string
-or a ``postgresql://`` URL) or ``parquet:DIR``; it is opened read-only, so exporting from a SQLite file
-works while a job writes it (a DuckDB file does not: DuckDB admits one process at a time). The rows
+or a ``postgresql://`` URL), ``parquet:DIR`` or ``arcticdb:URI[#LIBRARY]`` (``arcticdb:lmdb:///data/arctic``,
+library ``mdp`` unless named, the table being the ArcticDB symbol); it is opened read-only, so exporting
+from a SQLite file works while a job writes it (a DuckDB file does not: DuckDB admits one process at a time). The rows
 come back by key, duplicates resolved by the store's rule. ``--out`` ending in ``.parquet`` is one file,
 written under a temporary name and renamed into place (a reader never sees half of it); any other path
 is a folder laid out as a Parquet store (``kind=<kind>/date=<day>/symbol=<symbol>/``), which
@@ -33,8 +34,8 @@ from mdp.stores.parquet import CHECKPOINTS, ParquetStore
 from mdp.stores.registry import open_store
 from mdp.stores.sql import CHECKPOINT_TABLE
 
-_SPEC: Final = re.compile(r"^(sqlite|duckdb|postgres|parquet):(.+)$", re.DOTALL)
-SPEC_HELP: Final[str] = "sqlite:PATH, duckdb:PATH, postgres:DSN or parquet:DIR"
+_SPEC: Final = re.compile(r"^(sqlite|duckdb|postgres|parquet|arcticdb):(.+)$", re.DOTALL)
+SPEC_HELP: Final[str] = "sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR or arcticdb:URI[#LIBRARY]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,11 @@ def parse_store(spec: str, kind: str = "bar", table: str | None = None) -> Store
     tables = {k: table or (f"kind={k}" if backend == "parquet" else DEFAULT_TABLES[k])}
     if backend == "postgres":
         return open_store(backend, dsn=target, tables=tables, read_only=True)
+    if backend == "arcticdb":
+        from mdp.stores.arcticdb import split_target
+
+        uri, library = split_target(target)
+        return open_store(backend, uri=uri, library=library, tables=tables, read_only=True)
     where = Path(target)
     if backend == "parquet":
         if not where.is_dir():
@@ -163,6 +169,11 @@ def existing_tables(store: Store) -> list[str] | None:
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')"
         ).fetchall()
         return sorted(str(n) if sch == "main" else f"{sch}.{n}" for sch, n in rows)
+    if store.backend == "arcticdb":
+        from mdp.stores.arcticdb import ArcticStore, list_tables
+
+        assert isinstance(store, ArcticStore)
+        return list_tables(store)
     if isinstance(store, PostgresStore):
         import psycopg
 

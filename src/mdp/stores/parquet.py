@@ -20,8 +20,10 @@ the files of an epoch whose checkpoint was never committed (the process died bet
 read, and the resumed run writes those rows again.
 
 Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
-the common rule (highest ``revision``, then the earliest file; the ``<ns>`` in a part's name orders
-files), so a capture written twice, or a replayed range, does not double rows.
+the common rule of :mod:`mdp.stores.base` over the rows in write order (the ``<ns>`` in a part's name
+orders files): the first final bar of the highest ``revision``, or the last provisional bar of a key
+without a final one. A capture written twice, or a replayed range, does not double rows, and a bar
+a later run closed hides the provisional one an earlier run left.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``PostgresStore``: production and scale-out, bulk-loaded with binary COPY and upserted by key.
 
 A batch goes in one transaction: binary ``COPY`` into a session-local temporary staging table, then
-``INSERT INTO <table> SELECT ... FROM <staging> ON CONFLICT (key) DO UPDATE ... WHERE excluded.revision
-> cur.revision`` (``DO NOTHING`` for trades and quotes), so the server does the merge in one statement
+``INSERT INTO <table> SELECT ... FROM <staging> ON CONFLICT (key) DO UPDATE ... WHERE`` the store's rule
+(:mod:`mdp.stores.sql`: a provisional bar yields to any later one, else a higher revision wins; ``DO
+NOTHING`` for trades and quotes), so the server does the merge in one statement
 and the wire carries compact binary rows. Timestamps are BIGINT ns UTC; the text key columns use
 the "C" collation (symbols are codes: byte order, and index comparisons that skip the locale).
 

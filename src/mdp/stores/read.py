@@ -6,7 +6,8 @@
     >>> bars = mdp.read_bars("bars.sqlite", symbols=["AAA"], start="2024-01-02T14:30:00Z")  # doctest: +SKIP
 
 ``store`` names the store as ``mdp export --store`` does (``sqlite:PATH``, ``duckdb:PATH``,
-``postgres:DSN``, ``parquet:DIR``), or as a ``postgresql://`` URL, or as a plain path: a folder is a
+``postgres:DSN``, ``parquet:DIR``, ``arcticdb:URI[#LIBRARY]``), or as a ``postgresql://`` URL or an ArcticDB
+``lmdb://``/``s3://`` URI (library ``mdp``), or as a plain path: a folder is a
 Parquet store, a ``.duckdb`` file a DuckDB file, any other file SQLite. The store is opened read-only
 through the ``Store`` contract (duplicates resolved by its key rule) and closed again; a SQLite file
 can be read while a job writes it. A table that does not exist is an error that lists the tables there.
@@ -33,7 +34,9 @@ from mdp.stores.export import parse_store
 DEFAULT_TABLE: Final = "bars_1m"
 #: the folder ``sink.parquet`` writes bars to when it is given no ``table``
 DEFAULT_PARQUET_TABLE: Final = "kind=bar"
-_PREFIXES: Final = ("sqlite:", "duckdb:", "postgres:", "parquet:")
+_PREFIXES: Final = ("sqlite:", "duckdb:", "postgres:", "parquet:", "arcticdb:")
+#: URIs that name an ArcticDB store on their own
+_ARCTIC_URIS: Final = ("lmdb://", "s3://", "s3s://", "azure://")
 
 Time = int | str | datetime
 
@@ -49,6 +52,8 @@ def store_spec(store: str | Path) -> str:
         return text
     if text.startswith(("postgresql://", "postgres://")):
         return f"postgres:{text}"
+    if text.startswith(_ARCTIC_URIS):
+        return f"arcticdb:{text}"
     path = Path(text)
     if path.is_dir():
         return f"parquet:{text}"
@@ -56,7 +61,8 @@ def store_spec(store: str | Path) -> str:
         return f"{'duckdb' if path.suffix == '.duckdb' else 'sqlite'}:{text}"
     raise ConfigError(
         f"no store at {text!r} (working directory {Path.cwd()}): give a SQLite or DuckDB file, a Parquet "
-        "folder, a postgresql:// URL, or sqlite:PATH, duckdb:PATH, postgres:DSN, parquet:DIR"
+        "folder, a postgresql:// URL, an ArcticDB lmdb:// or s3:// URI, or sqlite:PATH, duckdb:PATH, "
+        "postgres:DSN, parquet:DIR, arcticdb:URI[#LIBRARY]"
     )
 
 
@@ -115,6 +121,11 @@ def tables(store: Store) -> list[str]:
     (a DuckDB file admits one connection at a time).
     """
     spec = store.spec()
+    if store.backend == "arcticdb":
+        from mdp.stores.arcticdb import ArcticStore, list_tables
+
+        assert isinstance(store, ArcticStore)
+        return list_tables(store)
     if store.backend == "parquet":
         root = Path(spec["root"])
         return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -14,6 +14,7 @@ BACKENDS: Final[dict[str, str]] = {
     "duckdb": "mdp.stores.duckdb:DuckdbStore",
     "postgres": "mdp.stores.postgres:PostgresStore",
     "parquet": "mdp.stores.parquet:ParquetStore",
+    "arcticdb": "mdp.stores.arcticdb:ArcticStore",
 }
 
 

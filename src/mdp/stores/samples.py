@@ -20,7 +20,9 @@ BIG_NS: Final[int] = 2**62
 MINUTE: Final[int] = 60_000_000_000
 
 
-def sample_bars(n: int = 12, *, revision: int = 0, close: float = 1.5, origin: int = 0) -> pl.DataFrame:
+def sample_bars(
+    n: int = 12, *, revision: int = 0, close: float = 1.5, origin: int = 0, quality: str = "complete"
+) -> pl.DataFrame:
     """``n`` bars over 2 symbols and 2 timeframes, one per minute from ``origin``."""
     starts = [origin + (i // 4) * MINUTE for i in range(n)]
     return pl.DataFrame(
@@ -38,7 +40,7 @@ def sample_bars(n: int = 12, *, revision: int = 0, close: float = 1.5, origin: i
             "vwap": [1.5] * n,
             "trades": [i + 1 for i in range(n)],
             "revision": [revision] * n,
-            "quality": ["complete"] * n,
+            "quality": [quality] * n,
         },
         schema=SCHEMAS["bar"],
     )
@@ -79,7 +81,9 @@ def sample_quotes(n: int = 12, *, bid: float = 99.0, origin: int = 0) -> pl.Data
     )
 
 
-def sample_quote_bars(n: int = 12, *, revision: int = 0, close: float = 99.5, origin: int = 0) -> pl.DataFrame:
+def sample_quote_bars(
+    n: int = 12, *, revision: int = 0, close: float = 99.5, origin: int = 0, quality: str = "complete"
+) -> pl.DataFrame:
     """``n`` quote bars over 2 symbols and 2 timeframes, one per minute from ``origin`` (keys as ``sample_bars``)."""
     starts = [origin + (i // 4) * MINUTE for i in range(n)]
     sides: dict[str, list[float]] = {}
@@ -102,7 +106,7 @@ def sample_quote_bars(n: int = 12, *, revision: int = 0, close: float = 99.5, or
             "spread_max": [1.0 + i for i in range(n)],
             "quotes": [3 * (i + 1) for i in range(n)],
             "revision": [revision] * n,
-            "quality": ["complete"] * n,
+            "quality": [quality] * n,
         },
         schema=SCHEMAS["quote_bar"],
     )

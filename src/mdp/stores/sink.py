@@ -125,9 +125,6 @@ class StoreSink(Sink):
         self._held_rows = 0
         self._oldest_ns = 0
         self.rows_received = 0
-        #: rows that came after the final checkpoint of a stopped run (not written: the resumed run makes them)
-        self.rows_after_stop = 0
-        self._final = False
         self._last: Checkpoint | None = None
 
     def kind_advice(self, produced: str) -> str:
@@ -186,9 +183,6 @@ class StoreSink(Sink):
         self.writer.check()  # a write that failed for good ends the job at the next message
         if frame.height == 0:
             return
-        if self._final:
-            self.rows_after_stop += frame.height
-            return
         if not self._held:
             self._oldest_ns = ctx.clock.monotonic_ns()
         self._held.append(frame)
@@ -205,7 +199,7 @@ class StoreSink(Sink):
     async def on_barrier(self, barrier: Any, ctx: Context) -> None:
         """Commit the rows held and checkpoint ``barrier.epoch`` in one transaction of the store."""
         board = ctx.checkpoints
-        if board is None or self._final:
+        if board is None:
             return
         states, offsets = board.collect(barrier.epoch)
         if board.missing(states, ctx.node):
@@ -226,12 +220,11 @@ class StoreSink(Sink):
             batch = pl.DataFrame()
         else:
             batch = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        self._final = final
         self._last = checkpoint
         await self.writer.submit(batch, checkpoint)
 
     async def on_close(self, ctx: Context) -> None:
-        if self._last is not None and not self._final:
+        if self._last is not None:
             # what the end of input flushed came after the last checkpoint: commit it with that checkpoint
             # again (a store that holds an epoch's rows until its checkpoint, as Parquet does, shows them)
             frames, self._held, self._held_rows = self._held, [], 0
@@ -268,7 +261,6 @@ class StoreSink(Sink):
             "rows_received": self.rows_received,
             "rows_written": self.rows_written,
             "rows_held": self._held_rows,
-            **({"rows_after_stop": self.rows_after_stop} if self.rows_after_stop else {}),
             **self.writer.stats(),
         }
 
@@ -363,3 +355,30 @@ class ParquetSink(ConfiguredSink):
     def store_for(self, params: Params) -> Store:
         tables = _tables(params.kind, params.table, f"kind={params.kind}")
         return ParquetStore(params.root, tables=tables, symbol_folders=params.symbol_folders)
+
+
+class ArcticdbSink(ConfiguredSink):
+    """Upsert into an ArcticDB library (component ``sink.arcticdb``): ``table`` is the ArcticDB symbol.
+
+    One ArcticDB symbol per table holds every instrument; each batch is one new version of it, merged
+    with the stored rows of its range by key and revision (see :mod:`mdp.stores.arcticdb`).
+    """
+
+    class Params(SinkParams):
+        uri: str = Field(
+            description="ArcticDB URI: lmdb://FOLDER for a local store (no server), or s3://... (ArcticDB's syntax)"
+        )
+        library: str = Field(default="mdp", description="the library in it (created if missing)")
+        keep_versions: bool = Field(
+            default=False, description="keep every older version of the table's symbol (time travel); false: prune"
+        )
+
+    def store_for(self, params: Params) -> Store:
+        from mdp.stores.arcticdb import ArcticStore  # the driver is imported only when used
+
+        return ArcticStore(
+            params.uri,
+            library=params.library,
+            tables=_tables(params.kind, params.table),
+            keep_versions=params.keep_versions,
+        )

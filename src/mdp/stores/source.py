@@ -169,3 +169,32 @@ def _build(
     if backend == "postgres":
         return open_store(backend, dsn=dsn, tables=tables, read_only=True)
     raise ConfigError(f"source.store: unknown store {backend!r}; expected sqlite, duckdb, postgres or parquet")
+
+
+class ArcticdbSource(StoreSource):
+    """Emit the rows of ``kind`` an ArcticDB library holds in ``[start, end)`` (component ``source.arcticdb``).
+
+    ``table`` is the ArcticDB symbol (default by kind: ``bars``, ``trades``...); the rest is as
+    ``source.store``. Bars read this way feed ``operator.bars`` for bars of bars.
+    """
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        uri: str = Field(description="ArcticDB URI: lmdb://FOLDER (local, no server) or s3://...")
+        library: str = Field(default="mdp", description="the library to read")
+        table: str | None = Field(default=None, description="ArcticDB symbol to read; default by kind ('bars')")
+        kind: RecordKind = Field(default="bar", description="record kind: bar, trade, quote or quote_bar")
+        symbol: str | None = Field(default=None, description="only this instrument")
+        timeframe: str | None = Field(default=None, description="only bars of this timeframe ('1m')")
+        start: str | int | None = Field(default=None, description="first event time, ISO-8601 or ns (inclusive)")
+        end: str | int | None = Field(default=None, description="end of the range, ISO-8601 or ns (exclusive)")
+        batch_rows: int = Field(default=65_536, ge=1, description="rows per emitted frame")
+        max_out_of_orderness: DurationNs = Field(default=0, description="watermark bound ('5s'); 0 for ordered rows")
+
+    def __init__(self, *, uri: str, library: str = "mdp", table: str | None = None, kind: str = "bar", **rest: Any):
+        from mdp.stores.arcticdb import ArcticStore  # the driver is imported only when used
+
+        k = check_kind(kind)
+        store = ArcticStore(uri, library=library, tables={k: table or DEFAULT_TABLES[k]}, read_only=True)
+        super().__init__(store=store, kind=k, **rest)

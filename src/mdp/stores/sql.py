@@ -1,11 +1,13 @@
-"""SQL text the SQL backends share: the table of a kind, and the upsert that keeps the newest revision.
+"""SQL text the SQL backends share: the table of a kind, and the upsert that keeps the store's rule.
 
 Every identifier is quoted, because ``start`` and ``end`` are SQL keywords. The upsert is one statement::
 
     INSERT INTO "bars" AS cur (...) VALUES (...)          -- or SELECT ... FROM a staging table
     ON CONFLICT ("symbol", "timeframe", "start")
     DO UPDATE SET "open" = excluded."open", ...
-    WHERE excluded."revision" > cur."revision"          -- equal or lower revisions are ignored
+    WHERE cur."quality" = 'provisional'                 -- a provisional bar yields to any later one
+       OR (COALESCE(excluded."quality", '') <> 'provisional'
+           AND excluded."revision" > cur."revision")    -- else a final bar of a higher revision wins
 
 Trades and quotes have no version, so a row already stored under the key stays (``DO NOTHING``).
 """
@@ -17,9 +19,9 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from mdp.errors import PermanentStoreError
-from mdp.records import SCHEMAS, RecordKind
+from mdp.records import PROVISIONAL, SCHEMAS, RecordKind
 from mdp.runtime.checkpoints import Checkpoint
-from mdp.stores.base import KEYS, VERSION, quote_ident
+from mdp.stores.base import FLAG, KEYS, VERSION, quote_ident
 
 
 def col(name: str) -> str:
@@ -59,7 +61,12 @@ def upsert(table: str, kind: RecordKind, source: str) -> str:
     if version is None:
         return f"{head} DO NOTHING"
     sets = ", ".join(f"{col(c)} = excluded.{col(c)}" for c in SCHEMAS[kind] if c not in keys)
-    return f"{head} DO UPDATE SET {sets} WHERE excluded.{col(version)} > cur.{col(version)}"
+    newer = f"excluded.{col(version)} > cur.{col(version)}"
+    if FLAG not in SCHEMAS[kind]:
+        return f"{head} DO UPDATE SET {sets} WHERE {newer}"
+    flag, mark = col(FLAG), f"'{PROVISIONAL}'"
+    yields = f"cur.{flag} = {mark} OR (COALESCE(excluded.{flag}, '') <> {mark} AND {newer})"
+    return f"{head} DO UPDATE SET {sets} WHERE {yields}"
 
 
 def values(kind: RecordKind, placeholder: str = "?") -> str:

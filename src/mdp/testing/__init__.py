@@ -1,6 +1,8 @@
 """The test kit mdp ships: list sources and sinks, a manual clock, and runners with a timeout.
 
 Every async helper runs under a timeout so a bug fails the test instead of hanging it.
+:mod:`mdp.testing.fake_tws` is a fake TWS / IB Gateway speaking the TWS API wire protocol over TCP, for
+``source.ibkr`` without an IB account (``python -m mdp.testing.fake_tws``; docs/ibkr.md).
 
 Example::
 

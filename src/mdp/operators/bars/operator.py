@@ -16,7 +16,8 @@ Late rows follow ``late_policy`` (:mod:`mdp.operators.bars.lateness`): ``drop``,
 ``late``) or ``revise`` (re-emit with ``revision + 1`` within ``allowed_lateness``; the forwarded
 watermark is held back by it so that bars of bars downstream take the revisions on time). With
 ``watermark: per_key`` each symbol is judged and closed by its own watermark
-(:mod:`mdp.operators.bars.progress`). Bars carry a ``quality`` (:mod:`mdp.operators.bars.quality`);
+(:mod:`mdp.operators.bars.progress`). Bars carry a ``quality`` (:mod:`mdp.operators.bars.quality`): the
+bars still open when the input ends are ``provisional``, the others final;
 ``fill_empty`` adds flat bars for empty intervals; ``Gap`` records in the stream mark outages.
 
 Example::
@@ -26,7 +27,7 @@ Example::
     >>> trades = to_frame([Trade("X", 1_000_000_000, 10.0, 1.0), Trade("X", 2_000_000_000, 12.0, 3.0)])
     >>> bar = run_operator(BarsOperator(timeframe="1m"), [trades])[0]
     >>> bar.select("open", "high", "close", "volume", "vwap", "quality").row(0)
-    (10.0, 12.0, 12.0, 4.0, 11.5, 'partial')
+    (10.0, 12.0, 12.0, 4.0, 11.5, 'provisional')
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class BarsOperator(FieldState, Operator):
         passed gets no more rows (they are late). Only the drop and side-output policies batch:
         ``revise`` numbers revisions by the closes, and per-key watermarks close between late rows.
         """
+        self.quality.passed(watermark)  # before a put-off close: the bars it closes are final all the same
         queued = ctx.queued_rows()
         behind = (queued >= BEHIND_ROWS or (self._deferred and queued > 0)) and self._fed < CLOSE_BATCH_ROWS
         if self._batching is not None and watermark < END_OF_TIME and behind:
@@ -188,6 +190,7 @@ class BarsOperator(FieldState, Operator):
             "kept_windows": self.engine.kept_windows,
             "late_into_open": self.engine.late_into_open,
             "filled_bars": self.quality.filled,
+            "provisional_bars": self.quality.provisional,
             "outside_session": self.outside_session,
         }
 
@@ -310,7 +313,10 @@ class BarsOperator(FieldState, Operator):
             self._waiting.append(_rows_of(frame, ids - first).with_columns(ids.alias("__row")))
 
     async def advance(self, watermark: int, ctx: Context | None = None, final: bool = False) -> pl.DataFrame | None:
-        """Revise, then close, what ``watermark`` (and the per-key watermarks) allow; return the bars."""
+        """Revise, then close, what ``watermark`` (and the per-key watermarks) allow; return the bars.
+
+        At the end of input (``END_OF_TIME``) the bars no earlier watermark closed are ``provisional``."""
+        self.quality.passed(watermark)
         if self._pending is not None and self._pending.due(watermark, final):
             self._flush()  # a pending row's window may close now
         progress = self._progress(watermark, final)
@@ -327,6 +333,9 @@ class BarsOperator(FieldState, Operator):
             return None
         merged = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
         bars = self.quality.apply(self.engine.agg.finish(merged, self.timeframe), lambda: first_rows(merged))
+        if watermark >= END_OF_TIME or final:
+            last = None if self.keys is None else self._progress(self.quality.closed_to, final=False)
+            bars = self.quality.mark_provisional(bars, last)
         self.quality.prune(watermark)
         self.bars_emitted += bars.height
         return bars

@@ -1,14 +1,25 @@
 """Bar ``quality`` flags, filled bars for empty intervals, and the in-band ``Gap`` record.
 
-=============  ==================================================================================
-``complete``   every trade of the interval was seen while the source was connected
-``partial``    rows of the bar may be missing: its window began at or before the key's first row the
-               operator saw (since it started, or since the end of a reported gap); rows it saw but
-               excluded (outside a calendar's sessions) count as seen
-``filled``     no trade in the interval (``fill_empty: true``): open = high = low = close = the
-               previous bar's close, volume 0, trades 0, no vwap
-``gap``        the interval overlaps a ``Gap`` the source reported (it was disconnected)
-=============  ==================================================================================
+===============  ==================================================================================
+``complete``     every trade of the interval was seen while the source was connected
+``partial``      rows of the bar may be missing: its window began at or before the key's first row the
+                 operator saw (since it started, or since the end of a reported gap); rows it saw but
+                 excluded (outside a calendar's sessions) count as seen
+``filled``       no trade in the interval (``fill_empty: true``): open = high = low = close = the
+                 previous bar's close, volume 0, trades 0, no vwap
+``gap``          the interval overlaps a ``Gap`` the source reported (it was disconnected)
+``provisional``  no watermark closed it: it was emitted because the input ended or the job stopped
+                 (see below); a store replaces it with the bar of its key a later run closes
+===============  ==================================================================================
+
+**When a bar is final.** A bar is final when a watermark below ``END_OF_TIME`` reached its end before
+it was emitted: the source had seen a row at least its bound (``max_out_of_orderness``) past the end,
+or an idle timeout moved the watermark on (per key with ``watermark: per_key``). The bars still open
+when the input ends are emitted at the end-of-input watermark as ``provisional`` whatever else they
+would be (the ``quality`` of the final bar says that), because the input may go on: a replay cut
+short, a job stopped mid-minute, a capture file that grows. That holds at the true end of a file too:
+mdp cannot tell a finished file from one still being written, so the last bar of each key of a replay
+stays provisional until a run over more data closes it.
 
 Filling happens only between two bars of a key with no gap between them, so an outage never prints a
 run of flat bars, and a bar after a gap is never preceded by fills. A late trade (``revise``) landing
@@ -23,7 +34,9 @@ from typing import ClassVar, Final
 
 import polars as pl
 
-from mdp.records import BAR_SCHEMA, Gap
+from mdp.operators.bars.progress import Progress
+from mdp.records import BAR_SCHEMA, END_OF_TIME, PROVISIONAL, Gap
+from mdp.runtime.operator import NO_WATERMARK
 from mdp.runtime.snapshots import FieldState
 from mdp.time.windows import WindowAssigner
 
@@ -57,6 +70,27 @@ class BarQuality(FieldState):
         self._last: dict[str, tuple[int, float]] = {}  # key -> (end, close) of its newest bar
         self._opens: Callable[[], pl.DataFrame] | None = None
         self.filled = 0
+        self.closed_to = NO_WATERMARK  # the highest watermark below END_OF_TIME seen: bars ending by it are final
+        self.provisional = 0
+
+    def passed(self, watermark: int) -> None:
+        """Note a watermark the operator received: bars ending at or before it are final (END_OF_TIME is not
+        a watermark that closes bars for good, see the module's docstring)."""
+        if watermark < END_OF_TIME and watermark > self.closed_to:
+            self.closed_to = watermark
+
+    def mark_provisional(self, bars: pl.DataFrame, progress: Progress | None = None) -> pl.DataFrame:
+        """``bars`` emitted at the end of input, with ``quality = provisional`` on those no watermark closed:
+        whose ``end`` is past :attr:`closed_to` (or past their key's watermark in ``progress``, per key)."""
+        if bars.height == 0:
+            return bars
+        marks = Progress(self.closed_to) if progress is None else progress
+        open_ = bars.get_column("end") > marks.per_row(bars)
+        count = int(open_.sum())
+        if count == 0:
+            return bars
+        self.provisional += count
+        return bars.with_columns(pl.when(open_).then(pl.lit(PROVISIONAL)).otherwise(pl.col("quality")).alias("quality"))
 
     def on_gap(self, gap: Gap) -> None:
         """Record a reported disconnection; the affected keys start over with a ``partial`` bar."""
@@ -237,4 +271,4 @@ def _flat(symbol: str, timeframe: str, start: int, end: int, close: float) -> di
     }
 
 
-__all__ = ["BarQuality", "first_rows"]
+__all__ = ["PROVISIONAL", "BarQuality", "first_rows"]

@@ -223,7 +223,9 @@ class QuoteBars(FieldState, Operator):
             await ctx.emit(bars)
 
     def advance(self, watermark: int, ctx: Context | None = None, final: bool = False) -> pl.DataFrame | None:
-        """Revisions, then the windows ``watermark`` closes, as one frame."""
+        """Revisions, then the windows ``watermark`` closes, as one frame (at ``END_OF_TIME``, the bars no
+        earlier watermark closed are ``provisional``)."""
+        self.quality.passed(watermark)
         progress = Progress(watermark)
         revised, taken, _ = self.engine.revise(progress, final=final)
         if revised is not None:
@@ -235,6 +237,8 @@ class QuoteBars(FieldState, Operator):
             return None
         merged = pl.concat(parts, how="vertical_relaxed")
         bars = self.quality.apply(self.engine.agg.finish(merged, self.label), lambda: first_rows(merged))
+        if watermark >= END_OF_TIME or final:
+            bars = self.quality.mark_provisional(bars)
         self.bars_emitted += bars.height
         return bars
 

@@ -4,10 +4,13 @@ Each input bar goes to the output window holding its ``start`` (``timeframe`` fr
 each session's open with ``calendar``: ``1d`` on ``XNYS`` makes one bar per session). An output window
 closes when the watermark reaches its end; upstream bars operators emit a bar before the watermark
 that closes it, so every constituent is in by then. The output: open of the first input bar, close of
-the last, high/low the extremes, volume, notional and trades summed, vwap = notional / volume.
+the last, high/low the extremes, volume, notional and trades summed (null if an input bar has them null,
+as DBN OHLCV bars do), vwap = notional / volume.
 Quality is the worst of the inputs (``gap`` over ``partial`` over ``complete``; all ``filled``:
 ``filled``), and ``partial`` for a window that began before the key's first input bar (the quality
-rule of ``docs/event-time.md``). An input bar that comes again with a higher ``revision`` replaces the earlier one.
+rule of ``docs/event-time.md``); ``provisional`` when the input ended before a watermark closed the
+window (a provisional input bar only comes then). An input bar that comes again with a higher
+``revision`` replaces the earlier one.
 
 An input bar is late when its output window has closed (its end at or before the watermark in
 force). ``late_policy`` applies as in ``operator.bars``: ``revise`` re-emits the output bar with
@@ -32,12 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mdp.errors import ConfigError, MdpError
 from mdp.operators.bars.lateness import LATE_PORT, LateParams, LateRows
-from mdp.records import BAR_SCHEMA, END_OF_TIME
-from mdp.runtime.operator import Context, Operator
+from mdp.records import BAR_SCHEMA, END_OF_TIME, PROVISIONAL
+from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
 from mdp.time.windows import TumblingWindows, WindowAssigner, format_timeframe, parse_timeframe
 
-_RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3}
+_RANK = {"filled": 0, "complete": 1, "partial": 2, "gap": 3, PROVISIONAL: 4}
 _BY_RANK = {v: k for k, v in _RANK.items()}
 
 
@@ -89,6 +92,7 @@ class Rebar(FieldState, Operator):
         self._ends: list[int] = []
         self._closed: dict[int, pl.DataFrame] = {}  # output end -> input bars + emitted revision per key
         self._revision: dict[int, dict[str, int]] = {}  # output end -> symbol -> last revision emitted
+        self._closed_to = NO_WATERMARK  # the highest watermark below END_OF_TIME: windows ending by it are final
         self._dirty: set[int] = set()
         self._seen = pl.DataFrame(schema={"symbol": pl.String, "__seen": pl.Int64})  # key -> first input start
         self.bars_emitted = 0
@@ -166,7 +170,10 @@ class Rebar(FieldState, Operator):
             await ctx.emit(bars)
 
     def advance(self, watermark: int) -> pl.DataFrame | None:
-        """Revised windows first, then the windows ``watermark`` closes, as one bar frame."""
+        """Revised windows first, then the windows ``watermark`` closes, as one bar frame (at ``END_OF_TIME``,
+        the windows no earlier watermark closed are ``provisional``)."""
+        if self._closed_to < watermark < END_OF_TIME:
+            self._closed_to = watermark
         out = [self._bars(self._closed[end]) for end in sorted(self._dirty)]  # per window
         self._dirty.clear()
         while self._ends and self._ends[0] <= watermark:
@@ -181,6 +188,11 @@ class Rebar(FieldState, Operator):
         if not out:
             return None
         bars = pl.concat(out).sort("start", "symbol", "revision")
+        if watermark >= END_OF_TIME:
+            open_ = pl.col("end") > self._closed_to
+            bars = bars.with_columns(
+                pl.when(open_).then(pl.lit(PROVISIONAL)).otherwise(pl.col("quality")).alias("quality")
+            )
         self.bars_emitted += bars.height
         return bars
 
@@ -197,8 +209,9 @@ class Rebar(FieldState, Operator):
                 pl.col("low").min(),
                 pl.col("close").last(),
                 pl.col("volume").sum(),
-                pl.col("notional").sum(),
-                pl.col("trades").sum(),
+                # unknown stays unknown: input bars without notional or a trade count (DBN OHLCV) give null
+                pl.when(pl.col("notional").is_null().any()).then(None).otherwise(pl.col("notional").sum()).alias("notional"),
+                pl.when(pl.col("trades").is_null().any()).then(None).otherwise(pl.col("trades").sum()).alias("trades"),
                 rank.max().alias("__rank"),
                 (rank == 0).all().alias("__filled"),
             )

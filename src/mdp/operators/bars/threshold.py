@@ -43,7 +43,7 @@ from mdp.operators.bars.decimals import LIMIT, decimal_value, places_of, scaled,
 from mdp.operators.bars.lateness import LATE_PORT, LateRows
 from mdp.operators.bars.limbs import from_limbs, limbs
 from mdp.operators.bars.quality import BarQuality
-from mdp.records import BAR_SCHEMA, END_OF_TIME
+from mdp.records import BAR_SCHEMA, END_OF_TIME, PROVISIONAL
 from mdp.runtime.operator import NO_WATERMARK, Context, Operator
 from mdp.runtime.snapshots import FieldState
 
@@ -197,6 +197,12 @@ class ThresholdBars(FieldState, Operator):
         if done.height == 0:
             return None
         bars = self._bars(done)
+        if final:  # each symbol's unfilled bar (its newest): no threshold closed it, the input ended
+            unfilled = allp.filter(~filled).get_column("symbol").unique().implode()
+            newest = (pl.col("start") == pl.col("start").max().over("symbol")) & pl.col("symbol").is_in(unfilled)
+            bars = bars.with_columns(
+                pl.when(newest).then(pl.lit(PROVISIONAL)).otherwise(pl.col("quality")).alias("quality")
+            )
         self.bars_emitted += bars.height
         return bars
 

@@ -1,0 +1,1 @@
+"""``market_data_pipeline.runners``: the original command line (``runners.cli``), kept over ``mdp``."""
