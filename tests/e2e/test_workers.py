@@ -8,12 +8,14 @@ same graph reading every partition (``mdp.testing.scaleout``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pytest
 from mdp.testing import scaleout
 from mdp.testing.crash import mdp_command
 from mdp.workloads import W1Spec, write_w1
+from tests.conftest import NATS_URL, PG_HOST, PG_PORT, _port_open, unavailable
 from tests.integration.test_bus_outage import Relay
 
 pytestmark = pytest.mark.services
@@ -39,10 +42,26 @@ def _setup(nats_url: str, postgres_dsn: str, tmp_path: Path, rows: int, symbols:
         scaleout.delete_stream(setup)
 
 
-@pytest.fixture
-def w1(nats_url: str, postgres_dsn: str, tmp_path: Path) -> Iterator[scaleout.Setup]:
-    """W1 as the issue sizes it: 2,000,000 trades, 500 symbols, 12 partitions."""
-    yield from _setup(nats_url, postgres_dsn, tmp_path, 2_000_000, 500)
+@pytest.fixture(scope="module")
+def w1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scaleout.Setup]:
+    """W1 as the issue sizes it: 2,000,000 trades, 500 symbols, 12 partitions; published once for the module
+    (each round writes its own table under its own group)."""
+    import psycopg
+
+    if not _port_open(PG_HOST, PG_PORT):
+        unavailable(f"PostgreSQL at {PG_HOST}:{PG_PORT}")
+    if not _port_open("127.0.0.1", 4222):
+        unavailable("NATS at 127.0.0.1:4222")
+    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
+    name = f"mdp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = f"host={PG_HOST} port={PG_PORT} user=postgres dbname={name}"
+        yield from _setup(NATS_URL, dsn, tmp_path_factory.mktemp("w1"), 2_000_000, 500)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -134,15 +153,24 @@ def test_workers_wait_while_postgres_or_nats_is_away_and_then_go_on_losing_nothi
         bus.close()
 
 
-def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitions(small: scaleout.Setup) -> None:
+def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitions(w1: scaleout.Setup) -> None:
     """``mdp run --workers 3``: three processes share the partitions; ``mdp list`` and ``mdp status`` name
     each worker's partitions while they run."""
     seen: dict[str, object] = {}
-    env_home = small.work / "mdp-home"
+    env_home = w1.work / "mdp-home"
 
     def look(group: str) -> None:
         env = {"MDP_HOME": str(env_home), "PATH": "/usr/bin:/bin"}
         deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "metrics" not in seen:  # each worker prints where it serves
+            log = (w1.work / f"{group}-w0.log").read_text()
+            for url in re.findall(r"metrics on (http://\S+)", log):
+                with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as page:
+                    text = page.read().decode()
+                    if "mdp_partition_lag_messages{" in text:
+                        seen["metrics"] = text
+                        break
+            time.sleep(0.1)
         while time.monotonic() < deadline:
             listed = subprocess.run([*mdp_command(), "list", "--json"], capture_output=True, text=True, env=env)
             workers = [r for r in json.loads(listed.stdout or "[]") if r["name"].startswith(f"{group}.w")]
@@ -154,16 +182,11 @@ def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitio
                     [*mdp_command(), "status", "--job", workers[0]["name"]], capture_output=True, text=True, env=env
                 )
                 seen["status"] = status.stdout
-                log = (small.work / f"{group}-w0.log").read_text()
-                urls = re.findall(r"metrics on (http://\S+)", log)
-                if urls:
-                    with urllib.request.urlopen(urls[0], timeout=5) as page:
-                        seen["metrics"] = page.read().decode()
                 return
             time.sleep(0.2)
 
     rnd = scaleout.run_round(
-        small,
+        w1,
         1,
         kills=0,
         meanwhile=look,
@@ -184,36 +207,39 @@ def test_workers_option_starts_n_workers_and_list_and_status_show_their_partitio
     assert "mdp_partition_lag_seconds{" in metrics
 
 
-def test_durable_consumers_are_acked_only_through_committed_positions(small: scaleout.Setup) -> None:
+def test_durable_consumers_are_acked_only_through_committed_positions(w1: scaleout.Setup) -> None:
     """With ``durable``, each partition's consumer is acked after the commit, never past the committed offset."""
     import psycopg
 
-    small.source_extra = ", durable: W"
-    rnd = scaleout.run_round(small, 1, workers=2, kills=0)
+    w1.source_extra = ", durable: W"
+    try:
+        rnd = scaleout.run_round(w1, 7, workers=2, kills=0)
+    finally:
+        w1.source_extra = ""
     check(rnd)
 
     async def floors() -> dict[int, int]:
         import nats
 
-        nc = await nats.connect(small.url)
+        nc = await nats.connect(w1.url)
         try:
             js = nc.jetstream()
             out = {}
-            for k in range(small.partitions):
-                info = await js.consumer_info(small.stream, f"W_p{k}")
+            for k in range(w1.partitions):
+                info = await js.consumer_info(w1.stream, f"W_p{k}")
                 out[k] = int(info.ack_floor.stream_seq if info.ack_floor else 0)
             return out
         finally:
             await nc.close()
 
     acked = asyncio.run(floors())
-    with psycopg.connect(small.dsn) as conn:
+    with psycopg.connect(w1.dsn) as conn:
         rows = conn.execute("SELECT job, offsets FROM mdp_checkpoints").fetchall()
     committed = {}
     for job, offsets in rows:
-        if ".p" in job and job.startswith("scale-r1"):
+        if ".p" in job and job.startswith("scale-r7"):
             position = json.loads(offsets)["bus"]["offsets"]
             committed.update({int(k): int(v) for k, v in position.items()})
-    assert set(committed) == set(range(small.partitions))
+    assert set(committed) == set(range(w1.partitions))
     assert any(acked.values()), acked
     assert all(acked[k] <= committed[k] for k in committed), (acked, committed)

@@ -285,6 +285,7 @@ class Worker:
                 continue
             del self.pipes[k]
             self._rows_done += pipe.source.rows_emitted - self.rows_before.get(k, 0)
+            self._restored[k] = self._committed(k, pipe)  # what the lag counts from once the pipeline is gone
             error = pipe.task.exception() if not pipe.task.cancelled() else None
             try:
                 if error is not None:
@@ -379,9 +380,9 @@ class Worker:
         except Exception as exc:  # NATS away: the lag stays as last measured
             log.debug("lag not measured: %s", exc)
 
-    def _committed(self, k: int) -> int:
+    def _committed(self, k: int, pipe: Pipeline | None = None) -> int:
         """The stream sequence committed for partition ``k`` (what a takeover resumes after)."""
-        pipe = self.pipes.get(k)
+        pipe = pipe or self.pipes.get(k)
         cp = None if pipe is None or pipe.board is None else pipe.board.last_committed
         if cp is None:
             return self._restored.get(k, 0)

@@ -184,12 +184,14 @@ def in_flight(dsn: str, pid: int) -> bool:
 
 
 def committed(dsn: str, group: str) -> int:
-    """Checkpoints committed for the partitions of ``group`` so far."""
+    """Bars committed so far by the partitions of ``group`` (the ``rows`` of their checkpoints)."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as pg:
         try:
-            row = pg.execute("SELECT count(*) FROM mdp_checkpoints WHERE job LIKE %s", (f"{group}.p%",)).fetchone()
+            row = pg.execute(
+                "SELECT coalesce(sum(rows), 0) FROM mdp_checkpoints WHERE job LIKE %s", (f"{group}.p%",)
+            ).fetchone()
         except psycopg.Error:
             return 0
     return int(row[0]) if row else 0
@@ -218,7 +220,7 @@ def run_round(
     kills: int = 1,
     seed: int | None = None,
     in_flight_kills: bool = True,
-    delay: float = 0.3,
+    delay: float = 0.6,
     timeout: float = 600.0,
     url: str | None = None,
     dsn: str | None = None,
@@ -226,8 +228,8 @@ def run_round(
     command: list[str] | None = None,
 ) -> Round:
     """Start ``workers`` worker processes into a fresh table, kill ``kills`` of them mid-stream, wait for the
-    others to finish, compare with the reference. A kill waits for the group's first commit, then a random
-    time up to ``delay`` times the reference run's, then (``in_flight_kills``) the victim's transaction.
+    others to finish, compare with the reference. A kill waits until the group committed a random share (from 5%
+    up to ``delay``) of the reference's bars, then (``in_flight_kills``) for the victim's transaction.
     ``url``/``dsn``: what the workers connect to;
     ``meanwhile(group)`` runs once the workers committed something (a test cuts the servers away);
     ``command``: the worker command line, ``{config}`` replaced (default ``mdp run --config {config}``)."""
@@ -257,13 +259,12 @@ def run_round(
             while committed(setup.dsn, group) < 1 and procs[0].poll() is None:
                 time.sleep(0.05)
             meanwhile(group)
-        # mid-stream: after the group's first commit, at random moments up to delay x the reference run's time
-        while committed(setup.dsn, group) < 1 and all(p.poll() is None for p in procs):
-            time.sleep(0.05)
-        first = time.monotonic()
-        moments = sorted(rng.uniform(0.0, delay * setup.reference_s) for _ in victims)
-        for victim, moment in zip(victims, moments, strict=True):
-            time.sleep(max(first + moment - time.monotonic(), 0.0))
+        # mid-stream: once the group committed a random share (up to ``delay`` of the reference's bars)
+        bars = setup.reference.height
+        shares = sorted(rng.uniform(0.05, max(delay, 0.06)) for _ in victims)
+        for victim, share in zip(victims, shares, strict=True):
+            while committed(setup.dsn, group) < share * bars and procs[victim].poll() is None:
+                time.sleep(0.05)
             if in_flight_kills:
                 deadline = time.monotonic() + 3
                 while time.monotonic() < deadline and procs[victim].poll() is None:
