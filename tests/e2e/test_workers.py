@@ -146,8 +146,8 @@ def test_workers_wait_while_postgres_or_nats_is_away_and_then_go_on_losing_nothi
         said = "\n".join(rnd.logs)
         if away != "nats":  # the lock sessions died with the connections: each worker joined again
             assert "lost its database session" in said, said[-3000:]
-        if away != "postgres":
-            assert "retrying" in said, said[-3000:]
+        if away != "postgres":  # a partition's reader retried, or the client reconnected
+            assert "retrying" in said or "NATS connection" in said, said[-3000:]
     finally:
         pg.close()
         bus.close()
