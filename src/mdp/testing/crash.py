@@ -177,7 +177,7 @@ def run(
                     proc.wait(timeout=kill_after)
                 except subprocess.TimeoutExpired:
                     if wait_in_flight and probe is not None:
-                        deadline = time.perf_counter() + 5.0
+                        deadline = time.perf_counter() + 10.0
                         while proc.poll() is None and time.perf_counter() < deadline:
                             if probe():
                                 in_flight = True
