@@ -156,8 +156,19 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="forget the job's last checkpoint and start from the beginning")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="a worker job (source.nats read: owned): start this many worker processes on this machine",
+        ),
+    ] = None,
 ) -> None:
     """Run a job to its end, or on from its last checkpoint (--fresh: from the start).
+
+    A worker job (its source.nats reads 'owned') shares the stream's partitions with every other process
+    running the same job file: see docs/scale-out.md.
 
     Ctrl-C, SIGTERM or mdp stop stops it gracefully: a last checkpoint is committed, and the next run of
     the same job goes on from there.
@@ -171,6 +182,30 @@ def run(
         dag = _build(job, debug)
     try:
         name = check_job_name(job_name, source="--job") if job_name is not None else job.job
+        from mdp.app.workers import run_worker, spawn_workers, worker_plan
+
+        plan = worker_plan(job, dag, name)
+        if workers is not None and plan is None:
+            raise ConfigError(
+                "--workers starts worker processes of a worker job, and this job is not one; give its source.nats "
+                "params.read 'owned' (docs/scale-out.md), or drop --workers"
+            )
+        if plan is not None and fresh:
+            raise ConfigError(
+                "--fresh is not for a worker job (other workers may be reading); give it a new checkpoint.key "
+                "to start its partitions over"
+            )
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if workers is not None:
+        raise typer.Exit(spawn_workers(_without_workers(sys.argv[1:]), workers))
+    if plan is not None:
+        raise typer.Exit(
+            asyncio.run(
+                run_worker(job, plan, name, str(config.resolve()), metrics_port=metrics_port, metrics_host=metrics_host)
+            )
+        )
+    try:
         record = register_run(name, config, job)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
@@ -188,6 +223,20 @@ def run(
         )
     )
     raise typer.Exit(code)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """The command line of one worker: ``argv`` without ``--workers N``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 @app.command()

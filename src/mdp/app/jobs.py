@@ -266,8 +266,8 @@ def render_jobs(records: list[JobRecord]) -> str:
     """The ``mdp list`` table: one line per job (its newest run)."""
     if not records:
         return "no jobs yet (mdp run records them here)"
-    header = ("JOB", "STATE", "PID", "STARTED", "ROWS IN", "BARS OUT", "LATE", "SECONDS", "CONFIG")
-    rows = [header]
+    header: tuple[str, ...] = ("JOB", "STATE", "PID", "STARTED", "ROWS IN", "BARS OUT", "LATE", "SECONDS", "CONFIG")
+    rows: list[tuple[str, ...]] = [header]
     for r in records:
         c = r.counters
         rows.append(
@@ -283,6 +283,11 @@ def render_jobs(records: list[JobRecord]) -> str:
                 r.config_path or "",
             )
         )
+    if any("partitions" in r.counters for r in records):  # workers of a worker job: which partitions each owns
+        rows = [(*rows[0], "PARTITIONS")] + [
+            (*row, _partitions(r.counters.get("partitions"))) for row, r in zip(rows[1:], records, strict=True)
+        ]
+        header = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
@@ -307,4 +312,26 @@ def render_status(r: JobRecord) -> str:
         if isinstance(value, int | float):
             lines.append(f"{label:<10} {value:,.0f}")
     lines += [f"written to {loc}" for loc in r.counters.get("locations", [])]
+    if "partitions" in r.counters:  # a worker of a worker job (mdp.app.workers)
+        c = r.counters
+        lines.append(f"worker     {c.get('worker', '-')} in group {c.get('group', '-')}")
+        lines.append(f"partitions {_partitions(c.get('partitions'))}")
+        owners = c.get("owners") or {}
+        by_worker: dict[str, list[int]] = {}
+        for k, w in owners.items():
+            by_worker.setdefault(str(w), []).append(int(k))
+        lines += [f"owners     {w}: {_partitions(ks)}" for w, ks in sorted(by_worker.items())]
+        lag_m, lag_s = c.get("lag_messages") or {}, c.get("lag_seconds") or {}
+        if lag_m:
+            lines.append(
+                "lag        "
+                + ", ".join(f"p{k} {lag_m[k]} msgs {lag_s.get(k, 0):.1f}s" for k in sorted(lag_m, key=int))
+            )
     return "\n".join(lines)
+
+
+def _partitions(parts: object) -> str:
+    """``0,3,7`` (``-``: none)."""
+    if not isinstance(parts, list) or not parts:
+        return "-"
+    return ",".join(str(int(k)) for k in sorted(parts))

@@ -57,8 +57,10 @@ class NatsSourceParams(NatsParams):
     model_config = ConfigDict(extra="forbid")
 
     kind: RecordKind = Field(default="trade", description="record kind on the stream: trade, quote, bar or quote_bar")
-    read: list[int] | Literal["all"] = Field(
-        default="all", description="the partitions this source reads: 'all' or a list such as [0, 3, 7]"
+    read: list[int] | Literal["all", "owned"] = Field(
+        default="all",
+        description="the partitions this source reads: 'all', a list such as [0, 3, 7], or 'owned': the job runs "
+        "as a worker and reads the partitions its group's ownership grants it (docs/scale-out.md)",
     )
     until: Literal["live", "caught_up"] = Field(
         default="live",
@@ -92,9 +94,9 @@ class NatsSourceParams(NatsParams):
 
     @field_validator("read")
     @classmethod
-    def _distinct(cls, v: list[int] | Literal["all"]) -> list[int] | Literal["all"]:
+    def _distinct(cls, v: list[int] | Literal["all", "owned"]) -> list[int] | Literal["all", "owned"]:
         if isinstance(v, list) and (len(set(v)) != len(v) or not v or min(v) < 0):
-            raise ValueError("expected 'all' or a non-empty list of distinct partition numbers >= 0")
+            raise ValueError("expected 'all', 'owned' or a non-empty list of distinct partition numbers >= 0")
         return v
 
 
@@ -120,12 +122,13 @@ class NatsSource(Source):
         except ValidationError as exc:
             raise ConfigError(f"invalid source.nats params: {exc}") from exc
         setattr(self, "output_kind", p.kind)  # noqa: B010 - graph validation reads it per instance
-        if p.read != "all" and max(p.read) >= p.partitions:
+        if isinstance(p.read, list) and max(p.read) >= p.partitions:
             raise ConfigError(
                 f"source.nats reads partition {max(p.read)}, but the stream has {p.partitions} "
                 f"(0..{p.partitions - 1}); fix params.read or params.partitions"
             )
-        self.parts: list[int] = list(range(p.partitions)) if p.read == "all" else sorted(p.read)
+        # 'owned' outside a worker reads everything (the worker gives each partition's run a list of one)
+        self.parts: list[int] = sorted(p.read) if isinstance(p.read, list) else list(range(p.partitions))
         #: per partition: stream sequence of the last message sent downstream (0: none yet)
         self.offsets: dict[int, int] = dict.fromkeys(self.parts, 0)
         #: per partition: the watermark of the last message sent downstream
@@ -138,6 +141,7 @@ class NatsSource(Source):
         #: payload bytes per row seen lately (how many messages make ``frame_rows`` rows)
         self._row_bytes = 100
         self._unacked: dict[int, list[tuple[int, str]]] = {k: [] for k in self.parts}
+        self._acked_epoch = -1
 
     @classmethod
     def from_params(cls, params: BaseModel) -> NatsSource:
@@ -209,7 +213,8 @@ class NatsSource(Source):
                 if targets is not None:
                     live = [k for k in live if self.offsets[k] < targets[k]]
                 await self._emit_watermark(ctx, live if targets is not None and live else self.parts)
-                await ctx.checkpoint_point()  # the offsets are those of what went out: a checkpoint may go here
+                await ctx.checkpoint_point()  # between two deliveries the position is exact
+                await self._ack_committed(ctx)
         finally:
             for reader in self._readers.values():
                 reader.halt = True
@@ -293,6 +298,20 @@ class NatsSource(Source):
             wm = min(self.watermarks[k] for k in parts)
             if wm > NO_WATERMARK:
                 await ctx.emit_watermark(wm)
+
+    async def _ack_committed(self, ctx: Context) -> None:
+        """Durable consumers: ack through the offsets of the last checkpoint the store committed (never
+        further, so the server's ack floor never runs ahead of what is stored)."""
+        board = ctx.checkpoints
+        if self.params.durable is None or board is None or board.last_committed is None:
+            return
+        committed = board.last_committed
+        if committed.epoch == self._acked_epoch:
+            return
+        self._acked_epoch = committed.epoch
+        position = committed.offsets.get(ctx.node)
+        if isinstance(position, Mapping) and isinstance(position.get("offsets"), Mapping):
+            await self.ack_through({int(k): int(v) for k, v in position["offsets"].items()})
 
     async def ack_through(self, offsets: Mapping[int, int]) -> int:
         """Ack, per partition, every message up to the stream sequence ``offsets[k]`` (durable consumers only).

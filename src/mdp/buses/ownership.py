@@ -182,8 +182,13 @@ class PartitionOwnership:
         surplus = set(candidates[: max(len(self.owned) - share, 0)])
         return gained, surplus
 
-    def fence(self, conn: psycopg.Connection[Any], partitions: set[int] | None = None) -> None:
+    def fence(
+        self, conn: psycopg.Connection[Any], partitions: set[int] | None = None, *, pid: int | None = None
+    ) -> None:
         """Inside a commit transaction on ``conn``: fail unless this worker's lock session still holds ``partitions``.
+
+        ``pid``: the lock session the caller got the partitions from (default: the current one), so a
+        pipeline started before the worker joined again cannot commit under the new session's locks.
 
         Raises:
             OwnershipLost: a partition's lock is not held by this worker's session any more.
@@ -194,7 +199,7 @@ class PartitionOwnership:
         rows = conn.execute(
             "SELECT objid::int4 FROM pg_locks WHERE locktype = 'advisory' AND classid::int4 = %s AND objsubid = 2 "
             "AND granted AND pid = %s AND objid::int4 = ANY(%s)",
-            (self.key, self.pid, want),
+            (self.key, self.pid if pid is None else pid, want),
         ).fetchall()
         held = {int(r[0]) for r in rows}
         lost = sorted(set(want) - held)

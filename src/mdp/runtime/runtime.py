@@ -167,7 +167,7 @@ def _as_built(op: Operator, node: str) -> None:
 def _offsets(source: Operator) -> dict[str, Any]:
     """A source's position for people (what a checkpoint shows of it)."""
     stats = source.stats()
-    return {k: stats[k] for k in ("rows_emitted", "offset") if k in stats}
+    return {k: stats[k] for k in ("rows_emitted", "offset", "offsets") if k in stats}
 
 
 class _Serialized(Operator):

@@ -22,7 +22,7 @@ Connections carry ``application_name`` (default ``mdp``): ``pg_stat_activity`` s
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
 import polars as pl
@@ -106,6 +106,9 @@ class PostgresStore(Store):
         #: kind -> True if its table is a TimescaleDB hypertable (filled by ``open``)
         self.hypertables: dict[RecordKind, bool] = {}
         self._conn: psycopg.Connection[Any] | None = None
+        #: called with the connection inside every write transaction, just before it commits; raising
+        #: rolls the write back (a worker checks it still owns its partition, ``mdp.buses.ownership``)
+        self.fence: Callable[[psycopg.Connection[Any]], None] | None = None
 
     @property
     def location(self) -> str:
@@ -164,6 +167,8 @@ class PostgresStore(Store):
             if checkpoint is not None:
                 cur.execute(sql.create_checkpoints("BIGINT", "TEXT", "BYTEA"))
                 cur.execute(sql.upsert_checkpoint("%s"), sql.checkpoint_row(checkpoint))
+            if self.fence is not None:
+                self.fence(conn)  # last, inside the transaction: a worker that lost its partition commits nothing
             self._staged()
 
     def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
