@@ -23,14 +23,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from mdp.buses import rabbitmq_bus as rb
-from mdp.buses.framing import Entry, FrameReader
+from mdp.buses.framing import Entry, FrameSource, FrameSourceParams
 from mdp.durations import DurationNs
-from mdp.errors import BusError, ConfigError
-from mdp.records import RecordKind
-from mdp.runtime.operator import Context, Source
+from mdp.errors import BusError
+from mdp.runtime.operator import Context
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -42,15 +41,11 @@ RETRY_S = 0.5
 _Done = tuple[int, None]
 
 
-class RabbitSourceParams(rb.RabbitParams):
+class RabbitSourceParams(FrameSourceParams, rb.RabbitParams):
     """Config of ``source.rabbitmq``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: RecordKind = Field(default="trade", description="record kind on the stream: trade, quote, bar or quote_bar")
-    read: list[int] | Literal["all"] = Field(
-        default="all", description="the partitions this source reads: 'all' or a list such as [0, 3, 7]"
-    )
     until: Literal["live", "caught_up"] = Field(
         default="live",
         description="'live': read until the job stops; 'caught_up': end once everything published before the run "
@@ -61,18 +56,9 @@ class RabbitSourceParams(rb.RabbitParams):
         default=300_000_000_000, description="keep trying while RabbitMQ is away for this long ('5m'), then fail"
     )
 
-    @field_validator("read")
-    @classmethod
-    def _distinct(cls, v: list[int] | Literal["all"]) -> list[int] | Literal["all"]:
-        if isinstance(v, list) and (len(set(v)) != len(v) or not v or min(v) < 0):
-            raise ValueError("expected 'all' or a non-empty list of distinct partition numbers >= 0")
-        return v
 
-
-class RabbitSource(Source):
+class RabbitSource(FrameSource):
     """Read partitions of a stream ``sink.rabbitmq`` wrote (see the module docstring).
-
-    ``stats()`` reports ``rows_emitted``, ``messages``, ``offsets`` and ``reconnects``.
 
     Raises (when the graph runs):
         BusError: RabbitMQ is unreachable, a partition queue is missing, or a message is not a frame of ``kind``.
@@ -80,48 +66,14 @@ class RabbitSource(Source):
 
     Params: ClassVar[type[BaseModel] | None] = RabbitSourceParams
     output_kind: ClassVar[str | None] = "trade"
+    component: ClassVar[str] = "source.rabbitmq"
+    start_offset: ClassVar[Any] = -1
+    params: RabbitSourceParams
 
     def __init__(self, **params: Any) -> None:
-        try:
-            self.params = p = RabbitSourceParams.model_validate(params)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid source.rabbitmq params: {exc}") from exc
-        setattr(self, "output_kind", p.kind)  # noqa: B010 - graph validation reads it per instance
-        if p.read != "all" and max(p.read) >= p.partitions:
-            raise ConfigError(
-                f"source.rabbitmq reads partition {max(p.read)}, but the stream has {p.partitions}; "
-                "fix params.read or params.partitions"
-            )
-        parts = list(range(p.partitions)) if p.read == "all" else sorted(p.read)
-        self.reader = FrameReader(p.kind, parts, -1, "source.rabbitmq")
-        self.reconnects = 0
+        super().__init__(**params)
         self._conn: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
-
-    @classmethod
-    def from_params(cls, params: BaseModel) -> RabbitSource:
-        return cls(**params.model_dump())
-
-    @property
-    def offsets(self) -> dict[int, Any]:
-        return self.reader.offsets
-
-    def snapshot(self) -> dict[str, Any]:
-        """Per partition the stream offset last sent downstream and its watermark."""
-        return self.reader.snapshot()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Make the next run start each partition after its offset in ``state``."""
-        self.reader.restore(state)
-
-    def stats(self) -> dict[str, Any]:
-        r = self.reader
-        return {
-            "rows_emitted": r.rows_emitted,
-            "messages": r.messages,
-            "offsets": dict(r.offsets),
-            "reconnects": self.reconnects,
-        }
 
     async def open(self, ctx: Context) -> None:
         await self._connect()

@@ -21,15 +21,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from mdp.buses import redis_bus
-from mdp.buses.framing import Entry, FrameReader
+from mdp.buses.framing import Entry, FrameReader, FrameSource, FrameSourceParams
 from mdp.buses.redis_bus import START_ID, RedisParams, id_order, partition_key
 from mdp.durations import DurationNs
-from mdp.errors import ConfigError
-from mdp.records import RecordKind
-from mdp.runtime.operator import Context, Source
+from mdp.runtime.operator import Context
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,15 +36,11 @@ log = logging.getLogger(__name__)
 RETRY_S = 0.2
 
 
-class RedisSourceParams(RedisParams):
+class RedisSourceParams(FrameSourceParams, RedisParams):
     """Config of ``source.redis``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: RecordKind = Field(default="trade", description="record kind on the stream: trade, quote, bar or quote_bar")
-    read: list[int] | Literal["all"] = Field(
-        default="all", description="the partitions this source reads: 'all' or a list such as [0, 3, 7]"
-    )
     until: Literal["live", "caught_up"] = Field(
         default="live",
         description="'live': read until the job stops; 'caught_up': end once everything in the stream when the "
@@ -60,23 +54,14 @@ class RedisSourceParams(RedisParams):
         default=300_000_000_000, description="keep trying while Redis is away for this long ('5m'), then fail"
     )
 
-    @field_validator("read")
-    @classmethod
-    def _distinct(cls, v: list[int] | Literal["all"]) -> list[int] | Literal["all"]:
-        if isinstance(v, list) and (len(set(v)) != len(v) or not v or min(v) < 0):
-            raise ValueError("expected 'all' or a non-empty list of distinct partition numbers >= 0")
-        return v
-
 
 class _Reader(FrameReader):
     def order(self, offset: Any) -> tuple[int, int]:
         return id_order(offset)
 
 
-class RedisSource(Source):
+class RedisSource(FrameSource):
     """Read partitions of a stream ``sink.redis`` wrote (see the module docstring).
-
-    ``stats()`` reports ``rows_emitted``, ``messages``, ``offsets`` and ``reconnects``.
 
     Raises (when the graph runs):
         BusError: Redis is unreachable, the stream is missing or has another partition count, or an entry
@@ -85,47 +70,16 @@ class RedisSource(Source):
 
     Params: ClassVar[type[BaseModel] | None] = RedisSourceParams
     output_kind: ClassVar[str | None] = "trade"
+    component: ClassVar[str] = "source.redis"
+    start_offset: ClassVar[Any] = START_ID
+    params: RedisSourceParams
 
     def __init__(self, **params: Any) -> None:
-        try:
-            self.params = p = RedisSourceParams.model_validate(params)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid source.redis params: {exc}") from exc
-        setattr(self, "output_kind", p.kind)  # noqa: B010 - graph validation reads it per instance
-        if p.read != "all" and max(p.read) >= p.partitions:
-            raise ConfigError(
-                f"source.redis reads partition {max(p.read)}, but the stream has {p.partitions}; "
-                "fix params.read or params.partitions"
-            )
-        parts = list(range(p.partitions)) if p.read == "all" else sorted(p.read)
-        self.reader = _Reader(p.kind, parts, START_ID, "source.redis")
-        self.reconnects = 0
+        super().__init__(**params)
         self._client: Redis | None = None
 
-    @classmethod
-    def from_params(cls, params: BaseModel) -> RedisSource:
-        return cls(**params.model_dump())
-
-    @property
-    def offsets(self) -> dict[int, Any]:
-        return self.reader.offsets
-
-    def snapshot(self) -> dict[str, Any]:
-        """Per partition the entry id last sent downstream and its watermark."""
-        return self.reader.snapshot()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Make the next run read each partition after its entry id in ``state``."""
-        self.reader.restore(state)
-
-    def stats(self) -> dict[str, Any]:
-        r = self.reader
-        return {
-            "rows_emitted": r.rows_emitted,
-            "messages": r.messages,
-            "offsets": dict(r.offsets),
-            "reconnects": self.reconnects,
-        }
+    def make_reader(self, kind: str, parts: list[int]) -> FrameReader:
+        return _Reader(kind, parts, START_ID, self.component)
 
     async def open(self, ctx: Context) -> None:
         self._client = await redis_bus.connect(self.params)
