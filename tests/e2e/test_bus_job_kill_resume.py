@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,10 @@ dag:
 
 
 @pytest.mark.parametrize("bus", list(PORTS))
-def test_a_bus_job_killed_twice_resumes_to_the_bars_of_a_direct_replay(bus: str, tmp_path: Path) -> None:
+def test_a_bus_job_killed_twice_resumes_to_the_bars_of_a_direct_replay(
+    bus: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MDP_HOME", str(tmp_path / "home"))  # the direct runs of both buses share a job name
     if not _port_open("127.0.0.1", PORTS[bus]):
         unavailable(f"{bus} at 127.0.0.1:{PORTS[bus]}")
     trades = tmp_path / "w1.parquet"
@@ -49,12 +53,14 @@ def test_a_bus_job_killed_twice_resumes_to_the_bars_of_a_direct_replay(bus: str,
     stream = f"mdpjob{'.' if bus == 'rabbitmq' else ':'}{uuid.uuid4().hex[:8]}"
     target = crash.Target("sqlite", str(tmp_path / "bus.sqlite"))
     config = tmp_path / "bus.yaml"
-    config.write_text(bus_job(f"bus-{bus}-{stream[-8:]}", bus, stream, target))
+    job = f"bus-{bus}-{stream[-8:]}"
+    config.write_text(bus_job(job, bus, stream, target))
     try:
         asyncio.run(publish(bus, stream, PARTITIONS, str(trades), str(tmp_path / "published")))
         runs = []
-        for _ in range(2):
-            r = crash.run(config, kill_after=2.5, wait_in_flight=True, probe=target.in_flight)
+        for _ in range(2):  # each kill once a checkpoint is in (however slow the start-up) and a write is under way
+            committed = partial(target.committed, job)
+            r = crash.run(config, kill_after=0.5, wait_in_flight=True, probe=target.in_flight, ready=committed)
             runs.append(r)
             assert r.killed, f"the job ended before it was killed: {r.stderr[-2000:]}"
         last = crash.run(config)
