@@ -8,7 +8,6 @@ is resumed, which the client sees exactly as a server gone away and back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import polars as pl
@@ -18,64 +17,26 @@ from mdp.buses.nats_source import NatsSource
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.operator import Context, Source
 from mdp.testing import SourceHarness, run_graph, wait_until
+from mdp.testing.bus_conformance import Relay
 from tests.integration.test_bus_nats import Bus, make_trades, rows, with_watermarks
 
 pytestmark = pytest.mark.services
 
 
-class Relay:
-    """A TCP relay to the NATS server that can be cut and resumed on the same port."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 4222)) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-        #: connections accepted so far (a client that came back after a cut counts twice)
-        self.accepted = 0
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        """Drop every connection and stop listening."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for w in list(self._links):
-            w.transport.abort()
-        self._links.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+def through(relay: Relay) -> str:
+    """The NATS URL through ``relay``."""
+    return f"nats://127.0.0.1:{relay.port}"
 
 
 async def test_a_live_source_waits_while_nats_is_away_and_then_reads_on_losing_nothing(nats_url: str) -> None:
     bus = Bus(nats_url)
-    relay = Relay()
+    relay = Relay(4222)
     await relay.start()
     trades = make_trades(16_000)
     items = with_watermarks(trades, 1_000)
     try:
         await bus.publish(items[:8])
-        source = NatsSource(**{**bus.params(), "url": relay.url})
+        source = NatsSource(**{**bus.params(), "url": through(relay)})
         harness = SourceHarness(source)
         task = asyncio.create_task(harness.run(timeout=60))
         await wait_until(lambda: source.rows_emitted >= 4_000, timeout=20)
@@ -118,12 +79,12 @@ async def test_a_publisher_waits_while_nats_is_away_and_then_publishes_the_rest_
     from mdp.buses.nats_sink import NatsSink
 
     bus = Bus(nats_url)
-    relay = Relay()
+    relay = Relay(4222)
     await relay.start()
     trades = make_trades(16_000)
     items = with_watermarks(trades, 1_000)
     paused, go = asyncio.Event(), asyncio.Event()
-    sink = NatsSink(**{**bus.params(create_stream=True), "url": relay.url, "ack_timeout": "2s"})
+    sink = NatsSink(**{**bus.params(create_stream=True), "url": through(relay), "ack_timeout": "2s"})
     dag = Dag()
     dag.add_node(Node("src", Pausing(items, 10, paused, go)))
     dag.add_node(Node("bus", sink))
