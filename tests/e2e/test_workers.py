@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from mdp.testing import scaleout
+from mdp.testing.bus_conformance import Relay
 from mdp.testing.crash import mdp_command
 from mdp.workloads import W1Spec, write_w1
 from tests.conftest import NATS_URL, PG_HOST, PG_PORT, _port_open, unavailable
-from tests.integration.test_bus_outage import Relay
 
 pytestmark = pytest.mark.services
 
@@ -100,7 +100,7 @@ class ThreadedRelay:
     """A :class:`Relay` on its own event loop in a thread, cut and resumed from blocking code."""
 
     def __init__(self, port: int) -> None:
-        self.relay = Relay(("127.0.0.1", port))
+        self.relay = Relay(port)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
