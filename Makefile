@@ -46,9 +46,10 @@ docs: $(VENV)/.base
 dashboard-screenshot: $(VENV)/.dev
 	MDP_DOCS_SCREENSHOT=1 $(PY) -m pytest -q tests/e2e/test_dashboard_browser.py -k job_page
 
-# make bench BENCH_ARGS=--quick for a small smoke run
+# make bench: every benchmark, the goals met or missed, and the generated part of docs/performance.md
+# (a full run only; BENCH_ARGS=--quick is a small smoke run that leaves the page alone)
 bench: $(VENV)/.dev
-	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+	$(PY) benchmarks/run_all.py --json .bench/results.json --docs docs/performance.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo.sqlite* ibkr.sqlite* ib_session.csv ibkr_ticks .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,10 @@ Suites, in order:
 * ``buses``: ``bench_more_buses.py``, trades/s through Redis Streams and RabbitMQ streams (publish, consume to bars).
 
 Options ``--rows``, ``--repeat``, ``--only`` go to W1; ``--quick`` makes every suite small (a smoke test);
-``--json FILE`` writes everything measured to one file.
+``--json FILE`` writes everything measured to one file; ``--docs docs/performance.md`` rewrites the
+generated part of that page from this run (only a full run of every suite does; ``make bench`` asks
+for it). At the end the run prints issue 22's goals, each met or missed on this run's figures
+(``perf_report.py``).
 
 Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--suites w1,channel] [--only mdp,bytewax] [--json F]``
 """
@@ -21,6 +24,8 @@ Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--suites w1,channel] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -32,7 +37,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import w1  # noqa: E402 - the sibling module, found through the path set above
+import perf_report  # noqa: E402 - sibling modules, found through the path set above
+import w1  # noqa: E402
 
 SUITES = ("w1", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
 SCRIPTS = {
@@ -65,10 +71,21 @@ def run_script(name: str, quick: bool, tmp: Path) -> dict[str, Any]:
             cmd += ["--items", "100000", "--repeat", "1"]
         elif _accepts(script, "--quick"):
             cmd.append("--quick")
-    print(f"\n== {name}: {' '.join(Path(c).name if c == sys.executable else c for c in cmd[1:])}", flush=True)
+    shown = " ".join([script.name, *(c for c in cmd[2:] if c != "--json" and not c.startswith(str(tmp)))])
+    print(f"\n== {name}: {shown}", flush=True)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=HERE.parent, check=False)  # output goes straight to the terminal
-    result: dict[str, Any] = {"exit": done.returncode, "seconds": time.perf_counter() - t0}
+    output = []
+    with subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # shown as it comes and kept for the report
+            print(line, end="", flush=True)
+            output.append(line)
+    result: dict[str, Any] = {
+        "exit": proc.returncode,
+        "seconds": time.perf_counter() - t0,
+        "command": f"benchmarks/{shown.strip()}",
+        "output": "".join(output),
+    }
     if out_json.exists():
         result["results"] = json.loads(out_json.read_text())
     return result
@@ -82,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help=f"W1 implementations, comma-separated: {','.join(w1.IMPLS)}")
     parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
     parser.add_argument("--json", type=Path, default=None, help="write every result here")
+    parser.add_argument("--docs", type=Path, default=None, help="rewrite the generated part of this page (full runs)")
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     unknown = set(suites) - set(SUITES)
@@ -90,10 +108,16 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {}
     failed = []
+    meta: dict[str, Any] = {
+        "started": perf_report.now_utc(),
+        "load_start": perf_report.load_average(),
+        "machine": perf_report.machine(),
+    }
     with tempfile.TemporaryDirectory(prefix="mdp-bench-") as tmp:
         for suite in suites:
             if suite == "w1":
                 print("== w1", flush=True)
+                started = time.perf_counter()
                 w1_args: list[str] = []
                 if args.rows:
                     w1_args += ["--rows", str(args.rows)]
@@ -103,19 +127,46 @@ def main(argv: list[str] | None = None) -> int:
                     w1_args.append("--quick")
                 if args.only:
                     w1_args += ["--only", args.only]
-                report["w1"] = w1.main(w1_args)
+                printed = _Tee(sys.stdout)
+                with contextlib.redirect_stdout(printed):
+                    report["w1"] = w1.main(w1_args)
+                report["w1"]["seconds"] = time.perf_counter() - started
+                report["w1"]["output"] = printed.getvalue()
                 continue
             result = run_script(suite, args.quick, Path(tmp))
             report[suite] = result
             if result.get("exit", 0) != 0:
                 failed.append(suite)
+    meta.update(finished=perf_report.now_utc(), load_end=perf_report.load_average())
+    found = perf_report.goals(report)
+    perf_report.print_goals(found)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str))
+        args.json.write_text(json.dumps({"meta": meta, **report}, indent=2, default=str))
         print(f"\nwrote {args.json}")
+    if args.docs:
+        partial = args.quick or set(suites) != set(SUITES) or args.only or args.rows
+        if partial:
+            print(f"{args.docs} not rewritten: only a full run of every suite at its default size regenerates it")
+        else:
+            perf_report.write_doc(args.docs, perf_report.generated_block(report, meta, found))
+            print(f"rewrote the generated part of {args.docs}")
     if failed:
         print(f"\nfailed suites: {', '.join(failed)}")
     return 1 if failed else 0
+
+
+class _Tee(io.StringIO):
+    """Keeps what is written and passes it on (W1 runs in this process; its tables go into the report)."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__()
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out.write(text)
+        self._out.flush()
+        return super().write(text)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ Implementations:
 * ``mdp_sqlite``: the same job writing to the default embedded store (``sink.sqlite``, WAL, upserts);
   its bars are read back from the SQLite table.
 * ``plain``, ``asyncio``, ``polars``, ``bytewax``: see ``w1_peers.py``; ``plain`` is the reference.
+* ``polars_tight``: the team's batch anchor, ``../shared/bench/polars_tight.py`` (the tightest polars
+  answer we know; read from where it lies, never copied), on a copy of the file with ``ts_event``
+  renamed ``ts`` (the column name it expects; the copy is made once, untimed).
 
 Bytewax runs in its own virtual environment under ``.bench/peers`` (created on first use with
 ``bytewax==0.21.*`` and pyarrow); if it cannot be installed here, the table says so and why.
 
 Every run is timed as a whole command (interpreter start, reading the file, writing the bars) and its
-peak RSS read from ``os.wait4``. Repetitions are interleaved (the order rotates), medians reported. Each
+peak RSS and CPU time (user + system, all threads) read from ``os.wait4``: CPU/wall above 1 means the run
+kept more than one core busy. Repetitions are interleaved (the order rotates), medians reported;
+``spread`` is (slowest - fastest) / median of one implementation's runs. Each
 implementation's bars are compared with the plain loop's: symbol, start, open, high, low, close, volume
 and trades exactly, vwap to 1e-9 relative.
 
@@ -62,9 +67,12 @@ IMPLS = (
     "bytewax",
     "asyncio",
     "polars",
+    "polars_tight",
 )
+#: where the team's batch anchor lies (outside the repository; it is not copied in)
+POLARS_TIGHT = REPO.parent / "shared" / "bench" / "polars_tight.py"
 #: what ``make bench`` runs unless ``--only`` says otherwise (the checkpoint variants measure issue 18's overhead)
-DEFAULT_IMPLS = ("mdp", "mdp_sqlite", "plain", "bytewax", "asyncio", "polars")
+DEFAULT_IMPLS = ("mdp", "mdp_sqlite", "plain", "bytewax", "asyncio", "polars", "polars_tight")
 #: the job's ``checkpoint:`` value per mdp variant (default: every 5 s, as a user's job)
 CHECKPOINT = {"nockpt": "false", "ckpt100ms": "{interval: 100ms}"}
 LABELS = {
@@ -78,6 +86,7 @@ LABELS = {
     "bytewax": "Bytewax 0.21 (EventClock, frozen now)",
     "asyncio": "naive asyncio, 3 stages, 1 row/put",
     "polars": "polars batch group_by (not streaming)",
+    "polars_tight": "polars_tight.py (the batch anchor)",
 }
 BAR_COLUMNS = ["symbol", "start", "open", "high", "low", "close", "volume", "vwap", "trades"]
 EXACT = ["open", "high", "low", "close", "volume", "trades"]
@@ -88,6 +97,7 @@ RUN_TIMEOUT_S = 1800
 class Run:
     seconds: float
     rss_mb: float
+    cpu_s: float
     bars: int
     late: int | None
     matches: bool
@@ -108,7 +118,8 @@ class ImplResult:
         if self.unavailable or not self.runs:
             out["error"] = self.unavailable or ("failed: " + self.failures[-1] if self.failures else "no run")
             return out
-        med = statistics.median(r.seconds for r in self.runs)
+        seconds = [r.seconds for r in self.runs]
+        med = statistics.median(seconds)
         rate = rows / med
         last = self.runs[-1]
         out.update(
@@ -120,7 +131,9 @@ class ImplResult:
             late_rows=last.late,
             matches=all(r.matches for r in self.runs),
             detail=last.detail,
-            runs_seconds=[r.seconds for r in self.runs],
+            runs_seconds=seconds,
+            spread_pct=100 * (max(seconds) - min(seconds)) / med,
+            cpu_per_wall=statistics.median(r.cpu_s / r.seconds for r in self.runs),
         )
         return out
 
@@ -226,13 +239,13 @@ if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as fh:
-    fh.write(str(usage.ru_maxrss))
+    fh.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> tuple[float, float, int, str, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS MB, exit status, stdout, stderr tail)."""
+def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> tuple[float, float, float, int, str, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS MB, CPU seconds, exit status, stdout, stderr tail)."""
     rss_file = log_path.with_suffix(".rss")
     rss_file.unlink(missing_ok=True)
     launched = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(rss_file), *cmd]
@@ -243,10 +256,13 @@ def run_measured(cmd: list[str], cwd: Path, log_path: Path) -> tuple[float, floa
                 launched, cwd=cwd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=RUN_TIMEOUT_S, check=False
             )
         except subprocess.TimeoutExpired:
-            return time.perf_counter() - t0, 0.0, -1, "", f"timed out after {RUN_TIMEOUT_S} s"
+            return time.perf_counter() - t0, 0.0, 0.0, -1, "", f"timed out after {RUN_TIMEOUT_S} s"
         seconds = time.perf_counter() - t0
-    rss_mb = int(rss_file.read_text()) / 1024 if rss_file.exists() else float("nan")  # ru_maxrss is KiB on Linux
-    return seconds, rss_mb, done.returncode, done.stdout, _tail(log_path.read_text())
+    rss_mb, cpu_s = float("nan"), float("nan")
+    if rss_file.exists():
+        maxrss, cpu = rss_file.read_text().split()
+        rss_mb, cpu_s = int(maxrss) / 1024, float(cpu)  # ru_maxrss is KiB on Linux
+    return seconds, rss_mb, cpu_s, done.returncode, done.stdout, _tail(log_path.read_text())
 
 
 def read_sqlite_bars(path: Path, table: str) -> pl.DataFrame:
@@ -342,11 +358,13 @@ def run_impl(
         base = envs["mdp"]
         assert base is not None
         cmd = [*base, "run", "--config", str(cfg)]
+    elif name == "polars_tight":
+        cmd = [sys.executable, str(POLARS_TIGHT), str(ts_named_copy(data)), str(out)]
     else:
         py = envs["bytewax" if name == "bytewax" else "local"]
         assert py is not None
         cmd = [*py, str(PEERS_SCRIPT), name, str(data), str(out)]
-    seconds, rss, code, stdout, err_tail = run_measured(cmd, work, log)
+    seconds, rss, cpu, code, stdout, err_tail = run_measured(cmd, work, log)
     if code != 0:
         return None, f"exit {code}: {err_tail}", None
     try:
@@ -354,6 +372,9 @@ def run_impl(
             bars = read_sqlite_bars(store, "bars_1m") if sqlite else read_parquet_bars(store)
             said = re.search(r"late rows\s+([\d,]+)", stdout)  # the run summary `mdp run` prints
             late: int | None = int(said.group(1).replace(",", "")) if said else None
+        elif name == "polars_tight":  # it prints only the number of bars; its late rows are those in no bar
+            bars = normalise_bars(pl.read_parquet(out))
+            late = rows - int(bars.get_column("trades").sum())
         else:
             bars = normalise_bars(pl.read_parquet(out))
             report = json.loads(stdout.strip().splitlines()[-1])
@@ -368,7 +389,15 @@ def run_impl(
     if late is not None and accounted != late:
         ok = False
         detail += f"; reports {late} late but {accounted} rows are not in any bar"
-    return Run(seconds, rss, bars.height, late, ok, detail), None, bars
+    return Run(seconds, rss, cpu, bars.height, late, ok, detail), None, bars
+
+
+def ts_named_copy(data: Path) -> Path:
+    """The trades with ``ts_event`` renamed ``ts``, the column ``polars_tight.py`` reads (made once, untimed)."""
+    copy = data.with_name(f"{data.stem}_ts.parquet")
+    if not copy.exists():
+        pl.read_parquet(data).rename({"ts_event": "ts"}).write_parquet(copy)
+    return copy
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
@@ -439,20 +468,25 @@ def diagnose(results: dict[str, ImplResult], trades: pl.DataFrame, ref_late: int
 
 def print_table(title: str, rows: int, summaries: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
-    head = f"{'implementation':40} {'trades/s':>11} {'vs plain':>8} {'RSS MB':>7} {'bars':>8} {'late':>6}  matches?"
+    head = (
+        f"{'implementation':40} {'trades/s':>11} {'vs plain':>8} {'vs tight':>8} {'spread':>6} {'CPU/wall':>8}"
+        f" {'RSS MB':>7} {'bars':>8} {'late':>6}  matches?"
+    )
     print(head)
     print("-" * len(head))
     for s in summaries:
         if "error" in s:
-            print(f"{s['label']:40} {'n/a':>11} {'':>8} {'':>7} {'':>8} {'':>6}  {s['error']}")
+            print(f"{s['label']:40} {'n/a':>11}  {s['error']}")
             continue
         ratio = f"{s['ratio_to_plain']:.2f}x" if s["ratio_to_plain"] else "-"
+        tight = f"{s['ratio_to_polars_tight']:.2f}x" if "ratio_to_polars_tight" in s else "-"
         late = "-" if s["late_rows"] is None else f"{s['late_rows']:,}"
         verdict = "yes" if s["matches"] else "NO (see below)"
         if s["implementation"] == "plain":
             verdict = "(reference)"
         print(
-            f"{s['label']:40} {s['trades_per_s']:11,.0f} {ratio:>8} {s['peak_rss_mb']:7.0f} {s['bars']:8,} {late:>6}"
+            f"{s['label']:40} {s['trades_per_s']:11,.0f} {ratio:>8} {tight:>8} {s['spread_pct']:5.0f}%"
+            f" {s['cpu_per_wall']:8.2f} {s['peak_rss_mb']:7.0f} {s['bars']:8,} {late:>6}"
             f"  {verdict}"
         )
     mismatched = [s for s in summaries if "error" not in s and not s["matches"]]
@@ -466,7 +500,7 @@ def print_table(title: str, rows: int, summaries: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=None, help="trades per file (default 2,000,000)")
-    parser.add_argument("--repeat", type=int, default=None, help="interleaved repetitions (default 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="interleaved repetitions (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 100,000 rows, 1 repetition")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(IMPLS)}")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -475,7 +509,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first run of each")
     args = parser.parse_args(argv)
     rows = args.rows or (100_000 if args.quick else 2_000_000)
-    repeat = args.repeat or (1 if args.quick else 3)
+    repeat = args.repeat or (1 if args.quick else 5)
     impls = list(DEFAULT_IMPLS)
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -492,12 +526,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         envs["bytewax"] = [str(py)] if py else None
         if why:
             unavailable["bytewax"] = f"not installable here: {why}"
+    if "polars_tight" in impls and not POLARS_TIGHT.exists():
+        unavailable["polars_tight"] = f"{POLARS_TIGHT} is not on this machine (it lives in ../shared, not in the repo)"
     if any(n.startswith("mdp") for n in impls):
         envs["mdp"], why = mdp_command()
         if why:
             unavailable.update({n: why for n in impls if n.startswith("mdp")})
 
     with _workdir(args.keep) as work:
+        # the jobs' registry and checkpoints of this run only: two benchmarks at once do not see each
+        # other's `bench_w1` job as running, and the user's own MDP_HOME is left alone
+        os.environ["MDP_HOME"] = str(work / "mdp-home")
         spec = dataclasses.replace(W1Spec(), rows=rows)
         t0 = time.perf_counter()
         files = {"base": work / "w1.parquet", "late": work / "w1_late.parquet"}
@@ -535,6 +574,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows / statistics.median(r.seconds for r in plain.runs) if plain is not None and plain.runs else None
             )
             summaries = [results[n].summary(rows, plain_rate) for n in impls]
+            anchors = {s["implementation"]: s["trades_per_s"] for s in summaries if "trades_per_s" in s}
+            for s in summaries:  # each rate against the batch anchors measured in the same run
+                for anchor in ("polars", "polars_tight"):
+                    if "trades_per_s" in s and anchor in anchors:
+                        s[f"ratio_to_{anchor}"] = s["trades_per_s"] / anchors[anchor]
             print_table(titles[variant], rows, summaries)
             report["tables"][variant] = {"title": titles[variant], "expected_late_rows": ref_late, "results": summaries}
     if args.json:

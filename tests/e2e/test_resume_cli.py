@@ -162,3 +162,26 @@ dag:
     with sqlite3.connect(tmp_path / "bars.sqlite") as con:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "mdp_checkpoints" not in tables
+
+
+def test_a_job_that_cannot_be_checkpointed_says_so_at_start_and_status_says_why(tmp_path: Path) -> None:
+    write_trades(tmp_path / "trades.csv.gz")
+    (tmp_path / "job.yaml").write_text(
+        """
+job: twosinks
+dag:
+  nodes:
+    - id: trades
+      type: source.replay
+      params: {path: trades.csv.gz, columns: {ts_event: ts_ns, symbol: symbol, price: price, size: size}, ts_unit: ns}
+    - {id: bars, type: operator.bars, params: {timeframe: 1m}}
+    - {id: store, type: sink.sqlite, params: {path: bars.sqlite, table: bars}}
+    - {id: copy, type: sink.sqlite, params: {path: copy.sqlite, table: bars}}
+  edges: [[trades, bars], [bars, store], [bars, copy]]
+"""
+    )
+    run = mdp("run", "-c", "job.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "note: job twosinks takes no checkpoints because it has 2 store sinks (store, copy), not one" in run.stderr
+    status = mdp("status", "--job", "twosinks", cwd=tmp_path)
+    assert "this job is not checkpointed: it has 2 store sinks" in status.stdout, status.stdout

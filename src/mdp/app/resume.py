@@ -43,13 +43,24 @@ class Resume:
 def checkpoint_sink(dag: Dag) -> tuple[str, StoreSink] | None:
     """The one store sink a checkpointed job commits through, if the graph has exactly one, every node
     feeds it and its store keeps checkpoints; else None (the job runs without checkpoints)."""
+    found = _checkpoint_sink_or_why(dag)
+    return None if isinstance(found, str) else found
+
+
+def _checkpoint_sink_or_why(dag: Dag) -> tuple[str, StoreSink] | str:
+    """:func:`checkpoint_sink`, or why the graph cannot be checkpointed, in words for the user."""
     sinks = [(n.name, n.operator) for n in dag.nodes if isinstance(n.operator, StoreSink)]
-    if len(sinks) != 1 or any(n.operator is None for n in dag.nodes):
-        return None
+    if not sinks:
+        return "it has no store sink"
+    if len(sinks) > 1:
+        return f"it has {len(sinks)} store sinks ({', '.join(name for name, _ in sinks)}), not one"
+    bare = [n.name for n in dag.nodes if n.operator is None]
+    if bare:
+        return f"node(s) {', '.join(bare)} are plain functions, whose state cannot be saved"
     name, sink = sinks[0]
     assert isinstance(sink, StoreSink)
     if not sink.store.keeps_checkpoints:
-        return None
+        return f"its store ({sink.store.backend}) keeps no checkpoints"
     feeding = {name}
     changed = True
     while changed:
@@ -58,8 +69,9 @@ def checkpoint_sink(dag: Dag) -> tuple[str, StoreSink] | None:
             if edge.dst in feeding and edge.src not in feeding:
                 feeding.add(edge.src)
                 changed = True
-    if feeding != {n.name for n in dag.nodes}:
-        return None
+    aside = sorted({n.name for n in dag.nodes} - feeding)
+    if aside:
+        return f"node(s) {', '.join(aside)} do not feed its store sink {name}"
     return name, sink
 
 
@@ -151,9 +163,13 @@ def prepare(job: JobConfig, dag: Dag, name: str, *, fresh: bool) -> Resume:
     """
     if not job.checkpoint.enabled:
         return Resume(None)
-    found = checkpoint_sink(dag)
-    if found is None:
-        return Resume(None)
+    found = _checkpoint_sink_or_why(dag)
+    if isinstance(found, str):  # said at every start: the user learns it before a crash, not after
+        return Resume(
+            None,
+            f"note: job {name} takes no checkpoints because {found}; stopped or killed, it will start again "
+            "from the beginning (see docs/recovery.md; `checkpoint: false` in the job says this is meant)",
+        )
     key = job.checkpoint.key or name
     graph = graph_prints(job, dag)
     inputs = input_prints(dag)
@@ -191,9 +207,9 @@ def last_checkpoint(job: JobConfig, dag: Dag, name: str) -> tuple[Checkpoint | N
     """The last checkpoint of ``job`` and where it is kept (for ``mdp status``); (None, why) if none."""
     if not job.checkpoint.enabled:
         return None, "checkpoints are off (checkpoint: false)"
-    found = checkpoint_sink(dag)
-    if found is None:
-        return None, "this job is not checkpointed (it needs exactly one store sink that every node feeds)"
+    found = _checkpoint_sink_or_why(dag)
+    if isinstance(found, str):
+        return None, f"this job is not checkpointed: {found} (it needs exactly one store sink that every node feeds)"
     store: Store = copy.deepcopy(found[1].store)
     with store:
         return store.load_checkpoint(job.checkpoint.key or name), store.location
