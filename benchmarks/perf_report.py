@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BEGIN = "<!-- make bench: generated from one run by benchmarks/run_all.py; edits between these lines are overwritten -->"
+BEGIN = "<!-- make bench: generated from one run by benchmarks/run_all.py; edits up to the end mark are lost -->"
 END = "<!-- make bench: end of the generated part -->"
 #: progress lines the suites print while they run; the doc keeps only their tables
 _PROGRESS = re.compile(r"^\s*(\w+: )?(rep \d+/\d+|warm-up|round \d+|run \d+/\d+)\b")
@@ -99,8 +99,10 @@ def w1_goals(report: dict[str, Any]) -> list[Goal]:
             1.0,
             "polars_tight.py",
         ),
-        _ratio_goal("2. late file -> Parquet", _w1_row(report, "late", "mdp"), "ratio_to_plain", 3.0, "plain loop"),
-        _ratio_goal("2. late file -> SQLite", _w1_row(report, "late", "mdp_sqlite"), "ratio_to_plain", 3.0, "plain loop"),
+        *(
+            _ratio_goal(f"2. late file -> {store}", _w1_row(report, "late", impl), "ratio_to_plain", 3.0, "plain loop")
+            for impl, store in (("mdp", "Parquet"), ("mdp_sqlite", "SQLite"))
+        ),
     ]
     usage = [r["cpu_per_wall"] for r in (_w1_row(report, "base", n) for n in ("mdp", "mdp_sqlite")) if r]
     if usage:
@@ -138,7 +140,8 @@ def print_goals(found: list[Goal]) -> None:
 
 def _w1_markdown(table: dict[str, Any]) -> list[str]:
     lines = [
-        "| implementation | trades/s | vs plain loop | vs polars_tight | spread | CPU/wall | peak RSS MB | bars | late | bars equal |",
+        "| implementation | trades/s | vs plain loop | vs polars_tight | spread | CPU/wall | peak RSS MB | bars | late"
+        " | bars equal |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in table.get("results", []):
