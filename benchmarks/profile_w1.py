@@ -6,7 +6,8 @@ and the job's components need, then builds and runs the same job ``w1.py`` runs 
 ``--sink sqlite``) under cProfile, and prints the top entries by own time. Bytecode is compiled first
 (see ``w1.py``). Medians of ``--repeat`` children are printed for the phases.
 
-Run: ``.venv/bin/python benchmarks/profile_w1.py [--rows N] [--repeat R] [--sink parquet|sqlite] [--top N]``
+Run: ``.venv/bin/python benchmarks/profile_w1.py [--rows N] [--repeat R] [--sink parquet|sqlite] [--top N] [--late]
+[--data FILE]``
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="unprofiled children for the phase medians")
     parser.add_argument("--sink", choices=("parquet", "sqlite"), default="parquet")
     parser.add_argument("--top", type=int, default=15, help="profile entries to print")
+    parser.add_argument("--late", action="store_true", help="the late-data file (0.2%% of rows 10-60 s late)")
+    parser.add_argument("--data", type=Path, default=None, help="use this W1 Parquet file instead of generating one")
     args = parser.parse_args()
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "mdp")], check=True)
     with tempfile.TemporaryDirectory(prefix="mdp-profile-") as tmp:
         work = Path(tmp)
-        data = work / "w1.parquet"
-        write_w1(data, dataclasses.replace(W1Spec(), rows=args.rows), late=False)
+        data = args.data or work / "w1.parquet"
+        if args.data is None:
+            write_w1(data, dataclasses.replace(W1Spec(), rows=args.rows), late=args.late)
         config = work / "w1.yaml"
         phases: dict[str, list[float]] = {"imports": [], "build": [], "run": []}
         for i in range(args.repeat):
@@ -88,7 +92,8 @@ def main() -> None:
                 phases[name].append(float(result[name]))  # type: ignore[arg-type]
         config.write_text(mdp_config("profile_w1", data, work / ("p.sqlite" if args.sink == "sqlite" else "p")))
         profiled = child(config, profiled=True, top=args.top)
-    print(f"W1 {args.rows:,} trades, bars -> {args.sink}: medians of {args.repeat} fresh interpreters")
+    what = args.data or ("late file" if args.late else "base file")
+    print(f"W1 {what}, {args.rows:,} trades, bars -> {args.sink}: medians of {args.repeat} fresh interpreters")
     for name, values in phases.items():
         runs = " ".join(f"{v:.3f}" for v in values)
         print(f"  {name:8} {statistics.median(values):6.3f} s   ({runs})")

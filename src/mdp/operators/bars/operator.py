@@ -60,6 +60,8 @@ from mdp.time.windows import TumblingWindows, WindowAssigner
 BEHIND_ROWS: Final = 8_192
 #: most rows taken in while behind before the windows are closed anyway
 CLOSE_BATCH_ROWS: Final = 262_144
+#: most rows of frames held unjudged while more input waits (see ``feed``) before they are judged anyway
+RAW_ROWS: Final = 65_536
 
 
 class BarsOperator(FieldState, Operator):
@@ -103,6 +105,10 @@ class BarsOperator(FieldState, Operator):
         plain = self.keys is None and self.rule is None and getattr(self.assigner, "inside", None) is None
         first_end: Callable[[int], int] | None = getattr(self.assigner, "first_end", None) if plain else None
         self._pending = PendingRows(first_end) if first_end is not None else None
+        #: frames that came while more input waited, each with the watermark in force when it arrived, not
+        #: judged yet (see ``feed``)
+        self._raw: list[tuple[pl.DataFrame, int]] = []
+        self._raw_rows = 0
         self._seen_at = pl.DataFrame(schema={"symbol": pl.String, "__seen_at": pl.Int64})
         self._waiting: list[pl.DataFrame] = []  # late rows (as they came) a session engine may refuse
         self._arrived = 0
@@ -133,7 +139,8 @@ class BarsOperator(FieldState, Operator):
         if type(item) is pl.DataFrame:
             await self.on_frame(item, ctx)
             return
-        if self._deferred:  # what passes through follows the bars of the watermarks before it
+        await self._judge_raw(ctx)  # what passes through follows the rows before it
+        if self._deferred:  # ... and the bars of the watermarks before it
             await self._close(ctx.watermark, ctx)
         if isinstance(item, Gap):
             self.quality.on_gap(item)
@@ -216,9 +223,65 @@ class BarsOperator(FieldState, Operator):
     # -- the work, callable without a runtime ---------------------------------------------------------
 
     async def feed(self, frame: pl.DataFrame, watermark: int, ctx: Context | None = None) -> None:
-        """Fold a trade frame that arrived under ``watermark`` into the windows; route its late rows."""
+        """Fold a trade frame that arrived under ``watermark`` into the windows; route its late rows.
+
+        While more input waits (a replay: its source cuts a piece before every late row, each behind its
+        own watermark), frames for the pending path are held as they came with the watermark in force at
+        their arrival, and judged together (:meth:`_judge_raw`) once the input runs dry, enough rows are
+        held, or before anything else happens (a watermark's close, an item passing, the end): each row is
+        judged by exactly the watermark it arrived under, and nothing is closed in between."""
         if frame.height == 0:
             return
+        if self._pending is not None and ctx is not None:
+            self._raw.append((frame, watermark))
+            self._raw_rows += frame.height
+            if self._raw_rows >= RAW_ROWS or not ctx.queued_rows():
+                await self._judge_raw(ctx)
+            return
+        await self._feed_one(frame, watermark, ctx)
+
+    async def _judge_raw(self, ctx: Context | None) -> None:
+        """Judge the held frames (see :meth:`feed`): late rows, each by the watermark its frame came under,
+        are counted and routed, on-time rows left pending, all in one go; frames the fast path cannot take
+        together (other schemas, bad values, late rows under ``revise``) go one by one, as they came."""
+        raw = self._raw
+        if not raw:
+            return
+        self._raw, self._raw_rows = [], 0
+        if len(raw) > 1 and await self._judge_together(raw, ctx):
+            return
+        for frame, watermark in raw:
+            await self._feed_one(frame, watermark, ctx)
+
+    async def _judge_together(self, raw: list[tuple[pl.DataFrame, int]], ctx: Context | None) -> bool:
+        """:meth:`_judge_raw` in one go; False (nothing done) when the frames need the path one by one."""
+        try:  # frames of other columns or types do not concatenate
+            joined = pl.concat([f for f, _ in raw], how="vertical", rechunk=False)
+        except pl.exceptions.PolarsError:
+            return False
+        if not plain_trades(joined):
+            return False
+        ts = joined.get_column("ts_event").to_numpy()
+        marks = np.repeat(np.fromiter((w for _, w in raw), np.int64, len(raw)), [f.height for f, _ in raw])
+        late = ts < marks  # each row by the watermark in force when its frame arrived
+        base, self._arrived = self._arrived, self._arrived + joined.height
+        late_at = np.flatnonzero(late)
+        if len(late_at) == 0:
+            self._defer(joined, base, int(ts.min()))
+            return True
+        if self.late_policy == "revise":
+            self._arrived = base
+            return False
+        ids = pl.Series("__row", late_at, dtype=pl.Int64)
+        self.late.seen(joined[late_at], ctx)
+        await self.late.reject(ids, joined, ctx)
+        if len(late_at) < joined.height:
+            on_time = ~late
+            self._defer(joined.filter(pl.Series(on_time)), base + np.flatnonzero(on_time), int(ts[on_time].min()))
+        return True
+
+    async def _feed_one(self, frame: pl.DataFrame, watermark: int, ctx: Context | None) -> None:
+        """:meth:`feed` for one frame, at once."""
         if self._pending is not None and plain_trades(frame) and await self._feed_plain(frame, watermark, ctx):
             return
         self._flush()  # rows that came before this frame reach the windows first
@@ -261,8 +324,9 @@ class BarsOperator(FieldState, Operator):
         self._defer(frame, base, int(ts.min()))
         return True
 
-    def _defer(self, rows: pl.DataFrame, arrived: int, earliest: int) -> None:
-        """Leave on-time ``rows`` (arrival numbers from ``arrived``, event times from ``earliest``) pending."""
+    def _defer(self, rows: pl.DataFrame, arrived: int | np.ndarray, earliest: int) -> None:
+        """Leave on-time ``rows`` (arrival numbers from ``arrived`` or one per row, event times from
+        ``earliest``) pending."""
         assert self._pending is not None
         if self._pending.add(rows, arrived, earliest):
             self._flush()
@@ -316,6 +380,7 @@ class BarsOperator(FieldState, Operator):
         """Revise, then close, what ``watermark`` (and the per-key watermarks) allow; return the bars.
 
         At the end of input (``END_OF_TIME``) the bars no earlier watermark closed are ``provisional``."""
+        await self._judge_raw(ctx)  # rows that came before the watermark reach the windows first
         self.quality.passed(watermark)
         if self._pending is not None and self._pending.due(watermark, final):
             self._flush()  # a pending row's window may close now

@@ -33,13 +33,14 @@ class PendingRows(FieldState):
 
     def __init__(self, first_end: Callable[[int], int]) -> None:
         self.first_end = first_end
-        self._frames: list[tuple[pl.DataFrame, int]] = []  # (rows as they came, arrival number of the first)
+        #: (rows as they came, arrival number of the first or, for rows not numbered in a run, of each)
+        self._frames: list[tuple[pl.DataFrame, int | np.ndarray]] = []
         self._rows = 0
         self._end: int | None = None
 
-    def add(self, rows: pl.DataFrame, arrived: int, earliest: int) -> bool:
-        """Hold ``rows`` (arrival numbers from ``arrived``, event times from ``earliest``); True when enough
-        rows wait that they should be prepared now."""
+    def add(self, rows: pl.DataFrame, arrived: int | np.ndarray, earliest: int) -> bool:
+        """Hold ``rows`` (arrival numbers from ``arrived``, or one per row, event times from ``earliest``); True
+        when enough rows wait that they should be prepared now."""
         self._frames.append((rows, arrived))
         self._rows += rows.height
         end = self.first_end(earliest)
@@ -57,7 +58,7 @@ class PendingRows(FieldState):
         pending, self._frames = self._frames, []
         self._rows, self._end = 0, None
         columns = [pl.concat([f.get_column(c) for f, _ in pending], rechunk=False) for c in NEEDED]
-        arrival = np.concatenate([np.arange(a, a + f.height, dtype=np.int64) for f, a in pending])
+        arrival = np.concatenate([_numbers(a, f.height) for f, a in pending])
         return pl.DataFrame([*columns, _seq(pending, arrival), pl.Series("__row", arrival)])
 
 
@@ -80,7 +81,12 @@ def plain_trades(frame: pl.DataFrame) -> bool:
     return all_finite(price) and all_finite(size)
 
 
-def _seq(pending: list[tuple[pl.DataFrame, int]], arrival: np.ndarray) -> pl.Series:
+def _numbers(arrived: int | np.ndarray, rows: int) -> np.ndarray:
+    """Arrival numbers of ``rows`` rows numbered from ``arrived``, or ``arrived`` itself (one per row)."""
+    return np.arange(arrived, arrived + rows, dtype=np.int64) if isinstance(arrived, int) else arrived
+
+
+def _seq(pending: list[tuple[pl.DataFrame, int | np.ndarray]], arrival: np.ndarray) -> pl.Series:
     """The ``seq`` of pending rows: their own, or their arrival number for frames without one."""
     if all("seq" in f.columns for f, _ in pending):
         return pl.concat([f.get_column("seq") for f, _ in pending], rechunk=False)
