@@ -99,7 +99,8 @@ async def emit_with_watermarks(
     for piece in tracker.frame_pieces(frame):
         if piece.watermark_before != NO_WATERMARK:
             await ctx.emit_watermark(piece.watermark_before)
-        await ctx.emit(frame if piece.start == 0 and piece.stop == frame.height else frame[piece.start : piece.stop])
+        whole = piece.start == 0 and piece.stop == frame.height
+        await ctx.emit(frame if whole else frame.slice(piece.start, piece.stop - piece.start))
     await ctx.emit_watermark(tracker.watermark)
 
 

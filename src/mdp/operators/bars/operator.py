@@ -256,7 +256,8 @@ class BarsOperator(FieldState, Operator):
     async def _judge_together(self, raw: list[tuple[pl.DataFrame, int]], ctx: Context | None) -> bool:
         """:meth:`_judge_raw` in one go; False (nothing done) when the frames need the path one by one."""
         try:  # frames of other columns or types do not concatenate
-            joined = pl.concat([f for f, _ in raw], how="vertical", rechunk=False)
+            # one chunk: the many small pieces as chunks would slow every query on the rows after this
+            joined = pl.concat([f for f, _ in raw], how="vertical", rechunk=True)
         except pl.exceptions.PolarsError:
             return False
         if not plain_trades(joined):
