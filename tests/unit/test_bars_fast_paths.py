@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.operators.bars import BarsOperator, aggregate, quality
+from mdp.operators.bars import operator as bars_operator
 from mdp.operators.bars.aggregate import order_keys
 from mdp.operators.bars.lateness import LATE_PORT
 from mdp.operators.bars.limbs import from_limbs, limbs, narrow_limbs, narrow_limbs_fit, rounded
@@ -264,6 +265,94 @@ def test_pending_rows_give_what_preparing_every_frame_gives(
         assert len(got) == len(want)
         assert all(x.equals(y) for x, y in zip(got, want, strict=True))
     assert a[2:] == b[2:]
+
+
+# -- frames held unjudged while input waits -----------------------------------------------------------------
+
+
+class _Waiting(_Collect):
+    """A context whose input has ``waiting`` rows queued (the operator holds frames while it does)."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self, late_port: bool) -> None:
+        super().__init__(late_port)
+        self.waiting = 0
+        self.queued_rows = lambda: self.waiting
+
+
+async def _run_waiting(
+    op: BarsOperator, steps: list[tuple[pl.DataFrame, int, bool]], late_port: bool, restart_at: int | None = None
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, dict[str, Any]]:
+    """Feed ``steps`` (frame, watermark, more input waiting after it); at ``restart_at`` the operator is
+    snapshotted and replaced by a fresh one restored from it (frames may be held at that moment)."""
+    ctx = _Waiting(late_port)
+    for i, (frame, watermark, waiting) in enumerate(steps):
+        if i == restart_at:
+            state = op.snapshot()
+            op = BarsOperator(timeframe="1m", late_policy=op.late_policy)
+            op.restore(state)
+        ctx.waiting = 1 if waiting else 0
+        if watermark > ctx.watermark:
+            ctx.watermark = watermark
+            await op.on_watermark(watermark, ctx)
+        await op.on_frame(frame, ctx)
+    ctx.waiting = 0
+    await op.on_watermark(END_OF_TIME, ctx)
+    bars = [b for b in ctx.out if isinstance(b, pl.DataFrame)]
+    late = pl.concat(ctx.late_out) if ctx.late_out else None
+    return (pl.concat(bars) if bars else None), late, op.stats()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(SYMBOLS), st.integers(0, 40), st.integers(1, 5)), min_size=1, max_size=6),
+            st.integers(-1, 30),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    policy=st.sampled_from(["drop", "side_output", "revise"]),
+    late_port=st.booleans(),
+    raw_rows=st.integers(1, 12),
+    restart=st.integers(0, 12),
+)
+def test_frames_held_while_input_waits_give_what_judging_each_at_once_gives(
+    frames: list[tuple[list[tuple[str, int, int]], int, bool]],
+    policy: str,
+    late_port: bool,
+    raw_rows: int,
+    restart: int,
+) -> None:
+    """Held frames are judged together, each row by the watermark its frame came under: the bars, the
+    rows on the late port (in arrival order) and the counts are those of judging every frame at once,
+    also across a snapshot taken while frames are held."""
+    steps: list[tuple[pl.DataFrame, int, bool]] = []
+    for rows, wm, waiting in frames:
+        frame = pl.DataFrame(
+            {
+                "symbol": [s for s, _, _ in rows],
+                "ts_event": [T0 + t * 10 * S for _, t, _ in rows],
+                "price": [float(p) for _, _, p in rows],
+                "size": [1.0] * len(rows),
+            }
+        )
+        steps.append((frame, NO_WATERMARK if wm < 0 else T0 + wm * 10 * S, waiting))
+    at_once = [(f, wm, False) for f, wm, _ in steps]
+    want = asyncio.run(_run_waiting(BarsOperator(timeframe="1m", late_policy=policy), at_once, late_port))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bars_operator, "RAW_ROWS", raw_rows)
+        got = asyncio.run(_run_waiting(BarsOperator(timeframe="1m", late_policy=policy), steps, late_port))
+        again = asyncio.run(
+            _run_waiting(BarsOperator(timeframe="1m", late_policy=policy), steps, late_port, restart_at=restart)
+        )
+    for result in (got, again):
+        for x, y in zip(result[:2], want[:2], strict=True):
+            assert (x is None and y is None) or (x is not None and y is not None and x.equals(y))
+        assert result[2] == want[2]
 
 
 # -- order keys of a merge ---------------------------------------------------------------------------------

@@ -134,15 +134,17 @@ def test_every_window_kind_and_policy_gives_the_same_output_whatever_the_frame_c
 
 @pytest.mark.parametrize("config", [*CONFIGS[:2], CONFIGS[6]], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @settings(max_examples=20, deadline=None)
-@given(rows=streams(), cuts=cut_lists, capacity=st.integers(1, 4), batch=st.integers(1, 40))
+@given(rows=streams(), cuts=cut_lists, capacity=st.integers(1, 4), batch=st.integers(1, 40), held=st.integers(1, 40))
 def test_closes_batched_while_input_waits_give_the_same_output(
-    config: dict[str, Any], rows: list[Row], cuts: list[int], capacity: int, batch: int
+    config: dict[str, Any], rows: list[Row], cuts: list[int], capacity: int, batch: int, held: int
 ) -> None:
     """With the thresholds at a row, the operator batches its closes whenever a trade waits (the policies
-    and windows that batch: drop and side output, tumbling and sliding)."""
+    and windows that batch: drop and side output, tumbling and sliding), and judges the frames it held
+    meanwhile together, in batches of up to ``held`` rows."""
     whole = stream(config, rows, [len(rows)], 64)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bars_module, "BEHIND_ROWS", 1)
         patch.setattr(bars_module, "CLOSE_BATCH_ROWS", batch)
+        patch.setattr(bars_module, "RAW_ROWS", held)
         assert stream(config, rows, cuts, capacity + 16) == whole
         assert stream(config, rows, [1], capacity) == whole

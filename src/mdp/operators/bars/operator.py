@@ -11,7 +11,9 @@ Each frame is aggregated vectorised into exact partial bars (:mod:`mdp.operators
 window's bar is emitted once its watermark reaches its end. With one watermark for all keys, the
 on-time rows of plain trade frames (checked at once, so bad input still fails on its own frame) wait as
 they came until a watermark could close one of their windows or enough pile up, then are prepared in
-one go: a source cuts a small piece before every late row, and per-piece work would dominate.
+one go: a source cuts a small piece before every late row, and per-piece work would dominate. While more
+input waits (a replay), frames are not even checked one by one: they are held with the watermark each
+came under and judged together, each row by exactly that watermark (see ``feed``).
 Late rows follow ``late_policy`` (:mod:`mdp.operators.bars.lateness`): ``drop``, ``side_output`` (port
 ``late``) or ``revise`` (re-emit with ``revision + 1`` within ``allowed_lateness``; the forwarded
 watermark is held back by it so that bars of bars downstream take the revisions on time). With
@@ -189,6 +191,7 @@ class BarsOperator(FieldState, Operator):
             await ctx.emit(bars)
 
     def stats(self) -> dict[str, Any]:
+        """Counts so far; frames held unjudged while more input waits (see ``feed``) are not in them yet."""
         self._flush()
         return {
             "bars_emitted": self.bars_emitted,
