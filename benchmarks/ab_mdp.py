@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,19 +43,23 @@ dag:
 """
 
 
-def run_once(src: Path, job: Path, work: Path) -> tuple[float, float]:
-    """One ``mdp run`` with ``src`` first on the path: (whole process seconds, run phase seconds)."""
+def run_once(src: Path, job: Path, work: Path) -> tuple[float, float, float]:
+    """One ``mdp run`` with ``src`` first on the path: (whole process seconds, run phase seconds, CPU
+    seconds of the process: user + system, steadier than wall time on a shared machine)."""
     out = work / "out"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     env = {**os.environ, "PYTHONPATH": str(src), "MDP_HOME": str(work / "home")}
     mdp = Path(sys.executable).with_name("mdp")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([str(mdp), "run", "--config", str(job)], env=env, capture_output=True, text=True)
     whole = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"mdp run with {src} failed:\n{done.stderr}")
     m = re.search(r"finished in ([0-9.]+)s", done.stdout + done.stderr)
-    return whole, float(m.group(1)) if m else float("nan")
+    return whole, float(m.group(1)) if m else float("nan"), cpu
 
 
 def main() -> None:
@@ -79,7 +84,7 @@ def main() -> None:
             job = work / "job.yaml"
             job.write_text(JOB.format(trades=trades, out=work / "out"))
             sides = {"base": base / "src", "this": REPO / "src"}
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
             for src in sides.values():  # warm-up, untimed
                 run_once(src, job, work)
             for i in range(args.repeat):
@@ -89,13 +94,18 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
     print(f"\nW1 {'late' if args.late else 'base'} file, {args.rows:,} trades, {args.repeat} interleaved runs, medians")
-    print(f"{'side':<6} {'whole s':>8} {'run s':>7} {'trades/s':>12}")
+    print(f"{'side':<6} {'whole s':>8} {'spread':>7} {'run s':>7} {'CPU s':>7} {'trades/s':>12}")
     for name, runs in times.items():
-        whole = statistics.median(t for t, _ in runs)
-        phase = statistics.median(p for _, p in runs)
-        print(f"{name:<6} {whole:8.3f} {phase:7.3f} {args.rows / whole:12,.0f}")
-    ratio = statistics.median(t for t, _ in times["this"]) / statistics.median(t for t, _ in times["base"])
-    print(f"this / base, whole process: {ratio:.3f} ({(ratio - 1) * 100:+.1f}%)")
+        wholes = [t for t, _, _ in runs]
+        whole = statistics.median(wholes)
+        phase = statistics.median(p for _, p, _ in runs)
+        cpu = statistics.median(c for _, _, c in runs)
+        spread = (max(wholes) - min(wholes)) / whole
+        print(f"{name:<6} {whole:8.3f} {spread:7.0%} {phase:7.3f} {cpu:7.3f} {args.rows / whole:12,.0f}")
+    for what, i in (("whole process", 0), ("CPU", 2)):
+        ratio = statistics.median(r[i] for r in times["this"]) / statistics.median(r[i] for r in times["base"])
+        print(f"this / base, {what}: {ratio:.3f} ({(ratio - 1) * 100:+.1f}%)")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
