@@ -308,7 +308,9 @@ async def _run_waiting(
 @given(
     frames=st.lists(
         st.tuples(
-            st.lists(st.tuples(st.sampled_from(SYMBOLS), st.integers(0, 40), st.integers(1, 5)), min_size=1, max_size=6),
+            st.lists(
+                st.tuples(st.sampled_from(SYMBOLS), st.integers(0, 40), st.integers(1, 5)), min_size=1, max_size=6
+            ),
             st.integers(-1, 30),
             st.booleans(),
         ),
