@@ -162,7 +162,8 @@ def _w1_markdown(table: dict[str, Any]) -> list[str]:
 def _printed(text: str) -> list[str]:
     """A suite's printed output without its progress lines, as a fenced block."""
     kept = [line.rstrip() for line in text.splitlines() if line.strip() and not _PROGRESS.match(line)]
-    return ["```text", *kept, "```"] if kept else ["(it printed nothing)"]
+    fence = ["<!-- illustrative: what this benchmark printed in the run above -->", "```text", *kept, "```"]
+    return fence if kept else ["(it printed nothing)"]
 
 
 def generated_block(report: dict[str, Any], meta: dict[str, Any], found: list[Goal]) -> str:
