@@ -26,7 +26,9 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,6 +132,29 @@ def run_cell(cell: Cell, data: Path, work: Path, cmd: list[str], ref: pl.DataFra
     return run
 
 
+def rss_timeline(point: Point, store: str, data: Path, work: Path, cmd: list[str]) -> dict[str, Any]:
+    """One extra, untimed run sampling the process's RSS every 0.1 s: the most it held in each quarter of
+    its run. Flat memory shows as equal quarters; memory growing with the rows read, as rising ones."""
+    target = work / (f"timeline_{point.name}.sqlite" if store == "sqlite" else f"timeline_{point.name}_parquet")
+    shutil.rmtree(target, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    cfg = work / f"timeline_{point.name}_{store}.yaml"
+    cfg.write_text(w1.mdp_config(f"timeline_{point.name}", data, target))
+    samples: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    with subprocess.Popen([*cmd, "run", "--config", str(cfg)], cwd=work, stdout=subprocess.DEVNULL) as proc:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                kb = next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+                samples.append((time.perf_counter() - t0, kb / 1024))
+            time.sleep(0.1)
+    took = time.perf_counter() - t0
+    quarters = [max((mb for t, mb in samples if q * took / 4 <= t < (q + 1) * took / 4), default=0.0) for q in range(4)]
+    return {"point": point.name, "store": store, "seconds": took, "samples": len(samples), "quarter_max_mb": quarters}
+
+
 def summarise(cells: dict[tuple[str, str], Cell], points: dict[str, Point]) -> list[dict[str, Any]]:
     out = []
     for (name, store), cell in cells.items():
@@ -231,7 +256,7 @@ def verdicts(summary: list[dict[str, Any]], big: str, small: str) -> list[str]:
 
 
 def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """ns/trade and peak RSS against trades, one line per (store, symbols, sessions)."""
+    """Whole-process and marginal ns/trade and peak RSS against trades, one line per (store, symbols, sessions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +264,12 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     rows = [s for s in summary if "median_seconds" in s and s["point"] != "startup"]
-    fig, (ax_cost, ax_rss) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    panels = (
+        ("ns_per_trade", "ns per trade, whole process (median)"),
+        ("marginal_ns_per_trade", "ns per trade after the startup median"),
+        ("peak_rss_mb", "peak RSS, MB"),
+    )
     colours = {"sqlite": "tab:blue", "parquet": "tab:orange"}
     styles = {500: "-", 5_000: "--"}
     series: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
@@ -247,33 +277,34 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
         series.setdefault((s["store"], s["symbols"], s["sessions"]), []).append(s)
     for (store, symbols, sessions), pts in sorted(series.items()):
         pts.sort(key=lambda s: s["rows"])
-        xs = [s["rows"] for s in pts]
         week = sessions > 1
         label = f"{store}, {symbols:,} sym" + (f", {sessions} sessions" if week else "")
-        style = dict(
-            color=colours.get(store, "grey"),
-            linestyle=styles.get(symbols, ":"),
-            marker="s" if week else "o",
-            markersize=8 if week else 5,
-            label=label,
-        )
-        ax_cost.plot(xs, [s["ns_per_trade"] for s in pts], **style)  # type: ignore[arg-type]
-        ax_rss.plot(xs, [s["peak_rss_mb"] for s in pts], **style)  # type: ignore[arg-type]
-    ax_rss.axhline(RSS_GOAL_MB, color="red", linewidth=0.8, linestyle=":", label=f"goal {RSS_GOAL_MB:.0f} MB")
-    for ax, ylabel in ((ax_cost, "ns per trade (whole process, median)"), (ax_rss, "peak RSS, MB")):
+        style: dict[str, Any] = {
+            "color": colours.get(store, "grey"),
+            "linestyle": styles.get(symbols, ":"),
+            "marker": "s" if week else "o",
+            "markersize": 8 if week else 5,
+            "label": label,
+        }
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            have = [s for s in pts if key in s]
+            ax.plot([s["rows"] for s in have], [s[key] for s in have], **style)
+    axes[2].axhline(RSS_GOAL_MB, color="red", linewidth=0.8, linestyle=":", label=f"goal {RSS_GOAL_MB:.0f} MB")
+    ticks = sorted({s["rows"] for s in rows})
+    for ax, (_, ylabel) in zip(axes, panels, strict=True):
         ax.set_xscale("log")
-        ax.set_xticks(sorted({s["rows"] for s in rows}))
+        ax.set_xticks(ticks)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _short(x)))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("trades in the file")
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
-        ax.grid(True, which="both", alpha=0.3)
-    ax_cost.legend(fontsize=8)
-    ax_rss.legend(fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[2].set_ylim(0, max([RSS_GOAL_MB * 1.1, *(s["peak_rss_mb"] * 1.1 for s in rows)]))
     fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
 
@@ -335,6 +366,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     cell.runs.append(run)
                 print(f"  round {rnd + 1}/{repeat} {key[0]:9} {key[1]:7} {shown}", flush=True)
         took = time.perf_counter() - t0
+        big_point = max(points.values(), key=lambda p: (p.rows, -p.symbols, -p.sessions))
+        timelines = []
+        if sys.platform.startswith("linux"):  # /proc
+            for store in STORES:
+                line = rss_timeline(big_point, store, files[big_point.name][0], work, cmd)
+                timelines.append(line)
+                q = ", ".join(f"{mb:.0f}" for mb in line["quarter_max_mb"])
+                print(f"  RSS timeline {big_point.name} {store}: max per quarter of the run {q} MB", flush=True)
     load_after = os.getloadavg()
     summary = summarise(cells, points)
     title = (
@@ -346,6 +385,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lines = verdicts(summary, big, small)
     for line in lines:
         print("  " + line)
+    for tl in timelines:
+        q = ", ".join(f"{mb:.0f}" for mb in tl["quarter_max_mb"])
+        print(f"  RSS of one {tl['point']} {tl['store']} run ({tl['seconds']:.1f} s), most in each quarter: {q} MB")
     report: dict[str, Any] = {
         "repeat": repeat,
         "quick": args.quick,
@@ -356,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "goals": {"cost_ratio_max": COST_GOAL, "rss_mb_max": RSS_GOAL_MB, "verdicts": lines},
         "results": summary,
+        "rss_timelines": timelines,
     }
     if args.plot is not None and not args.no_plot:
         plot(summary, args.plot, title)
