@@ -146,9 +146,10 @@ def rss_timeline(point: Point, store: str, data: Path, work: Path, cmd: list[str
     with subprocess.Popen([*cmd, "run", "--config", str(cfg)], cwd=work, stdout=subprocess.DEVNULL) as proc:
         status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                kb = next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
-                samples.append((time.perf_counter() - t0, kb / 1024))
+            with contextlib.suppress(OSError, ValueError):  # gone, or a zombie without VmRSS: no sample
+                kb = next((int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS:")), None)
+                if kb is not None:
+                    samples.append((time.perf_counter() - t0, kb / 1024))
             time.sleep(0.1)
     took = time.perf_counter() - t0
     quarters = [max((mb for t, mb in samples if q * took / 4 <= t < (q + 1) * took / 4), default=0.0) for q in range(4)]
@@ -370,7 +371,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         timelines = []
         if sys.platform.startswith("linux"):  # /proc
             for store in STORES:
-                line = rss_timeline(big_point, store, files[big_point.name][0], work, cmd)
+                try:
+                    line = rss_timeline(big_point, store, files[big_point.name][0], work, cmd)
+                except Exception as exc:  # a diagnosis only: it must not cost the measured results
+                    print(f"  RSS timeline {big_point.name} {store} failed: {type(exc).__name__}: {exc}")
+                    continue
                 timelines.append(line)
                 q = ", ".join(f"{mb:.0f}" for mb in line["quarter_max_mb"])
                 print(f"  RSS timeline {big_point.name} {store}: max per quarter of the run {q} MB", flush=True)
