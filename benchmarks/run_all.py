@@ -4,6 +4,8 @@ Suites, in order:
 
 * ``w1``: ``w1.py``, the 2M-trade session to 1-minute bars: mdp (``mdp run``), the plain Python loop,
   Bytewax 0.21, naive asyncio and polars, base file and late-data file, each run in its own process;
+* ``scaling``: ``bench_scaling.py``, cost per trade and peak RSS of ``mdp run`` at 2M and 20M trades, 500 and
+  5,000 symbols and a week of sessions, into SQLite and Parquet, with its plot (``docs/img/scaling.png``);
 * ``channel``: ``bench_channel.py``, one channel hop and a 3-node pipeline of single items;
 * ``latency``: ``bench_live_latency.py``, watermark-to-sink latency of a feed paced at real time;
 * ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` (ArcticDB among the stores) when
@@ -40,8 +42,9 @@ sys.path.insert(0, str(HERE))
 import perf_report  # noqa: E402 - sibling modules, found through the path set above
 import w1  # noqa: E402
 
-SUITES = ("w1", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
+SUITES = ("w1", "scaling", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
 SCRIPTS = {
+    "scaling": "bench_scaling.py",
     "channel": "bench_channel.py",
     "latency": "bench_live_latency.py",
     "bars": "bench_bars_operator.py",
@@ -88,6 +91,9 @@ def run_script(name: str, quick: bool, tmp: Path) -> dict[str, Any]:
     }
     if out_json.exists():
         result["results"] = json.loads(out_json.read_text())
+        plot = result["results"].get("plot") if isinstance(result["results"], dict) else None
+        if plot:  # a picture the suite drew, linked from docs/performance.md
+            result["images"] = [str(Path(plot).resolve().relative_to((HERE.parent / "docs").resolve()))]
     return result
 
 
