@@ -60,6 +60,9 @@ from mdp.time.windows import TumblingWindows, WindowAssigner
 BEHIND_ROWS: Final = 8_192
 #: most rows taken in while behind before the windows are closed anyway
 CLOSE_BATCH_ROWS: Final = 262_144
+#: rows held (pending or assigned) that the operator aggregates while its input is idle (a live feed the
+#: operator keeps up with), so a close aggregates only the rows since: about one group-by's fixed cost
+SETTLE_ROWS: Final = 4_096
 
 
 class BarsOperator(FieldState, Operator):
@@ -155,6 +158,8 @@ class BarsOperator(FieldState, Operator):
         and the watermark is held back with its bars. The bars are the same: a window the watermark has
         passed gets no more rows (they are late). Only the drop and side-output policies batch:
         ``revise`` numbers revisions by the closes, and per-key watermarks close between late rows.
+        At a watermark that closes nothing, with nothing waiting on the input (a live feed) and
+        ``SETTLE_ROWS`` or more rows held, those are aggregated, so the next close has little left to do.
         """
         self.quality.passed(watermark)  # before a put-off close: the bars it closes are final all the same
         queued = ctx.queued_rows()
@@ -163,15 +168,26 @@ class BarsOperator(FieldState, Operator):
             self._deferred = True
             self._batching.hold_rows = CLOSE_BATCH_ROWS
             return
-        await self._close(watermark, ctx)
+        closed = await self._close(watermark, ctx)
+        if self._batching is not None and not closed and not ctx.queued_rows():
+            self._settle(self._batching)  # not after a close: its bars go downstream first
 
-    async def _close(self, watermark: int, ctx: Context) -> None:
-        await self._emit(await self.advance(watermark, ctx), ctx)
+    def _settle(self, engine: WindowEngine) -> None:
+        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` wait (see ``on_watermark``)."""
+        if engine.held_rows + (self._pending.rows if self._pending is not None else 0) >= SETTLE_ROWS:
+            self._flush()
+            engine.settle()
+
+    async def _close(self, watermark: int, ctx: Context) -> bool:
+        """Emit what ``watermark`` closes, then forward it; True if it closed any bar."""
+        bars = await self.advance(watermark, ctx)
+        await self._emit(bars, ctx)
         if self._batching is not None:  # after the close: its rows were held to be aggregated in it
             self._deferred, self._fed = False, 0
             self._batching.hold_rows = HOLD_ROWS
         held = watermark if watermark >= END_OF_TIME else watermark - self.late.allowed_lateness
         await ctx.emit_watermark(held)
+        return bars is not None and bars.height > 0
 
     async def on_close(self, ctx: Context) -> None:
         await self._emit(await self.advance(END_OF_TIME, ctx, final=True), ctx)
