@@ -70,8 +70,10 @@ def test_an_idle_watermark_that_closes_nothing_leaves_one_partial_per_window(mon
 
     asyncio.run(feed())
     assert not ctx.out
-    assert op._batching is not None and op._batching.held_rows == 0
-    assert op._pending is not None and op._pending.rows == 0
+    assert op._batching is not None
+    assert op._batching.held_rows == 0
+    assert op._pending is not None
+    assert op._pending.rows == 0
     assert [len(parts) for parts in op._batching._open.values()] == [1]
 
 
@@ -81,4 +83,5 @@ def test_no_settling_while_rows_wait_on_the_input(monkeypatch: pytest.MonkeyPatc
     frame = _trickle()[0]
     asyncio.run(op.on_frame(frame, ctx))
     asyncio.run(op.on_watermark(int(frame.get_column("ts_event").max()), ctx))  # type: ignore[arg-type]
-    assert op._pending is not None and op._pending.rows == frame.height  # left for the close, as before
+    assert op._pending is not None
+    assert op._pending.rows == frame.height
