@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from mdp.clock import ManualClock
 from mdp.operators.bars import BarsOperator
 from mdp.operators.bars import operator as bars_operator
 from mdp.records import END_OF_TIME
@@ -53,6 +54,7 @@ def test_settling_at_idle_watermarks_gives_the_same_bars(monkeypatch: pytest.Mon
     monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 10**12)  # never settles
     want = asyncio.run(_run(BarsOperator(timeframe="1s", late_policy=policy), pieces, _Collect()))
     monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 1)  # settles at every idle watermark
+    monkeypatch.setattr(bars_operator, "SETTLE_EVERY_NS", 0)
     got = asyncio.run(_run(BarsOperator(timeframe="1s", late_policy=policy), pieces, _Collect()))
     assert got.equals(want)
     assert got.get_column("trades").sum() == sum(p.height for p in pieces)
@@ -60,6 +62,7 @@ def test_settling_at_idle_watermarks_gives_the_same_bars(monkeypatch: pytest.Mon
 
 def test_an_idle_watermark_that_closes_nothing_leaves_one_partial_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 1)
+    monkeypatch.setattr(bars_operator, "SETTLE_EVERY_NS", 0)
     op, ctx = BarsOperator(timeframe="1s"), _Collect()
     pieces = _trickle()[:3]  # inside the first second: nothing closes
 
@@ -79,9 +82,32 @@ def test_an_idle_watermark_that_closes_nothing_leaves_one_partial_per_window(mon
 
 def test_no_settling_while_rows_wait_on_the_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 1)
+    monkeypatch.setattr(bars_operator, "SETTLE_EVERY_NS", 0)
     op, ctx = BarsOperator(timeframe="1s"), _Collect(queued=100)  # fewer than BEHIND_ROWS: still closes
     frame = _trickle()[0]
     asyncio.run(op.on_frame(frame, ctx))
     asyncio.run(op.on_watermark(int(frame.get_column("ts_event").max()), ctx))  # type: ignore[arg-type]
     assert op._pending is not None
     assert op._pending.rows == frame.height
+
+
+def test_settling_waits_settle_every_ns_on_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 1)
+    clock = ManualClock(start_ns=10**18)
+    op, ctx = BarsOperator(timeframe="1s"), _Collect()
+    ctx.clock = clock
+    first, second = _trickle()[:2]  # inside the first second: nothing closes
+
+    async def step(frame: pl.DataFrame) -> None:
+        await op.on_frame(frame, ctx)
+        await op.on_watermark(int(frame.get_column("ts_event").max()), ctx)  # type: ignore[arg-type]
+
+    asyncio.run(step(first))
+    assert op._pending is not None
+    assert op._pending.rows == 0  # the first idle watermark settles
+    clock.set_ns(10**18 + bars_operator.SETTLE_EVERY_NS - 1)
+    asyncio.run(step(second))
+    assert op._pending.rows == second.height  # too soon: left held
+    clock.set_ns(10**18 + bars_operator.SETTLE_EVERY_NS)
+    asyncio.run(op.on_watermark(int(second.get_column("ts_event").max()) + 1, ctx))  # type: ignore[arg-type]
+    assert op._pending.rows == 0

@@ -63,6 +63,9 @@ CLOSE_BATCH_ROWS: Final = 262_144
 #: rows held (pending or assigned) that the operator aggregates while its input is idle (a live feed the
 #: operator keeps up with), so a close aggregates only the rows since: about one group-by's fixed cost
 SETTLE_ROWS: Final = 4_096
+#: and at most this often (ns on the runtime's clock): a fast feed is aggregated in a few large steps
+#: rather than at every watermark, and what a close is left with stays under this much of the feed
+SETTLE_EVERY_NS: Final = 50_000_000
 
 
 class BarsOperator(FieldState, Operator):
@@ -115,6 +118,7 @@ class BarsOperator(FieldState, Operator):
         self._batching = engine if batching and isinstance(engine, WindowEngine) else None
         self._deferred = False  # a watermark has come whose close is put off
         self._fed = 0  # rows taken in since the last close
+        self._settled_ns: int | None = None  # when the held rows were last aggregated at an idle watermark
         self.bars_emitted = 0
         self.outside_session = 0
 
@@ -158,8 +162,8 @@ class BarsOperator(FieldState, Operator):
         and the watermark is held back with its bars. The bars are the same: a window the watermark has
         passed gets no more rows (they are late). Only the drop and side-output policies batch:
         ``revise`` numbers revisions by the closes, and per-key watermarks close between late rows.
-        At a watermark that closes nothing, with nothing waiting on the input (a live feed) and
-        ``SETTLE_ROWS`` or more rows held, those are aggregated, so the next close has little left to do.
+        At a watermark that closes nothing, with nothing waiting on the input (a live feed), the rows held
+        are aggregated (``SETTLE_ROWS`` or more, ``SETTLE_EVERY_NS`` apart), so a close has little left to do.
         """
         self.quality.passed(watermark)  # before a put-off close: the bars it closes are final all the same
         queued = ctx.queued_rows()
@@ -170,13 +174,17 @@ class BarsOperator(FieldState, Operator):
             return
         closed = await self._close(watermark, ctx)
         if self._batching is not None and not closed and not ctx.queued_rows():
-            self._settle(self._batching)  # not after a close: its bars go downstream first
+            self._settle(self._batching, ctx.clock.monotonic_ns())  # not after a close: its bars go first
 
-    def _settle(self, engine: WindowEngine) -> None:
-        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` wait (see ``on_watermark``)."""
+    def _settle(self, engine: WindowEngine, now: int) -> None:
+        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` wait and ``SETTLE_EVERY_NS``
+        passed since the last time (see ``on_watermark``)."""
+        if self._settled_ns is not None and now - self._settled_ns < SETTLE_EVERY_NS:
+            return
         if engine.held_rows + (self._pending.rows if self._pending is not None else 0) >= SETTLE_ROWS:
             self._flush()
             engine.settle()
+            self._settled_ns = now
 
     async def _close(self, watermark: int, ctx: Context) -> bool:
         """Emit what ``watermark`` closes, then forward it; True if it closed any bar."""
