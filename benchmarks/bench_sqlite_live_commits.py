@@ -41,17 +41,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=180)
     parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument(
+        "--cache-kib", type=int, default=None, help="experiment: PRAGMA cache_size=-N on the store's connection"
+    )
     args = parser.parse_args()
     batches = asyncio.run(closes(args.symbols, args.seconds))
     took: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mdp-commits-") as tmp, SqliteStore(Path(tmp) / "live.sqlite") as store:
+        if args.cache_kib is not None:  # not a store setting: the store keeps SQLite's default (2,000 KiB)
+            store._connection().execute(f"PRAGMA cache_size=-{args.cache_kib}")
         for batch in batches:
             t0 = time.perf_counter()
             store.write("bar", batch)
             took.append((time.perf_counter() - t0) * 1e3)
     ms = np.array(took)
     print(
-        f"bench_sqlite_live_commits: {len(batches)} commits of {batches[0].height} bars "
+        f"bench_sqlite_live_commits: {len(batches)} commits of {batches[0].height} bars"
+        f"{'' if args.cache_kib is None else f', cache_size -{args.cache_kib} KiB'} "
         f"(load average {os.getloadavg()[0]:.2f})"
     )
     step = max(1, len(ms) // 4)
