@@ -66,6 +66,9 @@ SETTLE_ROWS: Final = 4_096
 #: and at most this often (ns on the runtime's clock): a fast feed is aggregated in a few large steps
 #: rather than at every watermark, and what a close is left with stays under this much of the feed
 SETTLE_EVERY_NS: Final = 50_000_000
+#: but not more rows than this: so many held at once is a replay's frame, which its close aggregates in one
+#: go (settling it would add a merge); a live feed holds far fewer between two settles
+SETTLE_MAX_ROWS: Final = 32_768
 
 
 class BarsOperator(FieldState, Operator):
@@ -177,11 +180,15 @@ class BarsOperator(FieldState, Operator):
             self._settle(self._batching, ctx.clock.monotonic_ns())  # not after a close: its bars go first
 
     def _settle(self, engine: WindowEngine, now: int) -> None:
-        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` wait and ``SETTLE_EVERY_NS``
-        passed since the last time (see ``on_watermark``)."""
+        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` (up to ``SETTLE_MAX_ROWS``) wait
+        and ``SETTLE_EVERY_NS`` passed since the last time (see ``on_watermark``)."""
         if self._settled_ns is not None and now - self._settled_ns < SETTLE_EVERY_NS:
             return
-        if engine.held_rows + (self._pending.rows if self._pending is not None else 0) >= SETTLE_ROWS:
+        if (
+            SETTLE_ROWS
+            <= engine.held_rows + (self._pending.rows if self._pending is not None else 0)
+            <= SETTLE_MAX_ROWS
+        ):
             self._flush()
             engine.settle()
             self._settled_ns = now
