@@ -111,3 +111,15 @@ def test_settling_waits_settle_every_ns_on_the_clock(monkeypatch: pytest.MonkeyP
     clock.set_ns(10**18 + bars_operator.SETTLE_EVERY_NS)
     asyncio.run(op.on_watermark(int(second.get_column("ts_event").max()) + 1, ctx))  # type: ignore[arg-type]
     assert op._pending.rows == 0
+
+
+def test_a_settle_time_from_another_clock_does_not_stop_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bars_operator, "SETTLE_ROWS", 1)
+    op, ctx = BarsOperator(timeframe="1s"), _Collect()
+    ctx.clock = ManualClock(start_ns=10**9)
+    op._settled_ns = 10**18  # restored from a snapshot taken on a clock far ahead of this one
+    frame = _trickle()[0]
+    asyncio.run(op.on_frame(frame, ctx))
+    asyncio.run(op.on_watermark(int(frame.get_column("ts_event").max()), ctx))  # type: ignore[arg-type]
+    assert op._pending is not None
+    assert op._pending.rows == 0

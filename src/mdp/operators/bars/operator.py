@@ -182,8 +182,8 @@ class BarsOperator(FieldState, Operator):
     def _settle(self, engine: WindowEngine, now: int) -> None:
         """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` (up to ``SETTLE_MAX_ROWS``) wait
         and ``SETTLE_EVERY_NS`` passed since the last time (see ``on_watermark``)."""
-        if self._settled_ns is not None and now - self._settled_ns < SETTLE_EVERY_NS:
-            return
+        if self._settled_ns is not None and 0 <= now - self._settled_ns < SETTLE_EVERY_NS:
+            return  # (a time ahead of now came with a snapshot from another process's clock)
         if (
             SETTLE_ROWS
             <= engine.held_rows + (self._pending.rows if self._pending is not None else 0)
