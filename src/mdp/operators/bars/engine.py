@@ -104,6 +104,19 @@ class WindowEngine(FieldState):
         if self._held_rows - assigned.height >= self.hold_rows:
             self._aggregate()
 
+    @property
+    def held_rows(self) -> int:
+        """Assigned rows held, not yet aggregated."""
+        return self._held_rows
+
+    def settle(self) -> None:
+        """Aggregate every held row and merge each open window's partials into one, so the next close
+        aggregates only the rows that come after (the bars operator calls this while its input is idle)."""
+        self._aggregate()
+        for end, parts in self._open.items():
+            if len(parts) > 1:
+                self._open[end] = [self.agg.merge(parts)]
+
     def _aggregate(self) -> None:
         """Turn held rows into partials filed under their window ends."""
         if not self._held:

@@ -64,6 +64,15 @@ BEHIND_ROWS: Final = 8_192
 CLOSE_BATCH_ROWS: Final = 262_144
 #: most rows of frames held unjudged while more input waits (see ``feed``) before they are judged anyway
 RAW_ROWS: Final = 65_536
+#: rows held (pending or assigned) that the operator aggregates while its input is idle (a live feed the
+#: operator keeps up with), so a close aggregates only the rows since: about one group-by's fixed cost
+SETTLE_ROWS: Final = 4_096
+#: and at most this often (ns on the runtime's clock): a fast feed is aggregated in a few large steps
+#: rather than at every watermark, and what a close is left with stays under this much of the feed
+SETTLE_EVERY_NS: Final = 50_000_000
+#: but not more rows than this: so many held at once is a replay's frame, which its close aggregates in one
+#: go (settling it would add a merge); a live feed holds far fewer between two settles
+SETTLE_MAX_ROWS: Final = 32_768
 
 
 class BarsOperator(FieldState, Operator):
@@ -120,6 +129,7 @@ class BarsOperator(FieldState, Operator):
         self._batching = engine if batching and isinstance(engine, WindowEngine) else None
         self._deferred = False  # a watermark has come whose close is put off
         self._fed = 0  # rows taken in since the last close
+        self._settled_ns: int | None = None  # when the held rows were last aggregated at an idle watermark
         self.bars_emitted = 0
         self.outside_session = 0
 
@@ -164,6 +174,8 @@ class BarsOperator(FieldState, Operator):
         and the watermark is held back with its bars. The bars are the same: a window the watermark has
         passed gets no more rows (they are late). Only the drop and side-output policies batch:
         ``revise`` numbers revisions by the closes, and per-key watermarks close between late rows.
+        At a watermark that closes nothing, with nothing waiting on the input (a live feed), the rows held
+        are aggregated (``SETTLE_ROWS`` or more, ``SETTLE_EVERY_NS`` apart), so a close has little left to do.
         """
         self.quality.passed(watermark)  # before a put-off close: the bars it closes are final all the same
         queued = ctx.queued_rows()
@@ -172,15 +184,34 @@ class BarsOperator(FieldState, Operator):
             self._deferred = True
             self._batching.hold_rows = CLOSE_BATCH_ROWS
             return
-        await self._close(watermark, ctx)
+        closed = await self._close(watermark, ctx)
+        if self._batching is not None and not closed and not ctx.queued_rows():
+            self._settle(self._batching, ctx.clock.monotonic_ns())  # not after a close: its bars go first
 
-    async def _close(self, watermark: int, ctx: Context) -> None:
-        await self._emit(await self.advance(watermark, ctx), ctx)
+    def _settle(self, engine: WindowEngine, now: int) -> None:
+        """Aggregate the rows held, pending ones too, once ``SETTLE_ROWS`` (up to ``SETTLE_MAX_ROWS``) wait
+        and ``SETTLE_EVERY_NS`` passed since the last time (see ``on_watermark``)."""
+        if self._settled_ns is not None and 0 <= now - self._settled_ns < SETTLE_EVERY_NS:
+            return  # (a time ahead of now came with a snapshot from another process's clock)
+        if (
+            SETTLE_ROWS
+            <= engine.held_rows + (self._pending.rows if self._pending is not None else 0)
+            <= SETTLE_MAX_ROWS
+        ):
+            self._flush()
+            engine.settle()
+            self._settled_ns = now
+
+    async def _close(self, watermark: int, ctx: Context) -> bool:
+        """Emit what ``watermark`` closes, then forward it; True if it closed any bar."""
+        bars = await self.advance(watermark, ctx)
+        await self._emit(bars, ctx)
         if self._batching is not None:  # after the close: its rows were held to be aggregated in it
             self._deferred, self._fed = False, 0
             self._batching.hold_rows = HOLD_ROWS
         held = watermark if watermark >= END_OF_TIME else watermark - self.late.allowed_lateness
         await ctx.emit_watermark(held)
+        return bars is not None and bars.height > 0
 
     async def on_close(self, ctx: Context) -> None:
         await self._emit(await self.advance(END_OF_TIME, ctx, final=True), ctx)

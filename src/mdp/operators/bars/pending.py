@@ -47,6 +47,11 @@ class PendingRows(FieldState):
         self._end = end if self._end is None else min(self._end, end)
         return self._rows >= PENDING_ROWS
 
+    @property
+    def rows(self) -> int:
+        """Rows pending."""
+        return self._rows
+
     def due(self, watermark: int, final: bool = False) -> bool:
         """True if ``watermark`` (or the end of input) may close the window of a pending row."""
         return self._end is not None and (final or self._end <= watermark)
