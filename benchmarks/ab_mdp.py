@@ -5,7 +5,10 @@ after the other, ``--repeat`` times; each run is timed from start to exit, and i
 "finished in" (the run phase) is read too. The other commit is checked out into a temporary git
 worktree and run with this venv's interpreter (``PYTHONPATH`` set to its ``src``).
 
-Run: ``.venv/bin/python benchmarks/ab_mdp.py --base 047cf00 [--repeat 7] [--rows 2000000] [--late]``
+``--sink sqlite`` writes the bars to the default embedded store (``sink.sqlite``) instead of Parquet.
+
+Run: ``.venv/bin/python benchmarks/ab_mdp.py --base 047cf00 [--repeat 7] [--rows 2000000] [--late]
+[--sink parquet|sqlite]``
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ dag:
         max_out_of_orderness: 5s
     - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
     - id: store
-      type: sink.parquet
-      params: {{root: {out}, table: bars_1m, kind: bar, symbol_folders: false}}
+      {sink}
   edges: [[trades, bars], [bars, store]]
 """
+SINKS = {
+    "parquet": "type: sink.parquet\n      params: {{root: {out}, table: bars_1m, kind: bar, symbol_folders: false}}",
+    "sqlite": "type: sink.sqlite\n      params: {{path: {out}/bars.sqlite, table: bars_1m}}",
+}
 
 
 def run_once(src: Path, job: Path, work: Path) -> tuple[float, float, float]:
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--late", action="store_true", help="the late-data file instead of the base file")
+    parser.add_argument("--sink", choices=sorted(SINKS), default="parquet", help="where the bars go")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mdp-ab-") as tmp:
         work = Path(tmp)
@@ -82,7 +89,7 @@ def main() -> None:
             )
             trades = work / ("w1_late.parquet" if args.late else "w1.parquet")
             job = work / "job.yaml"
-            job.write_text(JOB.format(trades=trades, out=work / "out"))
+            job.write_text(JOB.format(trades=trades, sink=SINKS[args.sink].format(out=work / "out")))
             sides = {"base": base / "src", "this": REPO / "src"}
             times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
             for src in sides.values():  # warm-up, untimed
@@ -93,7 +100,8 @@ def main() -> None:
                     print(f"  rep {i + 1}/{args.repeat} {name}: {times[name][-1][0]:.2f} s", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
-    print(f"\nW1 {'late' if args.late else 'base'} file, {args.rows:,} trades, {args.repeat} interleaved runs, medians")
+    file = "late" if args.late else "base"
+    print(f"\nW1 {file} file to {args.sink}, {args.rows:,} trades, {args.repeat} interleaved runs, medians")
     print(f"{'side':<6} {'whole s':>8} {'spread':>7} {'run s':>7} {'CPU s':>7} {'trades/s':>12}")
     for name, runs in times.items():
         wholes = [t for t, _, _ in runs]

@@ -60,7 +60,7 @@ def stored(path: Path) -> int:
 
 async def test_the_sink_writes_one_batch_ahead_and_stops_reading_past_max_backlog_rows(tmp_path: Path) -> None:
     store = GatedStore(tmp_path / "g.sqlite")
-    sink = StoreSink(store, batch_rows=4)  # max_backlog_rows defaults to batch_rows: one batch in flight
+    sink = StoreSink(store, batch_rows=4)  # max_backlog_rows defaults to one batch in flight
     ctx = Context("sink", {}, ManualClock())
     await sink.open(ctx)
     await sink.on_frame(bars(0), ctx)  # handed to the writer; the sink goes on reading
@@ -191,7 +191,7 @@ def test_sink_params_carry_the_backpressure_and_retry_options() -> None:
     assert (sink.writer.max_backlog_rows, sink.writer.max_write_latency) == (0, 250 * MS)
     assert (sink.writer.retrier.policy.retries, sink.writer.retrier.policy.base_delay) == (3, 10 * MS)
     default = SqliteSink.from_params(SqliteSink.Params(batch_rows=7, max_write_latency=None))
-    assert (default.writer.max_backlog_rows, default.writer.max_write_latency) == (7, None)
+    assert (default.writer.max_backlog_rows, default.writer.max_write_latency) == (None, None)  # one batch
     with pytest.raises(ValidationError):
         SqliteSink.Params(max_backlog_rows=-1)
     with pytest.raises(ValidationError):

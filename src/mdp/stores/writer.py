@@ -9,7 +9,8 @@ channel, the channels above it fill, and their high marks slow the sources
 (:mod:`mdp.runtime.pressure`). The thresholds:
 
 - ``max_backlog_rows``: rows submitted and not yet committed (the batch being written included).
-  Past it, ``submit`` waits until the backlog is back under it; 0 makes every write synchronous.
+  Past it, ``submit`` waits until the backlog is back under it; 0 makes every write synchronous. None
+  (the sinks' default) allows one batch, of any size, written while the next is gathered.
 - ``max_write_latency``: a store slower than this per write (the last one, or the one in flight) gets
   no write-ahead: ``submit`` waits for the write under way.
 
@@ -46,7 +47,9 @@ class BatchWriter:
         store: the open store.
         kind: the record kind of every batch.
         retry: how transient failures are retried.
-        max_backlog_rows: most rows submitted but not yet committed before ``submit`` waits.
+        max_backlog_rows: most rows submitted but not yet committed before ``submit`` waits (None: one
+            batch; a sink's batch holds ``batch_rows`` rows and up to a frame more, so a bound of
+            ``batch_rows`` rows made it wait for nearly every write).
         max_write_latency: ns; a slower write stops the write-ahead (None: latency is not a threshold).
     """
 
@@ -56,7 +59,7 @@ class BatchWriter:
         kind: RecordKind,
         *,
         retry: RetryPolicy,
-        max_backlog_rows: int,
+        max_backlog_rows: int | None,
         max_write_latency: int | None,
     ) -> None:
         self.store = store
@@ -132,7 +135,7 @@ class BatchWriter:
         """True while the sink should take nothing more: too many rows behind, or a slow store."""
         if self.backlog_rows == 0:
             return False
-        if self.backlog_rows > self.max_backlog_rows:
+        if len(self._queue) > 1 if self.max_backlog_rows is None else self.backlog_rows > self.max_backlog_rows:
             return True
         limit = self.max_write_latency
         if limit is None:
