@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
+import struct
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
+from mdp.records import SCHEMAS
 from mdp.stores import SqliteStore
 from mdp.stores.samples import sample_bars, sample_trades
+from mdp.stores.sqlite import CHUNK_ROWS
+
+FLOATS = [c for c, t in SCHEMAS["bar"].items() if t == pl.Float64]
 
 
 def test_open_switches_the_file_to_wal_with_normal_sync(tmp_path: Path) -> None:
@@ -117,3 +124,82 @@ def test_frames_with_columns_in_another_order_and_narrow_types_are_conformed(tmp
     with SqliteStore(tmp_path / "c.sqlite", tables={"bar": "bars"}) as store:
         store.write("bar", frame)
         assert store.read("bar").equals(sample_bars(2).sort("symbol", "timeframe", "start"))
+
+
+# -- batches larger than one statement (CHUNK_ROWS rows a statement, the rest one row each) ---------
+
+_HEIGHTS = st.sampled_from([1, 2, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 37])
+_DOUBLES = st.floats(allow_nan=False)  # every finite double, the infinities, subnormals and -0.0
+
+
+def _bars(height: int, draw: st.DrawFn) -> pl.DataFrame:
+    """``height`` bars with distinct keys and drawn prices; some columns one value throughout, some not."""
+    minute = 60_000_000_000
+    tf_mixed, quality_mixed = draw(st.booleans()), draw(st.booleans())
+    prices = draw(st.lists(_DOUBLES, min_size=7 * height, max_size=7 * height))
+    return pl.DataFrame(
+        {
+            "symbol": [f"S{i % 3}" for i in range(height)],
+            "timeframe": [("1m", "5m")[i % 2] if tf_mixed else "1m" for i in range(height)],
+            "start": [i * minute for i in range(height)],
+            "end": [(i + 1) * minute for i in range(height)],
+            **{c: prices[j * height : (j + 1) * height] for j, c in enumerate(("open", "high", "low", "close"))},
+            "volume": prices[4 * height : 5 * height],
+            "notional": prices[5 * height : 6 * height],
+            "vwap": [None if i % 5 == 0 else p for i, p in enumerate(prices[6 * height :])],
+            "trades": [i for i in range(height)],
+            "revision": [0] * height,
+            "quality": [("complete", "provisional")[i % 2] if quality_mixed else "complete" for i in range(height)],
+        },
+        schema=SCHEMAS["bar"],
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_batches_of_any_size_round_trip_bit_exactly(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    frame = _bars(data.draw(_HEIGHTS), data.draw)
+    with SqliteStore(tmp_path_factory.mktemp("rt") / "rt.sqlite", tables={"bar": "bars"}) as store:
+        assert store.write("bar", frame) == frame.height
+        back = store.read("bar")
+    expected = frame.sort("symbol", "timeframe", "start")
+    assert back.select(pl.exclude(FLOATS)).equals(expected.select(pl.exclude(FLOATS)))
+    for column in FLOATS:  # the same doubles, bit for bit (SQLite keeps -0.0 as 0.0, as it always did)
+        got = [None if v is None else struct.pack("<d", v + 0.0) for v in back.get_column(column).to_list()]
+        want = [None if v is None else struct.pack("<d", v + 0.0) for v in expected.get_column(column).to_list()]
+        assert got == want, column
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_the_store_rule_holds_row_by_row_in_batches_larger_than_a_statement(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """A provisional bar yields to any later bar; a final bar yields only to a final one of a higher revision."""
+    height = 2 * CHUNK_ROWS + 37
+    versions = st.tuples(st.integers(0, 2), st.sampled_from(["complete", "provisional"]))
+    first, second = (data.draw(st.lists(versions, min_size=height, max_size=height)) for _ in range(2))
+    keep_first = data.draw(st.lists(st.booleans(), min_size=height, max_size=height))  # rows left out of the 2nd
+
+    def batch(marks: list[tuple[int, str]], close: float) -> pl.DataFrame:
+        frame = sample_bars(height, close=close)
+        return frame.with_columns(
+            pl.Series("revision", [r for r, _ in marks]), pl.Series("quality", [q for _, q in marks])
+        )
+
+    a, b = batch(first, 1.0), batch(second, 1_000.0).filter(~pl.Series(keep_first))
+    with SqliteStore(tmp_path_factory.mktemp("rule") / "r.sqlite", tables={"bar": "bars"}) as store:
+        store.write("bar", a)
+        store.write("bar", b)
+        back = store.read("bar").sort("close")
+    new = {(r["symbol"], r["timeframe"], r["start"]): r for r in b.iter_rows(named=True)}
+    expected = []
+    for cur in a.iter_rows(named=True):
+        ex = new.get((cur["symbol"], cur["timeframe"], cur["start"]))
+        wins = ex is not None and (
+            cur["quality"] == "provisional" or (ex["quality"] != "provisional" and ex["revision"] > cur["revision"])
+        )
+        expected.append(ex if wins else cur)
+    assert back.equals(pl.DataFrame(expected, schema=SCHEMAS["bar"]).sort("close"))
