@@ -232,12 +232,16 @@ def _upsert(conn: sqlite3.Connection, table: str, kind: RecordKind, frame: pl.Da
     once a row, and while the event loop runs Python the writing thread waits for the GIL each time, so the
     write crawled whenever the graph had work. A multi-row ``VALUES`` steps once per ``CHUNK_ROWS`` rows.
     Parameters are numbered column by column (``?1..?100`` the first column's values), so a statement's
-    parameters are slices of each column's list, not tuples built per row; a column holding one value in
-    the whole batch (``timeframe``, ``revision``, ``quality`` of a bar job) is bound once per statement.
+    parameters are slices of each column's list, not tuples built per row; a text or integer column holding one
+    value in the whole batch (``timeframe``, ``revision``, ``quality`` of a bar job) is bound once per statement.
     """
-    names = list(SCHEMAS[kind])
+    dtypes = SCHEMAS[kind]
+    names = list(dtypes)
     height = frame.height
-    same = tuple(c for c in names if frame.get_column(c).n_unique() == 1) if height > 1 else ()
+    # (floats are not tried: a float column of one value is rare, and n_unique sorts floats)
+    same = (
+        tuple(c for c in names if dtypes[c] != pl.Float64 and frame.get_column(c).n_unique() == 1) if height > 1 else ()
+    )
     varying = tuple(c for c in names if c not in same)
     if not varying:  # one row (a batch's keys are distinct, so two rows differ somewhere)
         same, varying = (), tuple(names)
