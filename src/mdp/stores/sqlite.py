@@ -3,8 +3,14 @@
 The database runs in WAL mode (``journal_mode=WAL``, ``synchronous=NORMAL``): a writer appends to the
 write-ahead log and readers keep seeing the last committed state, so ``mdp status``, a notebook or the
 dashboard can read bars while a job writes them, and a reader never sees half a batch. Each batch is
-one ``executemany`` upsert in one ``BEGIN IMMEDIATE`` transaction (one fsync of the log per batch).
-Timestamps are INTEGER ns UTC (SQLite integers are 64-bit, so any ``int`` ns fits).
+upserted ``CHUNK_ROWS`` rows a statement (``_upsert`` says why) in one ``BEGIN IMMEDIATE`` transaction,
+with the job's checkpoint row when there is one. Timestamps are INTEGER ns UTC (SQLite integers are
+64-bit, so any ``int`` ns fits).
+
+The store binds through the standard library's ``sqlite3``, not the ADBC driver's Arrow ingestion: that
+driver links its own copy of SQLite, and two copies in one process on one file can release each other's
+POSIX locks (SQLite's "How To Corrupt An SQLite Database File", 2.2-2.3), so any ``sqlite3`` reader the
+user opens in the same process would be a hazard; it was also slower here (docs/performance.md).
 
 Closing does not lock readers out (but for an instant on Python 3.11: ``_no_checkpoint_on_close``).
 SQLite's last connection to close a WAL database takes the exclusive lock to checkpoint and delete the
@@ -46,8 +52,8 @@ from mdp.stores import sql
 from mdp.stores.base import KEYS, ReadFilter, Store, quote_ident
 
 _TYPES: Final[dict[type[pl.DataType], str]] = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
-#: rows per upsert statement (see ``_upsert``): more rows bind the GIL less often, but SQLite 3.40 takes
-#: time quadratic in the rows to prepare one (a 100-row statement 3.5 ms, 200 rows 12 ms, once per connection)
+#: rows per upsert statement (see ``_upsert``): more rows take the GIL less often, but SQLite 3.40 prepares
+#: one (once per connection) in time that grows with the square of its rows
 CHUNK_ROWS: Final = 100
 #: page cache of a writing connection, KiB (SQLite's default is 2 MiB)
 CACHE_KIB: Final = 32 * 1024
@@ -111,8 +117,8 @@ class SqliteStore(Store):
                 if str(mode).lower() != "wal":
                     raise PermanentStoreError(f"{self.path} cannot use WAL mode (journal_mode is {mode})")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                # a batch's pages fit in the cache, so each is written to the log once per commit (the 2 MB
-                # default spilled W1's 50k-row batches: 56,196 page writes, 31,249 with 16 MB or more)
+                # a batch's pages fit in the cache, so each is written to the log once per commit (the 2 MiB
+                # default spilled a 50k-row batch of bars to the log mid-transaction, writing pages twice)
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             if not self.read_only:
                 for kind, table in self.tables.items():
