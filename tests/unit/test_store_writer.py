@@ -60,7 +60,7 @@ def stored(path: Path) -> int:
 
 async def test_the_sink_writes_one_batch_ahead_and_stops_reading_past_max_backlog_rows(tmp_path: Path) -> None:
     store = GatedStore(tmp_path / "g.sqlite")
-    sink = StoreSink(store, batch_rows=4)  # max_backlog_rows defaults to one batch in flight
+    sink = StoreSink(store, batch_rows=4)  # max_backlog_rows defaults to batch_rows: one batch in flight
     ctx = Context("sink", {}, ManualClock())
     await sink.open(ctx)
     await sink.on_frame(bars(0), ctx)  # handed to the writer; the sink goes on reading
@@ -76,6 +76,23 @@ async def test_the_sink_writes_one_batch_ahead_and_stops_reading_past_max_backlo
     store.gate.release()
     await sink.on_close(ctx)
     assert (sink.rows_written, sink.batches, stored(tmp_path / "g.sqlite")) == (8, 2, 8)
+
+
+async def test_by_default_a_batch_larger_than_batch_rows_is_written_behind_the_sink(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "w.sqlite")
+    sink = StoreSink(store, batch_rows=3)  # a 4-row frame makes a 4-row batch: over batch_rows, alone in flight
+    ctx = Context("sink", {}, ManualClock())
+    await sink.open(ctx)
+    await sink.on_frame(bars(0), ctx)  # returns while the batch waits at the gate
+    await wait_until(lambda: store.arrived == 1)
+    assert sink.stats()["pressure_waits"] == 0
+    second = asyncio.create_task(sink.on_frame(bars(1), ctx))  # a second batch behind it: over the bound, waits
+    await wait_until(lambda: sink.stats()["pressure"])
+    store.gate.release()
+    await second
+    store.gate.release()
+    await sink.on_close(ctx)
+    assert (sink.rows_written, stored(tmp_path / "w.sqlite")) == (8, 8)
 
 
 async def test_max_backlog_rows_zero_waits_for_every_write(tmp_path: Path) -> None:
@@ -191,7 +208,9 @@ def test_sink_params_carry_the_backpressure_and_retry_options() -> None:
     assert (sink.writer.max_backlog_rows, sink.writer.max_write_latency) == (0, 250 * MS)
     assert (sink.writer.retrier.policy.retries, sink.writer.retrier.policy.base_delay) == (3, 10 * MS)
     default = SqliteSink.from_params(SqliteSink.Params(batch_rows=7, max_write_latency=None))
-    assert (default.writer.max_backlog_rows, default.writer.max_write_latency) == (None, None)  # one batch
+    assert (default.writer.max_backlog_rows, default.writer.max_write_latency) == (7, None)
+    assert default.writer.whole_batch
+    assert not sink.writer.whole_batch
     with pytest.raises(ValidationError):
         SqliteSink.Params(max_backlog_rows=-1)
     with pytest.raises(ValidationError):

@@ -63,8 +63,8 @@ class WriteSettings(BaseModel):
     max_backlog_rows: int | None = Field(
         default=None,
         ge=0,
-        description="rows written behind the sink before it stops reading its channel (default: one batch; "
-        "0: wait for every write)",
+        description="rows written behind the sink before it stops reading its channel (default: batch_rows, "
+        "and one batch of any size; 0: wait for every write)",
     )
     max_write_latency: DurationNs | None = Field(
         default=DEFAULT_MAX_WRITE_LATENCY,
@@ -97,8 +97,8 @@ class StoreSink(Sink):
         kind: the record kind arriving (``"bar"``, ``"trade"``, ``"quote"`` or ``"quote_bar"``).
         batch_rows: write as soon as this many rows are held.
         max_delay: at a watermark, write if the oldest held row has waited this long (``"1s"``, or ns).
-        max_backlog_rows: rows written behind the sink before it stops reading (default: one batch, written
-            while the next is gathered; 0: every write is waited for).
+        max_backlog_rows: rows written behind the sink before it stops reading (default ``batch_rows``, and
+            one batch of any size may be under way; 0: every write is waited for).
         max_write_latency: a write slower than this stops the write-ahead (``"1s"``; None: never).
         retries / max_retry_time / retry_base_delay / retry_max_delay: see :class:`RetryPolicy`.
     """
@@ -108,6 +108,7 @@ class StoreSink(Sink):
 
     def _start(self, store: Store, kind: str, settings: WriteSettings) -> None:
         """Set the sink up on ``store`` (what ``__init__`` and the configured sinks share)."""
+        backlog = settings.batch_rows if settings.max_backlog_rows is None else settings.max_backlog_rows
         retry = RetryPolicy(
             settings.retries, settings.max_retry_time, settings.retry_base_delay, settings.retry_max_delay
         )
@@ -121,8 +122,9 @@ class StoreSink(Sink):
             store,
             self.kind,
             retry=retry,
-            max_backlog_rows=settings.max_backlog_rows,
+            max_backlog_rows=backlog,
             max_write_latency=settings.max_write_latency,
+            whole_batch=settings.max_backlog_rows is None,
         )
         self._held: list[pl.DataFrame] = []
         self._held_rows = 0

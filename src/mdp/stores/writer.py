@@ -9,8 +9,10 @@ channel, the channels above it fill, and their high marks slow the sources
 (:mod:`mdp.runtime.pressure`). The thresholds:
 
 - ``max_backlog_rows``: rows submitted and not yet committed (the batch being written included).
-  Past it, ``submit`` waits until the backlog is back under it; 0 makes every write synchronous. None
-  (the sinks' default) allows one batch, of any size, written while the next is gathered.
+  Past it, ``submit`` waits until the backlog is back under it; 0 makes every write synchronous. With
+  ``whole_batch`` (the sinks' default) one batch of any size may be under way: a sink's batch holds
+  ``batch_rows`` rows and up to a frame more, so a bound of ``batch_rows`` made it wait for nearly every
+  write of a full batch.
 - ``max_write_latency``: a store slower than this per write (the last one, or the one in flight) gets
   no write-ahead: ``submit`` waits for the write under way.
 
@@ -47,9 +49,8 @@ class BatchWriter:
         store: the open store.
         kind: the record kind of every batch.
         retry: how transient failures are retried.
-        max_backlog_rows: most rows submitted but not yet committed before ``submit`` waits (None: one
-            batch; a sink's batch holds ``batch_rows`` rows and up to a frame more, so a bound of
-            ``batch_rows`` rows made it wait for nearly every write).
+        max_backlog_rows: most rows submitted but not yet committed before ``submit`` waits.
+        whole_batch: a lone batch under way never counts as over ``max_backlog_rows`` (unless it is 0).
         max_write_latency: ns; a slower write stops the write-ahead (None: latency is not a threshold).
     """
 
@@ -59,12 +60,14 @@ class BatchWriter:
         kind: RecordKind,
         *,
         retry: RetryPolicy,
-        max_backlog_rows: int | None,
+        max_backlog_rows: int,
         max_write_latency: int | None,
+        whole_batch: bool = False,
     ) -> None:
         self.store = store
         self.kind = kind
         self.max_backlog_rows = max_backlog_rows
+        self.whole_batch = whole_batch
         self.max_write_latency = max_write_latency
         self.retrier = Retrier(retry, DEFAULT_CLOCK, what=f"store {store.location}")
         #: called after every committed write (the metrics hook their latency histogram here)
@@ -135,7 +138,8 @@ class BatchWriter:
         """True while the sink should take nothing more: too many rows behind, or a slow store."""
         if self.backlog_rows == 0:
             return False
-        if len(self._queue) > 1 if self.max_backlog_rows is None else self.backlog_rows > self.max_backlog_rows:
+        lone = self.whole_batch and self.max_backlog_rows > 0 and len(self._queue) == 1
+        if self.backlog_rows > self.max_backlog_rows and not lone:
             return True
         limit = self.max_write_latency
         if limit is None:
