@@ -33,6 +33,24 @@ dag:
 """
 
 
+def replay_job(job: str, head: str = "", nodes: str = "", edges: str = "") -> str:
+    """The trades file of ``write_trades`` -> 1-minute bars -> bars.sqlite, with extra lines where asked."""
+    return f"""
+job: {job}
+{head}dag:
+  nodes:
+    - id: trades
+      type: source.replay
+      params:
+        path: trades.csv.gz
+        columns: {{ts_event: ts_ns, symbol: symbol, price: price, size: size}}
+        ts_unit: ns
+    - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
+    - {{id: store, type: sink.sqlite, params: {{path: bars.sqlite, table: bars}}}}
+{nodes}  edges: [[trades, bars], [bars, store]{edges}]
+"""
+
+
 def bars(path: Path) -> pl.DataFrame:
     with SqliteStore(path, tables={"bar": "bars_1m"}) as store:
         return store.read("bar")
@@ -140,20 +158,7 @@ dag:
 
 def test_checkpoint_false_always_starts_from_the_first_row(tmp_path: Path) -> None:
     rows = write_trades(tmp_path / "trades.csv.gz")
-    (tmp_path / "job.yaml").write_text(
-        """
-job: nockpt
-checkpoint: false
-dag:
-  nodes:
-    - id: trades
-      type: source.replay
-      params: {path: trades.csv.gz, columns: {ts_event: ts_ns, symbol: symbol, price: price, size: size}, ts_unit: ns}
-    - {id: bars, type: operator.bars, params: {timeframe: 1m}}
-    - {id: store, type: sink.sqlite, params: {path: bars.sqlite, table: bars}}
-  edges: [[trades, bars], [bars, store]]
-"""
-    )
+    (tmp_path / "job.yaml").write_text(replay_job("nockpt", head="checkpoint: false\n"))
     for _ in range(2):
         run = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
         assert run.returncode == 0
@@ -166,20 +171,8 @@ dag:
 
 def test_a_job_that_cannot_be_checkpointed_says_so_at_start_and_status_says_why(tmp_path: Path) -> None:
     write_trades(tmp_path / "trades.csv.gz")
-    (tmp_path / "job.yaml").write_text(
-        """
-job: twosinks
-dag:
-  nodes:
-    - id: trades
-      type: source.replay
-      params: {path: trades.csv.gz, columns: {ts_event: ts_ns, symbol: symbol, price: price, size: size}, ts_unit: ns}
-    - {id: bars, type: operator.bars, params: {timeframe: 1m}}
-    - {id: store, type: sink.sqlite, params: {path: bars.sqlite, table: bars}}
-    - {id: copy, type: sink.sqlite, params: {path: copy.sqlite, table: bars}}
-  edges: [[trades, bars], [bars, store], [bars, copy]]
-"""
-    )
+    second_sink = "    - {id: copy, type: sink.sqlite, params: {path: copy.sqlite, table: bars}}\n"
+    (tmp_path / "job.yaml").write_text(replay_job("twosinks", nodes=second_sink, edges=", [bars, copy]"))
     run = mdp("run", "-c", "job.yaml", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "note: job twosinks takes no checkpoints because it has 2 store sinks (store, copy), not one" in run.stderr
