@@ -30,9 +30,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()
     print(f"scaling: {len(points)} points x {len(STORES)} stores, {repeat} interleaved rounds; load {load_before}")
 
-    with _workdir(args.keep) as work:
+    with w1.workdir(args.keep, prefix="mdp-scaling-") as work:
         files: dict[str, tuple[Path, pl.DataFrame]] = {n: prepare(p, work) for n, p in points.items()}
         cells = {(n, store): Cell(p, store) for n, p in points.items() for store in STORES}
         order = list(cells)
@@ -413,16 +411,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.json.write_text(json.dumps(report, indent=2, default=str))
         print(f"wrote {args.json}")
     return report
-
-
-@contextlib.contextmanager
-def _workdir(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="mdp-scaling-") as tmp:
-        yield Path(tmp)
 
 
 if __name__ == "__main__":

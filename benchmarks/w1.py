@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if why:
             unavailable.update({n: why for n in impls if n.startswith("mdp")})
 
-    with _workdir(args.keep) as work:
+    with workdir(args.keep) as work:
         # the jobs' registry and checkpoints of this run only: two benchmarks at once do not see each
         # other's `bench_w1` job as running, and the user's own MDP_HOME is left alone
         os.environ["MDP_HOME"] = str(work / "mdp-home")
@@ -589,12 +589,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _workdir(keep: Path | None) -> Iterator[Path]:
+def workdir(keep: Path | None, prefix: str = "mdp-w1-") -> Iterator[Path]:
+    """``keep`` (created, kept afterwards), or a temporary folder removed at the end."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         yield keep.resolve()
         return
-    with tempfile.TemporaryDirectory(prefix="mdp-w1-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield Path(tmp)
 
 
