@@ -21,7 +21,7 @@ from tests.e2e.test_bus_kill_resume import PARTITIONS, PORTS, delete
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
 
-ROWS = 1_000_000
+ROWS = 2_000_000  # a resumed run must still be going when its own first checkpoint is in
 
 
 def bus_job(job: str, bus: str, stream: str, target: crash.Target) -> str:
@@ -58,9 +58,10 @@ def test_a_bus_job_killed_twice_resumes_to_the_bars_of_a_direct_replay(
     try:
         asyncio.run(publish(bus, stream, PARTITIONS, str(trades), str(tmp_path / "published")))
         runs = []
-        for _ in range(2):  # each kill once a checkpoint is in (however slow the start-up) and a write is under way
-            committed = partial(target.committed, job)
-            r = crash.run(config, kill_after=0.5, wait_in_flight=True, probe=target.in_flight, ready=committed)
+        for _ in range(2):  # each kill once this run committed a checkpoint (however slow its start-up) and a
+            # write is under way: a resumed run reads the rest in about a second, so it must not wait for more
+            committed = partial(target.committed, job, target.epoch(job))
+            r = crash.run(config, kill_after=0.1, wait_in_flight=True, probe=target.in_flight, ready=committed)
             runs.append(r)
             assert r.killed, f"the job ended before it was killed: {r.stderr[-2000:]}"
         last = crash.run(config)

@@ -309,15 +309,18 @@ def commands(block: Block) -> list[tuple[str, list[str]]]:
     return out
 
 
-def shell(command: str, cwd: Path, *, extra_path: Path | None = None, timeout: float = 110) -> str:
-    """Run one command of a note with this environment's tools; fail showing its output unless it exits 0."""
+def shell(
+    command: str, cwd: Path, *, extra_path: Path | None = None, timeout: float = 110, stdout_only: bool = False
+) -> str:
+    """Run one command of a note with this environment's tools; fail showing its output unless it exits 0;
+    return what it printed (``stdout_only``: without stderr, e.g. to parse ``--json``)."""
     argv = shlex.split(command)
     tools = {"python": [sys.executable], "pytest": [sys.executable, "-m", "pytest"]}
     argv = [*tools.get(argv[0], [str(BIN / argv[0])]), *argv[1:]]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(extra_path or ""), str(REPO)]))}
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 # -- every block is accounted for -------------------------------------------------------------------------
@@ -746,7 +749,7 @@ def test_note_003_10(blocks: dict[str, Block], scratch: Path) -> None:
         },
     }
     (scratch / "custom.yaml").write_text(yaml.safe_dump(job))
-    summary = json.loads(shell("mdp run --config custom.yaml --json", scratch, extra_path=site))
+    summary = json.loads(shell("mdp run --config custom.yaml --json", scratch, extra_path=site, stdout_only=True))
     components = json.loads(shell("mdp components --json", scratch, extra_path=site))
     custom = next(c for c in components["components"] if c["id"] == "operator.custom")
     assert custom["origin"].startswith("plugin seed_plugin:register")

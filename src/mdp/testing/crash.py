@@ -101,30 +101,38 @@ class Target:
         root = Path(self.where)
         return root.is_dir() and any(root.rglob(".*.tmp"))
 
-    def committed(self, job: str) -> bool:
-        """True once the store holds a checkpoint of ``job`` (read without opening the store for writing)."""
+    def committed(self, job: str, beyond: int = -1) -> bool:
+        """True once the store holds a checkpoint of ``job`` of an epoch above ``beyond`` (read without
+        opening the store for writing); ``beyond=self.epoch(job)`` before a run waits for that run's own."""
+        return self.epoch(job) > beyond
+
+    def epoch(self, job: str) -> int:
+        """The epoch of the last checkpoint of ``job`` in the store, -1 if it has none."""
         if self.backend == "parquet":
             from mdp.stores.parquet import CHECKPOINTS
 
-            return any((Path(self.where) / CHECKPOINTS / job).glob("epoch-*.json"))
-        query = "SELECT 1 FROM mdp_checkpoints WHERE job = {}"
+            names = (p.name.split("-") for p in (Path(self.where) / CHECKPOINTS / job).glob("epoch-*.json"))
+            return max((int(parts[1]) for parts in names), default=-1)
+        query = "SELECT epoch FROM mdp_checkpoints WHERE job = {}"
         if self.backend == "sqlite":
             if not Path(self.where).exists():
-                return False
+                return -1
             con = sqlite3.connect(f"file:{self.where}?mode=ro", uri=True, timeout=1)
             try:
-                return con.execute(query.format("?"), (job,)).fetchone() is not None
+                row = con.execute(query.format("?"), (job,)).fetchone()
             except sqlite3.OperationalError:  # no checkpoint table yet
-                return False
+                return -1
             finally:
                 con.close()
+            return -1 if row is None else int(row[0])
         import psycopg
 
         with psycopg.connect(self.where, autocommit=True) as pg:
             try:
-                return pg.execute(query.format("%s"), (job,)).fetchone() is not None
+                found = pg.execute(query.format("%s"), (job,)).fetchone()
             except psycopg.errors.UndefinedTable:
-                return False
+                return -1
+        return -1 if found is None else int(found[0])
 
 
 def job_yaml(job: str, trades: Path, target: Target, *, interval: str = INTERVAL) -> str:
