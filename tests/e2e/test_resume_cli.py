@@ -33,7 +33,7 @@ dag:
 """
 
 
-def replay_job(job: str, head: str = "", nodes: str = "", edges: str = "") -> str:
+def replay_job(job: str, head: str = "", nodes: str = "", edges: str = "", timeframe: str = "1m") -> str:
     """The trades file of ``write_trades`` -> 1-minute bars -> bars.sqlite, with extra lines where asked."""
     return f"""
 job: {job}
@@ -45,7 +45,7 @@ job: {job}
         path: trades.csv.gz
         columns: {{ts_event: ts_ns, symbol: symbol, price: price, size: size}}
         ts_unit: ns
-    - {{id: bars, type: operator.bars, params: {{timeframe: 1m}}}}
+    - {{id: bars, type: operator.bars, params: {{timeframe: {timeframe}}}}}
     - {{id: store, type: sink.sqlite, params: {{path: bars.sqlite, table: bars}}}}
 {nodes}  edges: [[trades, bars], [bars, store]{edges}]
 """
@@ -123,28 +123,14 @@ def test_stop_then_run_reads_no_row_twice_and_the_bars_equal_an_uninterrupted_ru
 
 def test_a_checkpoint_of_another_graph_is_refused_and_fresh_starts_over(tmp_path: Path) -> None:
     rows = write_trades(tmp_path / "trades.csv.gz")
-    job = """
-job: bars
-dag:
-  nodes:
-    - id: trades
-      type: source.replay
-      params:
-        path: trades.csv.gz
-        columns: {{ts_event: ts_ns, symbol: symbol, price: price, size: size}}
-        ts_unit: ns
-    - {{id: bars, type: operator.bars, params: {{timeframe: {tf}}}}}
-    - {{id: store, type: sink.sqlite, params: {{path: bars.sqlite, table: bars}}}}
-  edges: [[trades, bars], [bars, store]]
-"""
-    (tmp_path / "job.yaml").write_text(job.format(tf="1m"))
+    (tmp_path / "job.yaml").write_text(replay_job("bars"))
     assert mdp("run", "-c", "job.yaml", cwd=tmp_path).returncode == 0
     again = mdp("run", "-c", "job.yaml", "--json", cwd=tmp_path)
     assert again.returncode == 0
     assert "resumed job bars from checkpoint" in again.stderr
     assert rows_out(json.loads(again.stdout)) == 0  # the whole file was in: nothing is read again
 
-    (tmp_path / "job.yaml").write_text(job.format(tf="5m"))
+    (tmp_path / "job.yaml").write_text(replay_job("bars", timeframe="5m"))
     refused = mdp("run", "-c", "job.yaml", cwd=tmp_path)
     assert refused.returncode == 2
     assert "node bars changed" in refused.stderr, refused.stderr
