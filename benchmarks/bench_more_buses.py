@@ -34,6 +34,7 @@ from mdp.operators.discard import Discard
 from mdp.runtime.graph import Dag, Node
 from mdp.runtime.runtime import DagRuntime
 from mdp.sources.replay import ReplaySource
+from mdp.testing.bus_conformance import delete_stream
 from mdp.workloads import W1Spec, write_w1
 
 BUSES = {"redis": (RedisSink, RedisSource), "rabbitmq": (RabbitSink, RabbitSource)}
@@ -49,22 +50,7 @@ def chain(*nodes: tuple[str, Any]) -> Dag:
 
 
 async def delete(bus: str, stream: str, partitions: int) -> None:
-    if bus == "redis":
-        from redis.asyncio import Redis
-
-        client = Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in client.scan_iter(match=f"{stream}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-    else:
-        import aio_pika
-
-        conn = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-        channel = await conn.channel()
-        for k in range(partitions):
-            await channel.queue_delete(f"{stream}.p{k}")
-        await conn.close()
+    await delete_stream(bus, stream, partitions)
 
 
 async def one_round(bus: str, path: Path, rows: int, partitions: int) -> dict[str, float]:

@@ -26,6 +26,7 @@ from mdp.operators.bars import BarsOperator
 from mdp.runtime.graph import Dag, Node
 from mdp.sources.replay import ReplaySource
 from mdp.testing import ListSink, run_graph
+from mdp.testing.bus_conformance import delete_stream
 from mdp.workloads import W1Spec, write_w1
 from tests.conftest import REPO, _port_open, unavailable
 from tests.e2e.bus_kill_worker import read_frames
@@ -38,22 +39,7 @@ PORTS = {"redis": 6379, "rabbitmq": 5672}
 
 
 async def delete(bus: str, stream: str) -> None:
-    if bus == "redis":
-        from redis.asyncio import Redis
-
-        client = Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in client.scan_iter(match=f"{stream}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-    else:
-        import aio_pika
-
-        conn = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-        channel = await conn.channel()
-        for k in range(PARTITIONS):
-            await channel.queue_delete(f"{stream}.p{k}")
-        await conn.close()
+    await delete_stream(bus, stream, PARTITIONS)
 
 
 async def replay_bars(path: Path) -> pl.DataFrame:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mdp.testing.bus_conformance import CHECKS, BusUnderTest
+from mdp.testing.bus_conformance import CHECKS, BusUnderTest, delete_stream
 from tests.conftest import _port_open, unavailable
 
 pytestmark = pytest.mark.services
@@ -46,7 +46,6 @@ async def _nats() -> BusUnderTest:
 
 
 async def _redis() -> BusUnderTest:
-    from redis.asyncio import Redis
 
     from mdp.buses.redis_sink import RedisSink
     from mdp.buses.redis_source import RedisSource
@@ -54,11 +53,7 @@ async def _redis() -> BusUnderTest:
     stream = f"mdpconf:{uuid.uuid4().hex[:10]}"
 
     async def delete() -> None:
-        client = Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in client.scan_iter(match=f"{stream}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await delete_stream("redis", stream, 4)
 
     params = {"url": "redis://127.0.0.1:6379/0", "stream": stream, "partitions": 4}
     return BusUnderTest(
@@ -74,7 +69,6 @@ async def _redis() -> BusUnderTest:
 
 
 async def _rabbitmq() -> BusUnderTest:
-    import aio_pika
 
     from mdp.buses.rabbitmq_sink import RabbitSink
     from mdp.buses.rabbitmq_source import RabbitSource
@@ -83,11 +77,7 @@ async def _rabbitmq() -> BusUnderTest:
     url = "amqp://guest:guest@127.0.0.1:5672/"
 
     async def delete() -> None:
-        conn = await aio_pika.connect(url)
-        channel = await conn.channel()
-        for k in range(4):
-            await channel.queue_delete(f"{stream}.p{k}")
-        await conn.close()
+        await delete_stream("rabbitmq", stream, 4)
 
     params = {"url": url, "stream": stream, "partitions": 4}
     return BusUnderTest(

@@ -49,6 +49,32 @@ class BusUnderTest:
     extra_sink: dict[str, Any] = field(default_factory=dict)
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+async def delete_stream(bus: str, stream: str, partitions: int) -> None:
+    """Remove a test's stream from Redis (its ``<stream>:*`` keys) or RabbitMQ (its ``<stream>.p<k>`` queues)."""
+    if bus == "redis":
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=f"{stream}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        return
+    if bus != "rabbitmq":
+        raise ValueError(f"delete_stream knows redis and rabbitmq, not {bus!r}")
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    channel = await conn.channel()
+    for k in range(partitions):
+        await channel.queue_delete(f"{stream}.p{k}")
+    await conn.close()
+
+
 def make_trades(n: int, symbols: int = 40, seed: int = 1, origin: int = 1_723_161_600_000_000_000) -> pl.DataFrame:
     """``n`` trades over ``symbols`` symbols in event-time order, one millisecond apart."""
     rng = np.random.default_rng(seed)
