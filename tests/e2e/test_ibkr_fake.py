@@ -8,6 +8,7 @@ column for column, the bars `source.replay` makes of the whole file; the fake sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -73,6 +75,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def fake_tws(cwd: Path, port: int, env: dict[str, str], *more: str) -> Iterator[list[str]]:
+    """The fake TWS serving ``cwd/session.csv`` on ``port`` while the block runs (``more``: its fault
+    options); the list it yields gets the fake's stderr once it has stopped."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port), *more],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr: list[str] = []
+    try:
+        assert fake.stdout is not None
+        assert "fake TWS on" in fake.stdout.readline()
+        yield stderr
+    finally:
+        fake.terminate()
+        stderr.append(fake.communicate(timeout=30)[1])
+
+
 def bars(path: Path) -> pl.DataFrame:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT * FROM bars_1m ORDER BY symbol, start").fetchall()
@@ -104,20 +128,8 @@ def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: P
     trades.write_csv(tmp_path / "session.csv")
     port = free_port()
     env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
-    fake = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)),
-            *("--speed", "250", "--drop", f"{drop}:60", "--lost", f"{lost}:90", "--stall", "4500:200"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert fake.stdout is not None
-        assert "fake TWS on" in fake.stdout.readline()
+    faults = ("--speed", "250", "--drop", f"{drop}:60", "--lost", f"{lost}:90", "--stall", "4500:200")
+    with fake_tws(tmp_path, port, env, *faults) as fake_stderr:
         (tmp_path / "ibkr.yaml").write_text(IBKR_JOB.format(port=port))
         job = subprocess.Popen(
             [sys.executable, "-m", "mdp", "run", "--config", "ibkr.yaml", "--metrics-port", "0"],
@@ -151,9 +163,7 @@ def test_ibkr_session_with_outages_stores_the_bars_of_the_whole_file(tmp_path: P
         _out, _ = job.communicate(timeout=30)
         reader.join(5)
         assert job.returncode == 0, "".join(err_lines)[-3000:]
-    finally:
-        fake.terminate()
-        _, fake_err = fake.communicate(timeout=30)
+    fake_err = fake_stderr[0]
     assert "pacing violation" not in fake_err, fake_err
 
     (tmp_path / "replay.yaml").write_text(REPLAY_JOB)
@@ -217,17 +227,7 @@ def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Pat
     session_trades(("AAPL",), trades=2_000, seconds=200).write_csv(tmp_path / "session.csv")
     port = free_port()
     env = {**os.environ, "NO_COLOR": "1", "MDP_HOME": str(tmp_path / "home")}
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert fake.stdout is not None
-        assert "fake TWS on" in fake.stdout.readline()
+    with fake_tws(tmp_path, port, env):
         (tmp_path / "job.yaml").write_text(ONE_CONTRACT_JOB.format(port=port, symbol="NOPE"))
         done = subprocess.run(
             [sys.executable, "-m", "mdp", "run", "--config", "job.yaml"],
@@ -237,9 +237,6 @@ def test_mdp_run_with_a_wrong_contract_exits_2_with_ibs_error_text(tmp_path: Pat
             text=True,
             timeout=60,
         )
-    finally:
-        fake.terminate()
-        fake.communicate(timeout=30)
     assert done.returncode == 2  # a config error, by the CLI's rule
     assert "error 200: No security definition has been found for the request" in done.stderr
     assert "Traceback" not in done.stderr
@@ -254,20 +251,7 @@ def test_validate_connect_reaches_tws_or_says_what_to_check(tmp_path: Path) -> N
     assert down.returncode == 1
     assert f"cannot connect to TWS / IB Gateway at 127.0.0.1:{port}" in down.stderr
     session_trades(("AAPL",), trades=100, seconds=60).write_csv(tmp_path / "session.csv")
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "mdp.testing.fake_tws", "--trades", "session.csv", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert fake.stdout is not None
-        assert "fake TWS on" in fake.stdout.readline()
+    with fake_tws(tmp_path, port, env):
         up = subprocess.run(validate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    finally:
-        fake.terminate()
-        fake.communicate(timeout=30)
     assert up.returncode == 0, up.stderr
     assert "can be reached" in up.stdout
