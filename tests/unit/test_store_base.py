@@ -99,7 +99,7 @@ def test_check_kind_names_the_kinds_a_store_keeps() -> None:
 
 
 def test_upsert_replaces_provisional_bars_and_bars_of_a_higher_revision_and_ignores_repeated_trades() -> None:
-    bars = sql.upsert("bars", "bar", sql.values("bar"))
+    bars = sql.upsert("bars", "bar", "SELECT 1")
     assert 'ON CONFLICT ("symbol", "timeframe", "start") DO UPDATE SET "end" = excluded."end"' in bars
     assert bars.endswith(
         """WHERE cur."quality" = 'provisional' OR (COALESCE(excluded."quality", '') <> 'provisional' """

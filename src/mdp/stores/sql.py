@@ -69,11 +69,6 @@ def upsert(table: str, kind: RecordKind, source: str) -> str:
     return f"{head} DO UPDATE SET {sets} WHERE {yields}"
 
 
-def values(kind: RecordKind, placeholder: str = "?") -> str:
-    """``VALUES (?, ?, ...)`` with one placeholder per canonical column."""
-    return f"VALUES ({', '.join(placeholder for _ in SCHEMAS[kind])})"
-
-
 def select_from(kind: RecordKind, source: str) -> str:
     """``SELECT <columns> FROM <source>``."""
     return f"SELECT {column_list(kind)} FROM {source}"
