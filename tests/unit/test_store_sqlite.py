@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import threading
+import time
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +17,7 @@ from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
 from mdp.records import SCHEMAS
 from mdp.stores import SqliteStore
 from mdp.stores.samples import sample_bars, sample_trades
-from mdp.stores.sqlite import CHUNK_ROWS
+from mdp.stores.sqlite import CHUNK_ROWS, WRITER_CHECKPOINT_PAGES
 
 FLOATS = [c for c, t in SCHEMAS["bar"].items() if t == pl.Float64]
 
@@ -28,6 +30,26 @@ def test_open_switches_the_file_to_wal_with_normal_sync(tmp_path: Path) -> None:
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persists in the file
+
+
+def test_commits_leave_the_checkpoint_to_a_background_connection(tmp_path: Path) -> None:
+    """The writer's own auto-checkpoint is pushed out of its commits; the log still reaches the file
+    (without the background checkpointer, a few hundred log pages would wait for SQLite's 1,000)."""
+    path = tmp_path / "bars.sqlite"
+    with SqliteStore(path, tables={"bar": "bars"}) as store:
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WRITER_CHECKPOINT_PAGES
+        empty = path.stat().st_size
+        for k in range(5):
+            store.write("bar", sample_bars(2_000, origin=k * 10**15))
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= empty + 100_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert path.stat().st_size > empty + 100_000, "the committed pages never reached the database file"
+        assert threading.active_count() > 1
+    assert not [t for t in threading.enumerate() if t.name == "mdp-sqlite-checkpointer"]  # closed with the store
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM bars").fetchone()[0] == 10_000
 
 
 def test_the_bars_table_has_integer_ns_times_and_the_key_as_primary_key(tmp_path: Path) -> None:

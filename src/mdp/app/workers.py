@@ -36,7 +36,6 @@ from mdp.config.model import JobConfig, RuntimeMode
 from mdp.errors import ConfigError, MdpError
 from mdp.runtime.checkpoints import CheckpointBoard
 from mdp.runtime.graph import Dag
-from mdp.stores.postgres import PostgresStore
 from mdp.stores.sink import StoreSink
 
 log = logging.getLogger("mdp.workers")
@@ -73,6 +72,8 @@ def worker_plan(job: JobConfig, dag: Dag, name: str) -> WorkerPlan | None:
     owned = [n for n in job.dag.nodes if n.type == "source.nats" and n.params.get("read") == "owned"]
     if not owned:
         return None
+    from mdp.stores.postgres import PostgresStore  # here, not at the top: psycopg costs every run ~0.1 s
+
     node = owned[0]
     sources = [n for n in dag.nodes if n.name in dag.sources()]
     sinks = [n.operator for n in dag.nodes if isinstance(n.operator, StoreSink)]
@@ -249,6 +250,8 @@ class Worker:
             log.warning("worker %s cannot read the checkpoint of partition %d: %s", self.worker, k, exc)
             self._retry_at[k] = time.monotonic() + RETRY_S
             return
+        from mdp.stores.postgres import PostgresStore
+
         source = next(n.operator for n in dag.nodes if n.name == self.plan.source_node)
         sink = next(n.operator for n in dag.nodes if isinstance(n.operator, StoreSink))
         assert isinstance(source, NatsSource)

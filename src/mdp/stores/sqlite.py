@@ -7,6 +7,11 @@ upserted ``CHUNK_ROWS`` rows a statement (``_upsert`` says why) in one ``BEGIN I
 with the job's checkpoint row when there is one. Timestamps are INTEGER ns UTC (SQLite integers are
 64-bit, so any ``int`` ns fits).
 
+A commit never waits for a checkpoint (copying the log into the database file): a second connection does
+that on its own thread after commits (``_Checkpointer``). SQLite's automatic checkpoint runs inside the
+commit that crosses 1,000 log pages, and in a live job it made every second or third commit two to three
+times as slow (``benchmarks/bench_sqlite_live_commits.py``).
+
 The store binds through the standard library's ``sqlite3``, not the ADBC driver's Arrow ingestion: that
 driver links its own copy of SQLite, and two copies in one process on one file can release each other's
 POSIX locks (SQLite's "How To Corrupt An SQLite Database File", 2.2-2.3), so any ``sqlite3`` reader the
@@ -37,7 +42,9 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +64,12 @@ _TYPES: Final[dict[type[pl.DataType], str]] = {pl.Int64: "INTEGER", pl.Float64: 
 CHUNK_ROWS: Final = 100
 #: page cache of a writing connection, KiB (SQLite's default is 2 MiB)
 CACHE_KIB: Final = 32 * 1024
+#: log pages past which the writing connection checkpoints by itself, inside a commit: only when the
+#: background checkpointer (``_Checkpointer``) has fallen this far behind (SQLite's default is 1,000)
+WRITER_CHECKPOINT_PAGES: Final = 10_000
+#: the background checkpointer copies the log at most this often, seconds (commits in between share one)
+CHECKPOINT_EVERY_S: Final = 0.05
+log = logging.getLogger(__name__)
 # primary result codes worth a retry: another connection holds a lock, or the disk hiccuped
 _TRANSIENT_CODES: Final[frozenset[int]] = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PROTOCOL}
@@ -88,6 +101,7 @@ class SqliteStore(Store):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._keeper: sqlite3.Connection | None = None
+        self._checkpointer: _Checkpointer | None = None
 
     @property
     def location(self) -> str:
@@ -120,6 +134,7 @@ class SqliteStore(Store):
                 # a batch's pages fit in the cache, so each is written to the log once per commit (the 2 MiB
                 # default spilled a 50k-row batch of bars to the log mid-transaction, writing pages twice)
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
             if not self.read_only:
                 for kind, table in self.tables.items():
                     conn.execute(sql.create_table(table, kind, _TYPES))
@@ -129,6 +144,8 @@ class SqliteStore(Store):
             conn.close()
             raise
         self._conn, self._keeper = conn, keeper
+        if keeper is not None:
+            self._checkpointer = _Checkpointer(self.path, self.busy_timeout)
 
     keeps_checkpoints: ClassVar[bool] = True
 
@@ -149,6 +166,8 @@ class SqliteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
         self._write(kind, frame, checkpoint)
@@ -176,9 +195,11 @@ class SqliteStore(Store):
         return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
 
     def _close(self) -> None:
-        conn, keeper = self._conn, self._keeper
-        self._conn = self._keeper = None
+        conn, keeper, checkpointer = self._conn, self._keeper, self._checkpointer
+        self._conn = self._keeper = self._checkpointer = None
         try:
+            if checkpointer is not None:
+                checkpointer.close()
             if conn is not None and keeper is not None:
                 # every committed row into the database file (readers go on reading meanwhile)
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -224,6 +245,50 @@ class SqliteStore(Store):
         parts = table.split(".")
         pragma = f"PRAGMA {quote_ident(parts[0])}.table_info" if len(parts) == 2 else "PRAGMA table_info"
         return [row[1] for row in conn.execute(f"{pragma}({quote_ident(parts[-1])})").fetchall()]
+
+
+class _Checkpointer:
+    """Copies a WAL database's log into its file (``wal_checkpoint(PASSIVE)``) on its own thread and connection.
+
+    In WAL mode one checkpoint runs beside the one writer and never blocks a reader, so the writing
+    connection's commits stop paying for it; ``wake()`` after a commit asks for one, and commits closer
+    together than ``CHECKPOINT_EVERY_S`` share it. ``close()`` stops the thread and closes its connection.
+    """
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="mdp-sqlite-checkpointer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Ask for a checkpoint (the thread runs one soon; cheap enough to call after every commit)."""
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join()
+        _no_checkpoint_on_close(self._conn)
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the writer's own checkpoint (WRITER_CHECKPOINT_PAGES) still bounds the log
+                if not self._failed:
+                    log.warning("background checkpoint of %s failed (%s); the writer checkpoints instead", self.path, exc)
+                self._failed = True
+            if self._stopping.wait(CHECKPOINT_EVERY_S):
+                return
 
 
 def _no_checkpoint_on_close(conn: sqlite3.Connection) -> None:
