@@ -17,7 +17,7 @@ from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
 from mdp.records import SCHEMAS
 from mdp.stores import SqliteStore
 from mdp.stores.samples import sample_bars, sample_trades
-from mdp.stores.sqlite import CHUNK_ROWS, WRITER_CHECKPOINT_PAGES
+from mdp.stores.sqlite import BLOCK_STATEMENTS, CHUNK_ROWS, WRITER_CHECKPOINT_PAGES
 
 FLOATS = [c for c, t in SCHEMAS["bar"].items() if t == pl.Float64]
 
@@ -192,6 +192,16 @@ def test_batches_of_any_size_round_trip_bit_exactly(
         got = [None if v is None else struct.pack("<d", v + 0.0) for v in back.get_column(column).to_list()]
         want = [None if v is None else struct.pack("<d", v + 0.0) for v in expected.get_column(column).to_list()]
         assert got == want, column
+
+
+def test_a_batch_of_several_blocks_round_trips(tmp_path: Path) -> None:
+    """Rows are bound a block of statements at a time; every block's rows land, and the tail's."""
+    height = 2 * CHUNK_ROWS * BLOCK_STATEMENTS + CHUNK_ROWS + 7
+    frame = sample_bars(height).with_columns((pl.int_range(height) * 0.25).alias("close"))
+    with SqliteStore(tmp_path / "blocks.sqlite", tables={"bar": "bars"}) as store:
+        assert store.write("bar", frame) == height
+        back = store.read("bar")
+    assert back.equals(frame.sort("symbol", "timeframe", "start"))
 
 
 @settings(max_examples=30, deadline=None)
