@@ -6,6 +6,8 @@ Suites, in order:
   Bytewax 0.21, naive asyncio and polars, base file and late-data file, each run in its own process;
 * ``scaling``: ``bench_scaling.py``, cost per trade and peak RSS of ``mdp run`` at 2M and 20M trades, 500 and
   5,000 symbols and a week of sessions, into SQLite and Parquet, with its plot (``docs/img/scaling.png``);
+* ``cores``: ``bench_cores.py``, W1 through ``mdp run`` on both cores, pinned to one, and with its reads and
+  writes on the event loop's thread: what the second core buys, into SQLite and Parquet;
 * ``channel``: ``bench_channel.py``, one channel hop and a 3-node pipeline of single items;
 * ``latency``: ``bench_live_latency.py``, watermark-to-sink latency of a feed paced at real time;
 * ``bars``, ``stores``: ``bench_bars_operator.py`` and ``bench_stores.py`` (ArcticDB among the stores) when
@@ -42,9 +44,10 @@ sys.path.insert(0, str(HERE))
 import perf_report  # noqa: E402 - sibling modules, found through the path set above
 import w1  # noqa: E402
 
-SUITES = ("w1", "scaling", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
+SUITES = ("w1", "scaling", "cores", "channel", "latency", "bars", "stores", "formats", "bus", "buses")
 SCRIPTS = {
     "scaling": "bench_scaling.py",
+    "cores": "bench_cores.py",
     "channel": "bench_channel.py",
     "latency": "bench_live_latency.py",
     "bars": "bench_bars_operator.py",
