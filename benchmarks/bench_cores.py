@@ -45,7 +45,9 @@ from mdp.workloads import W1Spec, write_w1  # noqa: E402
 STORES = {"sqlite": "mdp_sqlite", "parquet": "mdp"}  # store -> w1.run_impl's implementation name
 WAYS = ("both cores", "one core", "I/O on the loop")
 #: runs the command after it pinned to the lowest CPU this process may use
-_ONE_CPU = "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); os.execv(sys.argv[1], sys.argv[1:])"
+_ONE_CPU = (
+    "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def commands(mdp: list[str]) -> dict[str, list[str]]:
@@ -152,8 +154,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = summarise(runs)
     found = gains(table)
     load = f"load {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
-    print_table(f"mdp run of W1 ({rows:,} trades) on both cores, on one, and with its I/O on the loop; {load}", table, found)
-    result = {"quick": args.quick, "rows": rows, "repeat": repeat, "cpus": os.cpu_count(), "results": table, "gains": found}
+    print_table(
+        f"mdp run of W1 ({rows:,} trades) on both cores, on one, and with its I/O on the loop; {load}", table, found
+    )
+    result = {
+        "quick": args.quick,
+        "rows": rows,
+        "repeat": repeat,
+        "cpus": os.cpu_count(),
+        "results": table,
+        "gains": found,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

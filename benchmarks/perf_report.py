@@ -180,7 +180,8 @@ def cores_goals(results: dict[str, Any]) -> list[Goal]:
     if not found or any("second_core" not in g for g in found.values()):
         return [Goal("5. gain from the second core (W1)", "-", "> 1x per store", None)]
     figure = ", ".join(
-        f"{store} {g['second_core']:.2f}x" + (f" (threads {g['off_loop_threads']:.2f}x)" if "off_loop_threads" in g else "")
+        f"{store} {g['second_core']:.2f}x"
+        + (f" (threads {g['off_loop_threads']:.2f}x)" if "off_loop_threads" in g else "")
         for store, g in sorted(found.items())
     )
     met = all(g["second_core"] > 1.0 for g in found.values())

@@ -286,9 +286,9 @@ class _Checkpointer:
             self._wanted.clear()
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the writer's own checkpoint (WRITER_CHECKPOINT_PAGES) still bounds the log
+            except sqlite3.Error as exc:  # the writer's own checkpoints (WRITER_CHECKPOINT_PAGES) bound the log
                 if not self._failed:
-                    log.warning("background checkpoint of %s failed (%s); the writer checkpoints instead", self.path, exc)
+                    log.warning("background checkpoint of %s failed (%s); the writer does it instead", self.path, exc)
                 self._failed = True
             if self._stopping.wait(CHECKPOINT_EVERY_S):
                 return
