@@ -36,6 +36,7 @@ def test_sigkill_at_random_moments_then_resume_ends_with_the_uninterrupted_table
     trials = crash.campaign(backend, w1_trades, tmp_path, kills=KILLS[backend], rng=random.Random(18), dsn=dsn)
     details = [(t.kills, t.in_flight_kills, t.detail) for t in trials]
     assert all(t.equal for t in trials), details
+    assert [t.dead_files for t in trials if t.dead_files] == []  # a resumed run clears its dead epoch's parts
     assert sum(t.kills for t in trials) >= KILLS[backend], details
     assert sum(t.in_flight_kills for t in trials) >= 1, details  # a commit was cut in the middle at least once
     resumed = [r.resumed for t in trials for r in t.runs if r.resumed is not None]

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from mdp.errors import ConfigError, PermanentStoreError, TransientStoreError
+from mdp.runtime.checkpoints import Checkpoint
 from mdp.stores import ParquetStore
 from mdp.stores.base import ReadFilter
 from mdp.stores.samples import sample_bars, sample_trades
@@ -114,3 +115,41 @@ def test_a_read_only_store_over_a_missing_folder_reads_nothing(tmp_path: Path) -
     with ParquetStore(tmp_path / "none", read_only=True) as store:
         assert store.read("bar").height == 0
     assert not (tmp_path / "none").exists()
+
+
+def test_a_new_checkpointed_run_deletes_its_jobs_uncommitted_parts_and_no_others(tmp_path: Path) -> None:
+    """A run that died between writing an epoch's parts and its checkpoint left them behind (never read);
+    the job's next run deletes them, with a temporary a killed write left, and touches no other job's."""
+
+    def checkpoint(job: str, epoch: int) -> Checkpoint:
+        return Checkpoint(job=job, epoch=epoch, graph="{}", inputs="{}", watermark=0, rows=4, state=b"")
+
+    with ParquetStore(tmp_path) as store:
+        store.hold_for_checkpoints("job-a")
+        store.write("bar", sample_bars(4), checkpoint("job-a", 1))  # committed: stays
+        store.write("bar", sample_bars(4, origin=DAY))  # the epoch that never committed
+    with ParquetStore(tmp_path) as other:
+        other.hold_for_checkpoints("job.b")
+        other.write("bar", sample_bars(4, origin=2 * DAY))  # another job's epoch under way: stays
+    parts = sorted(tmp_path.rglob("*.ckpt.parquet"))
+    assert len(parts) == 3 * 2  # 3 batches x 2 symbols
+    dead = [p for p in parts if "date=1970-01-02" in str(p)]
+    killed = dead[0].with_name(f".{dead[0].name}.tmp")
+    killed.write_bytes(b"half a file")
+    with ParquetStore(tmp_path) as again:
+        assert again.read("bar").height == 4  # the dead epoch was never read
+        again.hold_for_checkpoints("job-a")
+        left = sorted(tmp_path.rglob("*.ckpt.parquet*"))
+        assert left == [p for p in parts if p not in dead]
+        assert again.read("bar").height == 4
+
+
+def test_dead_files_lists_every_jobs_uncommitted_parts_and_cut_temporaries(tmp_path: Path) -> None:
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.hold_for_checkpoints("a")
+        store.write("bar", sample_bars(2))
+        part = next(tmp_path.rglob("*.ckpt.parquet"))
+        cut = part.with_name(".part-00000000000000000001-ab.parquet.tmp")
+        cut.write_bytes(b"")
+        assert sorted(store.dead_files()) == sorted([part, cut])
+        assert store.dead_files("b") == []

@@ -13,11 +13,13 @@ percent-encoded in its folder name (``BTC/USD`` -> ``BTC%2FUSD``), and kept as a
 Each file is written under a hidden temporary name, synced, and renamed into place with ``os.replace``,
 so a reader sees a whole file or none of it.
 
-Checkpointed runs (``hold_for_checkpoints``) name their parts ``part-<ns>-<uuid>.ckpt.parquet``; such a
-part is read only once a checkpoint manifest names it: ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json``,
-written (synced, then renamed into place) after the epoch's files, lists them with the checkpoint. So
-the files of an epoch whose checkpoint was never committed (the process died between them) are never
-read, and the resumed run writes those rows again.
+Checkpointed runs (``hold_for_checkpoints``) name their parts ``part-<ns>-<uuid>.<job tag>.ckpt.parquet``
+(the tag: 12 hex digits of a hash of the job's name); such a part is read only once a checkpoint manifest
+names it: ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json``, written (synced, then renamed into place)
+after the epoch's files, lists them with the checkpoint. So the files of an epoch whose checkpoint was
+never committed (the process died between them) are never read, and the resumed run writes those rows
+again; the next checkpointed run of the same job deletes them (and any temporary file of its own a
+killed write left) before it writes, so crashes do not pile up dead files.
 
 Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
 the common rule of :mod:`mdp.stores.base` over the rows in write order (the ``<ns>`` in a part's name
@@ -29,8 +31,10 @@ a later run closed hides the provisional one an earlier run left.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
+import logging
 import os
 import threading
 import time
@@ -55,6 +59,9 @@ _PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, 
 #: the folder of checkpoint manifests under ``root``
 CHECKPOINTS = "_checkpoints"
 _HELD = ".ckpt.parquet"
+#: a part's write order (its ``<ns>``), from its file name
+_PART_NS = r"part-(\d+)-[0-9a-f]+(?:\.[0-9a-f]+)?(?:\.ckpt)?\.parquet$"
+log = logging.getLogger(__name__)
 
 
 class _PartNames:
@@ -103,7 +110,7 @@ class ParquetStore(Store):
         self.compression = compression
         self.compression_level = 1 if compression_level is None and compression == "zstd" else compression_level
         self.symbol_folders = symbol_folders
-        self._hold: str | None = None
+        self._hold: str | None = None  # the job tag of checkpointed parts (``hold_for_checkpoints``)
         #: parts written for the epoch under way (paths relative to ``root``), named by its manifest
         self._uncommitted: list[str] = []
 
@@ -146,7 +153,7 @@ class ParquetStore(Store):
                 folder.mkdir(parents=True, exist_ok=True)
                 name = _NAMES.next()
                 if self._hold is not None:
-                    name = name.removesuffix(".parquet") + _HELD
+                    name = f"{name.removesuffix('.parquet')}.{self._hold}{_HELD}"
                     self._uncommitted.append(str((folder / name).relative_to(self.root)))
                 tmp = folder / f".{name}.tmp"
                 staged.append((tmp, folder / name))
@@ -171,7 +178,7 @@ class ParquetStore(Store):
         frame = (
             pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
             .filter(where.expr())
-            .with_columns(pl.col("_file").str.extract(r"part-(\d+)-[0-9a-f]+(?:\.ckpt)?\.parquet$").cast(pl.Int64))
+            .with_columns(pl.col("_file").str.extract(_PART_NS).cast(pl.Int64))
             .sort("_file", maintain_order=True)  # earlier files first: the first of equal versions stays
             .collect()
             .drop("_file")
@@ -186,7 +193,18 @@ class ParquetStore(Store):
     keeps_checkpoints: ClassVar[bool] = True
 
     def hold_for_checkpoints(self, job: str) -> None:
-        self._hold = job
+        """Name parts for ``job``'s epochs from now on, after deleting those of its epochs that were never
+        committed (no manifest names them; a run died before its checkpoint) and its temporaries."""
+        self._check_open()
+        self._hold = _job_tag(job)
+        if self.read_only:
+            return
+        with self._lock, self._translated(f"clear the uncommitted parts of {job!r}"):
+            dead = self._dead_files(job)
+            for f in dead:
+                f.unlink(missing_ok=True)
+        if dead:
+            log.info("%s: deleted %d parts of job %s's uncommitted epochs", self.location, len(dead), job)
 
     def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
         if frame.height:
@@ -247,6 +265,25 @@ class ParquetStore(Store):
         for p in epochs:
             p.unlink()
 
+    def dead_files(self, job: str | None = None) -> list[Path]:
+        """Files no read will show: checkpointed parts no manifest names (of ``job``, or of any job) and
+        the temporaries of writes that were cut short (a write in progress in another process too)."""
+        self._check_open()
+        with self._lock, self._translated("list the uncommitted parts"):
+            return self._dead_files(job)
+
+    def _dead_files(self, job: str | None) -> list[Path]:
+        patterns = [f"*.{_job_tag(job)}{_HELD}*"] if job is not None else [f"*{_HELD}", ".part-*.tmp"]
+        committed = self._committed()
+        return [
+            f
+            for table in self.tables.values()
+            if (self.root / table).is_dir()
+            for pattern in patterns
+            for f in (self.root / table).rglob(pattern)
+            if f.name.endswith(".tmp") or str(f.relative_to(self.root)) not in committed
+        ]
+
     def _committed(self) -> set[str]:
         """Every checkpointed part a manifest names (paths relative to ``root``)."""
         return {f for p in self._manifests() for f in json.loads(p.read_bytes())["files"]}
@@ -283,6 +320,11 @@ class ParquetStore(Store):
             committed = self._committed()
             files = [f for f in files if not f.name.endswith(_HELD) or str(f.relative_to(self.root)) in committed]
         return [str(f) for f in sorted(files, key=lambda f: f.name)]
+
+
+def _job_tag(job: str) -> str:
+    """The tag of ``job``'s checkpointed parts: hex, so part names stay ``part-<ns>-<hex>…`` for any job name."""
+    return hashlib.blake2s(job.encode(), digest_size=6).hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

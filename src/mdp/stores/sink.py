@@ -169,8 +169,8 @@ class StoreSink(Sink):
     async def open(self, ctx: Context) -> None:
         self.writer.bind(ctx)
         await self.writer.call(self.store.open)
-        if ctx.checkpoints is not None:
-            self.store.hold_for_checkpoints(ctx.checkpoints.job)
+        if ctx.checkpoints is not None:  # on the writer's thread: a store may clear a dead epoch's files
+            await self.writer.call(self.store.hold_for_checkpoints, ctx.checkpoints.job)
 
     async def on_item(self, item: Any, ctx: Context) -> None:
         if type(item) is _DataFrame:

@@ -22,8 +22,8 @@ SQLite's last connection to close a WAL database takes the exclusive lock to che
 log, and a reader starting then got ``database is locked`` (at once with no busy timeout). So a
 writing store keeps a second, read-only connection open (``_keeper``): at close it copies the log into
 the database file (``wal_checkpoint(PASSIVE)``, which never blocks a reader), closes its writing
-connection while the keeper still holds the file (so that close skips the locking clean-up), then the
-keeper, which cannot take a write lock. The ``-wal`` and ``-shm`` files stay beside the database.
+connection (then the checkpointer's) while the keeper still holds the file (so those closes skip the locking
+clean-up), then the keeper, which cannot take a write lock. The ``-wal`` and ``-shm`` files stay beside the database.
 SQLite still locks new readers out for a moment when it creates the file and when the first
 connection opens a file no other process has open (it rebuilds the log's index); a reader with a busy
 timeout (``sqlite3.connect``'s default is 5 s) waits through those moments.
@@ -146,9 +146,14 @@ class SqliteStore(Store):
         except BaseException:
             conn.close()
             raise
-        self._conn, self._keeper = conn, keeper
-        if keeper is not None:
-            self._checkpointer = _Checkpointer(self.path, self.busy_timeout)
+        try:
+            checkpointer = None if keeper is None else _Checkpointer(self.path, self.busy_timeout)
+        except BaseException:
+            for c in (keeper, conn):
+                if c is not None:
+                    c.close()
+            raise
+        self._conn, self._keeper, self._checkpointer = conn, keeper, checkpointer
 
     keeps_checkpoints: ClassVar[bool] = True
 
@@ -202,7 +207,7 @@ class SqliteStore(Store):
         self._conn = self._keeper = self._checkpointer = None
         try:
             if checkpointer is not None:
-                checkpointer.close()
+                checkpointer.stop()
             if conn is not None and keeper is not None:
                 # every committed row into the database file (readers go on reading meanwhile)
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -210,6 +215,8 @@ class SqliteStore(Store):
             if conn is not None:
                 _no_checkpoint_on_close(conn)
                 conn.close()  # the keeper holds the file: no exclusive lock, no clean-up
+            if checkpointer is not None:
+                checkpointer.close()  # right after: on 3.11 each close tries the lock for an instant
             if keeper is not None:
                 keeper.close()  # read-only: it cannot take the lock either
 
@@ -255,7 +262,7 @@ class _Checkpointer:
 
     In WAL mode one checkpoint runs beside the one writer and never blocks a reader, so the writing
     connection's commits stop paying for it; ``wake()`` after a commit asks for one, and commits closer
-    together than ``CHECKPOINT_EVERY_S`` share it. ``close()`` stops the thread and closes its connection.
+    together than ``CHECKPOINT_EVERY_S`` share it. ``stop()`` stops the thread, ``close()`` also closes its connection.
     """
 
     def __init__(self, path: str, busy_timeout: float) -> None:
@@ -271,10 +278,14 @@ class _Checkpointer:
         """Ask for a checkpoint (the thread runs one soon; cheap enough to call after every commit)."""
         self._wanted.set()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the thread (after the checkpoint under way); the connection stays open until ``close()``."""
         self._stopping.set()
         self._wanted.set()
         self._thread.join()
+
+    def close(self) -> None:
+        self.stop()
         _no_checkpoint_on_close(self._conn)
         self._conn.close()
 

@@ -75,6 +75,16 @@ class Target:
         with self.store() as store:
             return store.read("bar")
 
+    def dead_files(self) -> list[str]:
+        """Files of the table no read shows (Parquet: parts of epochs never committed, temporaries of cut
+        writes); the SQL stores keep no such files."""
+        if self.backend != "parquet":
+            return []
+        from mdp.stores.parquet import ParquetStore
+
+        with ParquetStore(self.where, tables={"bar": self.table}, read_only=True) as store:
+            return [str(f) for f in store.dead_files()]
+
     def in_flight(self) -> bool:
         """True while a store transaction of the job is under way (see the module docstring)."""
         if self.backend == "sqlite":
@@ -242,6 +252,8 @@ class Trial:
     runs: list[RunResult] = field(default_factory=list)
     equal: bool = False
     detail: str = ""
+    #: files of the table the last run left that no read shows (none: each run cleared its job's dead epochs)
+    dead_files: list[str] = field(default_factory=list)
 
     @property
     def kills(self) -> int:
@@ -302,6 +314,7 @@ def trial(
             result.detail = f"the last run failed: {last.stderr[-2000:]}"
             return result
     result.equal, result.detail = compare(expected, target.read())
+    result.dead_files = target.dead_files()
     return result
 
 
