@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from mdp.app.summary import excluded_rows
+from mdp.app.summary import RunSummary, describe_failure, excluded_rows
+from mdp.errors import NodeError
 from mdp.operators.bars import BarsOperator
 from mdp.operators.market.dedupe import Dedupe
 from mdp.operators.market.throttle import Throttle
 from mdp.records import Watermark, conform
+from mdp.runtime.runtime import RunStats
 from mdp.testing import run_operator
 
 S = 1_000_000_000
@@ -36,3 +38,16 @@ def test_excluded_rows_are_summed_by_reason_from_the_nodes_stats() -> None:
         "outside_session": 1,
         "throttled": 2,
     }
+
+
+def test_a_failed_node_is_told_in_one_paragraph_even_when_its_error_has_more() -> None:
+    """polars 2.2 appends paragraphs quoting the failing expression to its errors; mdp keeps the first."""
+    cause = pl.exceptions.ColumnNotFoundError('unable to find column "px"\n\nThis error occurred in ...\n\tcol("px")')
+    code, message = describe_failure(
+        NodeError("cents", cause), ("operator.map", "dag.nodes[1]"), RunStats(), RunSummary("j", rows_in=8)
+    )
+    assert code == 1
+    assert message == (
+        "job 'j' failed: node 'cents' (operator.map at dag.nodes[1]) raised ColumnNotFoundError: "
+        'unable to find column "px" (after 8 rows in and 0 bars out, 0.0s)'
+    )

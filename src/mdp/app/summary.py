@@ -346,9 +346,15 @@ def describe_failure(exc: NodeError, place: tuple[str, str], stats: RunStats, su
     if isinstance(cause, ConfigError) or (isinstance(cause, SourceError) and before_output):
         return 2, f"{where} cannot start: {cause}"
     return 1, (
-        f"job {summary.job!r} failed: {where} raised {type(cause).__name__}: {cause} "
+        f"job {summary.job!r} failed: {where} raised {type(cause).__name__}: {_first_paragraph(cause)} "
         f"(after {summary.rows_in:,} rows in and {summary.bars_out:,} bars out, {summary.seconds:.1f}s)"
     )
+
+
+def _first_paragraph(exc: BaseException) -> str:
+    """``exc``'s message up to its first blank line: polars (2.2 on) adds paragraphs quoting the expression
+    that failed, and the message stays one paragraph (the first says what is wrong)."""
+    return str(exc).split("\n\n", 1)[0].rstrip()
 
 
 # -- the graph --------------------------------------------------------------------------------------

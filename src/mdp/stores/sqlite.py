@@ -8,9 +8,10 @@ with the job's checkpoint row when there is one. Timestamps are INTEGER ns UTC (
 64-bit, so any ``int`` ns fits).
 
 A commit never waits for a checkpoint (copying the log into the database file): a second connection does
-that on its own thread after commits (``_Checkpointer``). SQLite's automatic checkpoint runs inside the
-commit that crosses 1,000 log pages, and in a live job it made every second or third commit two to three
-times as slow (``benchmarks/bench_sqlite_live_commits.py``).
+that on its own thread once ``CHECKPOINT_ROWS`` rows have been committed since the last
+(``_Checkpointer``). SQLite's automatic checkpoint runs inside the commit that crosses 1,000 log pages,
+and in a live job it made every second or third commit two to three times as slow
+(``benchmarks/bench_sqlite_live_commits.py``).
 
 The store binds through the standard library's ``sqlite3``, not the ADBC driver's Arrow ingestion: that
 driver links its own copy of SQLite, and two copies in one process on one file can release each other's
@@ -70,6 +71,10 @@ CACHE_KIB: Final = 32 * 1024
 #: log pages past which the writing connection checkpoints by itself, inside a commit: only when the
 #: background checkpointer (``_Checkpointer``) has fallen this far behind (SQLite's default is 1,000)
 WRITER_CHECKPOINT_PAGES: Final = 10_000
+#: rows committed after which the background checkpointer copies the log (a live close's rows each dirty
+#: about one index page, so about SQLite's own 1,000 pages); a store that writes a little waits for more
+#: rows instead of paying the checkpoint's two disk syncs after every small commit
+CHECKPOINT_ROWS: Final = 1_000
 #: the background checkpointer copies the log at most this often, seconds (commits in between share one)
 CHECKPOINT_EVERY_S: Final = 0.05
 log = logging.getLogger(__name__)
@@ -175,7 +180,7 @@ class SqliteStore(Store):
                 conn.execute("ROLLBACK")
             raise
         if self._checkpointer is not None:
-            self._checkpointer.wake()
+            self._checkpointer.committed(frame.height)
 
     def _write_checkpoint(self, kind: RecordKind, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
         self._write(kind, frame, checkpoint)
@@ -261,8 +266,9 @@ class _Checkpointer:
     """Copies a WAL database's log into its file (``wal_checkpoint(PASSIVE)``) on its own thread and connection.
 
     In WAL mode one checkpoint runs beside the one writer and never blocks a reader, so the writing
-    connection's commits stop paying for it; ``wake()`` after a commit asks for one, and commits closer
-    together than ``CHECKPOINT_EVERY_S`` share it. ``stop()`` stops the thread, ``close()`` also closes its connection.
+    connection's commits stop paying for it; ``committed()`` after a commit asks for one every
+    ``CHECKPOINT_ROWS`` rows, and requests closer together than ``CHECKPOINT_EVERY_S`` share one.
+    ``stop()`` stops the thread, ``close()`` also closes its connection.
     """
 
     def __init__(self, path: str, busy_timeout: float) -> None:
@@ -271,12 +277,16 @@ class _Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._failed = False
+        self._rows = 0
         self._thread = threading.Thread(target=self._run, name="mdp-sqlite-checkpointer", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Ask for a checkpoint (the thread runs one soon; cheap enough to call after every commit)."""
-        self._wanted.set()
+    def committed(self, rows: int) -> None:
+        """Count ``rows`` just committed (by the one writing thread); past ``CHECKPOINT_ROWS``, ask for a checkpoint."""
+        self._rows += rows
+        if self._rows >= CHECKPOINT_ROWS:
+            self._rows = 0
+            self._wanted.set()
 
     def stop(self) -> None:
         """Stop the thread (after the checkpoint under way); the connection stays open until ``close()``."""
