@@ -217,7 +217,9 @@ def test_start_from_a_file_and_from_an_upload(client: TestClient, token: str, tm
             while time.monotonic() < deadline and state not in ("stopped", "finished"):
                 state = client.get(f"/api/jobs/{name}").json()["state"]
                 time.sleep(0.1)
-            assert state in ("stopped", "finished"), f"job {name} is {state!r} 60 s after it was asked to stop"
+            log = home / "logs" / f"{name}.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            assert state in ("stopped", "finished"), f"job {name} is {state!r} 60 s after the stop; its log: {tail}"
 
 
 @pytest.mark.parametrize(
