@@ -36,6 +36,7 @@ from mdp.app.launch import (
     EXIT_OK,
     EXIT_USAGE,
     LogFormat,
+    StopsDuringStartup,
     configure_logging,
     register_run,
     run_job,
@@ -205,23 +206,25 @@ def run(
                 run_worker(job, plan, name, str(config.resolve()), metrics_port=metrics_port, metrics_host=metrics_host)
             )
         )
-    try:
-        record = register_run(name, config, job)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    code = asyncio.run(
-        run_job(
-            job,
-            dag,
-            name,
-            record,
-            json_out=json_out,
-            debug=debug,
-            metrics_port=metrics_port,
-            metrics_host=metrics_host,
-            fresh=fresh,
+    with StopsDuringStartup() as startup:  # registered: from now on a stop is recorded, never a kill
+        try:
+            record = register_run(name, config, job)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        code = asyncio.run(
+            run_job(
+                job,
+                dag,
+                name,
+                record,
+                json_out=json_out,
+                debug=debug,
+                metrics_port=metrics_port,
+                metrics_host=metrics_host,
+                fresh=fresh,
+                startup=startup,
+            )
         )
-    )
     raise typer.Exit(code)
 
 

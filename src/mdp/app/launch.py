@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -74,6 +76,34 @@ def metrics_url(address: tuple[Any, ...]) -> str:
     return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
+class StopsDuringStartup:
+    """Catches SIGINT and SIGTERM from the moment a run is registered until its runtime's graceful handlers
+    are in place (``run_job``), which then stops the run once it has started.
+
+    Without it a stop asked for during start-up (``mdp stop``, the dashboard's stop button, Ctrl-C while
+    the store opens) met the default action: the process died before it could record an end, and the run
+    showed as ``lost``. A second signal during start-up aborts at once (``KeyboardInterrupt``).
+    """
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopsDuringStartup:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._catch)
+        return self
+
+    def _catch(self, signum: int, frame: FrameType | None) -> None:
+        if self.caught is not None:
+            raise KeyboardInterrupt
+        self.caught = signum
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def register_run(name: str, config: Path, job: JobConfig) -> tuple[JobStore, int] | None:
     """Record the run in the job registry (a registry that cannot be opened only costs list/status)."""
     try:
@@ -97,11 +127,13 @@ async def run_job(
     metrics_port: int | None = None,
     metrics_host: str = DEFAULT_METRICS_HOST,
     fresh: bool = False,
+    startup: StopsDuringStartup | None = None,
 ) -> int:
     """Run ``dag`` with progress, heartbeats and graceful signals; record and print the outcome.
 
     A run that cannot start (its metrics port is taken, the runtime refuses the graph) is recorded in
-    the job registry as ``failed`` with the reason, so ``mdp list`` says why rather than ``lost``.
+    the job registry as ``failed`` with the reason, so ``mdp list`` says why rather than ``lost``. A
+    signal ``startup`` caught before the run started stops it, gracefully, as soon as it has.
     """
     rt = UnifiedRuntime(job)
 
@@ -172,6 +204,8 @@ async def run_job(
                 metrics.close()
             return failed_start(f"runtime: {exc}")
         log.info("job %s started: %d nodes, mode %s", name, len(dag.nodes), job.mode.value)
+        if startup is not None and startup.caught is not None:
+            signal.raise_signal(startup.caught)  # asked for while starting: handled now, gracefully
         if progress is not None:
             progress.start()
         if record is not None:
