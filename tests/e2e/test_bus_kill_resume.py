@@ -82,7 +82,8 @@ def test_a_consumer_killed_twice_resumes_and_bars_equal_a_direct_replay(bus: str
         proc = subprocess.Popen([*pub, str(path), str(progress)], cwd=REPO, env=env)
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if progress.exists() and progress.read_text() and int(progress.read_text()) >= 100:
+            published = progress.read_text() if progress.exists() else ""
+            if published and int(published) >= 100:
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the publisher ended before it could be killed"
