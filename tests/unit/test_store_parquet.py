@@ -16,6 +16,10 @@ from mdp.stores.samples import sample_bars, sample_trades
 DAY = 86_400 * 1_000_000_000
 
 
+def checkpoint(job: str, epoch: int) -> Checkpoint:
+    return Checkpoint(job=job, epoch=epoch, graph="{}", inputs="{}", watermark=epoch, rows=4, state=b"")
+
+
 def test_files_land_under_kind_date_and_symbol_folders(tmp_path: Path) -> None:
     trades = sample_trades(4).with_columns(pl.Series("symbol", ["BTC/USDT", "BTC/USDT", "ETH", "ETH"]))
     trades = trades.with_columns(pl.Series("ts_event", [0, 1, DAY + 5, 19_945 * DAY]))
@@ -121,9 +125,6 @@ def test_a_new_checkpointed_run_deletes_its_jobs_uncommitted_parts_and_no_others
     """A run that died between writing an epoch's parts and its checkpoint left them behind (never read);
     the job's next run deletes them, with a temporary a killed write left, and touches no other job's."""
 
-    def checkpoint(job: str, epoch: int) -> Checkpoint:
-        return Checkpoint(job=job, epoch=epoch, graph="{}", inputs="{}", watermark=0, rows=4, state=b"")
-
     with ParquetStore(tmp_path) as store:
         store.hold_for_checkpoints("job-a")
         store.write("bar", sample_bars(4), checkpoint("job-a", 1))  # committed: stays
@@ -153,3 +154,84 @@ def test_dead_files_lists_every_jobs_uncommitted_parts_and_cut_temporaries(tmp_p
         cut.write_bytes(b"")
         assert sorted(store.dead_files()) == sorted([part, cut])
         assert store.dead_files("b") == []
+
+
+def test_a_long_checkpointed_history_keeps_one_manifest_and_a_restart_walks_no_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job committing every 5 s for months must not make every read and restart slower: each commit
+    replaces the manifest (it carries the high-water mark of all before it), and the next run finds the parts
+    of its dead epoch in the job's list of pending parts instead of walking the table."""
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.hold_for_checkpoints("live")
+        for epoch in range(1, 41):
+            store.write("bar", sample_bars(2, origin=epoch * 60 * 10**9), checkpoint("live", epoch))
+        store.write("bar", sample_bars(2, origin=DAY))  # the epoch a kill cut short
+    folder = tmp_path / "_checkpoints" / "live"
+    assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == ["epoch", "pending"]
+    dead = sorted(tmp_path.rglob("date=1970-01-02/*.ckpt.parquet"))
+    assert len(dead) == 1
+    assert (folder / "pending").read_text().split() == [str(dead[0].relative_to(tmp_path))]
+
+    def no_walk(*_: object) -> None:
+        raise AssertionError("a restart walked the table")
+
+    monkeypatch.setattr(Path, "rglob", no_walk)
+    with ParquetStore(tmp_path, symbol_folders=False) as again:
+        assert again.read("bar").height == 80  # 40 commits x 2 bars; not the dead epoch's
+        again.hold_for_checkpoints("live")
+        assert not dead[0].exists()
+        resumed = again.load_checkpoint("live")
+        assert resumed is not None
+        assert resumed.epoch == 40
+        again.write("bar", sample_bars(2, origin=2 * DAY), checkpoint("live", 41))
+        assert again.read("bar").height == 82
+    assert (folder / "pending").read_text() == ""
+
+
+def test_parts_named_after_a_clock_step_back_stay_unread_until_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part counts as committed when its ``<ns>`` is at most its job's high-water mark, so a run whose wall
+    clock went back (a host moved, a bad NTP step) still names its parts after every committed one."""
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.hold_for_checkpoints("j")
+        store.write("bar", sample_bars(2), checkpoint("j", 1))
+    import mdp.stores.parquet as parquet
+
+    monkeypatch.setattr(parquet.time, "time_ns", lambda: 1_000)
+    with ParquetStore(tmp_path, symbol_folders=False) as again:
+        again.hold_for_checkpoints("j")
+        again.write("bar", sample_bars(2, origin=DAY))
+        assert again.read("bar").height == 2  # written, not committed
+        again.write("bar", pl.DataFrame(), checkpoint("j", 2))
+        assert again.read("bar").height == 4
+
+
+def test_a_store_from_before_the_high_water_mark_reads_and_resumes_as_it_did(tmp_path: Path) -> None:
+    """Manifests that only name their parts (no ``high_water``), no list of pending parts: the committed
+    parts stay visible, a dead epoch is found by walking the job's parts once, and the next commit carries on."""
+    import json
+
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.hold_for_checkpoints("old")
+        store.write("bar", sample_bars(2), checkpoint("old", 1))
+        store.write("bar", sample_bars(2, origin=60 * 10**9), checkpoint("old", 2))
+        store.write("bar", sample_bars(2, origin=DAY))  # dead
+    folder = tmp_path / "_checkpoints" / "old"
+    (folder / "pending").unlink()
+    first = sorted(tmp_path.rglob("*.ckpt.parquet"))[0]
+    for manifest in folder.glob("epoch-*.json"):  # as the old code wrote them: one per commit, no mark
+        doc = json.loads(manifest.read_bytes())
+        del doc["high_water"]
+        manifest.write_text(json.dumps(doc))
+        older = dict(doc, epoch=1, files=[str(first.relative_to(tmp_path))])
+        (folder / "epoch-000000000001-00000000000000000001.json").write_text(json.dumps(older))
+    with ParquetStore(tmp_path, symbol_folders=False) as again:
+        assert again.read("bar").height == 4
+        assert len(again.dead_files("old")) == 1
+        again.hold_for_checkpoints("old")
+        assert again.dead_files("old") == []
+        again.write("bar", sample_bars(2, origin=2 * DAY), checkpoint("old", 3))
+        assert again.read("bar").height == 6
+        assert [p.name.split("-")[1] for p in folder.glob("epoch-*.json")] == ["000000000003"]

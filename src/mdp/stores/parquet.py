@@ -14,12 +14,15 @@ Each file is written under a hidden temporary name, synced, and renamed into pla
 so a reader sees a whole file or none of it.
 
 Checkpointed runs (``hold_for_checkpoints``) name their parts ``part-<ns>-<uuid>.<job tag>.ckpt.parquet``
-(the tag: 12 hex digits of a hash of the job's name); such a part is read only once a checkpoint manifest
-names it: ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json``, written (synced, then renamed into place)
-after the epoch's files, lists them with the checkpoint. So the files of an epoch whose checkpoint was
-never committed (the process died between them) are never read, and the resumed run writes those rows
-again; the next checkpointed run of the same job deletes them (and any temporary file of its own a
-killed write left) before it writes, so crashes do not pile up dead files.
+(the tag: 12 hex digits of a hash of the job's name); such a part is read only once its ``<ns>`` is at most
+the job's *high-water mark*, the largest ``<ns>`` the job committed, which the checkpoint manifest
+``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json`` records (synced, then renamed into place after the
+epoch's files). A run names its parts after the mark (``_PartNames.above``), so the files of an epoch
+whose checkpoint was never committed (the process died between them) are never read, and the resumed run
+writes those rows again. Each commit replaces the manifest, so reads and restarts cost the same however
+long the job has run. Before it writes an epoch's parts a run lists them in ``<job>/pending`` (synced;
+emptied at each commit), and the next checkpointed run of the same job deletes those past the mark (and
+their temporaries a killed write left) before it writes, without walking the table.
 
 Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
 the common rule of :mod:`mdp.stores.base` over the rows in write order (the ``<ns>`` in a part's name
@@ -36,10 +39,11 @@ import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -59,6 +63,12 @@ _PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, 
 #: the folder of checkpoint manifests under ``root``
 CHECKPOINTS = "_checkpoints"
 _HELD = ".ckpt.parquet"
+#: per job under ``_checkpoints/<job>/``: the parts of the epoch under way, one path a line
+PENDING = "pending"
+#: a checkpointed part's name: its write order and its job's tag
+_TAGGED = re.compile(r"part-(\d+)-[0-9a-f]+\.([0-9a-f]{12})\.ckpt\.parquet$")
+#: how often a read lists a job's manifests again when one was replaced while it read
+_MANIFEST_TRIES = 20
 #: a part's write order (its ``<ns>``), from its file name
 _PART_NS = r"part-(\d+)-[0-9a-f]+(?:\.[0-9a-f]+)?(?:\.ckpt)?\.parquet$"
 log = logging.getLogger(__name__)
@@ -75,6 +85,11 @@ class _PartNames:
         with self._lock:
             self._last = max(self._last + 1, time.time_ns())
             return f"part-{self._last:020d}-{uuid.uuid4().hex}.parquet"
+
+    def above(self, ns: int) -> None:
+        """Name every later part after ``ns`` (a job's high-water mark), whatever the wall clock says."""
+        with self._lock:
+            self._last = max(self._last, ns)
 
 
 _NAMES = _PartNames()
@@ -111,6 +126,9 @@ class ParquetStore(Store):
         self.compression_level = 1 if compression_level is None and compression == "zstd" else compression_level
         self.symbol_folders = symbol_folders
         self._hold: str | None = None  # the job tag of checkpointed parts (``hold_for_checkpoints``)
+        self._hold_job: str | None = None
+        #: the newest part the held job committed (its ``<ns>``; -1: none yet; None: not read yet)
+        self._high_water: int | None = None
         #: parts written for the epoch under way (paths relative to ``root``), named by its manifest
         self._uncommitted: list[str] = []
 
@@ -144,17 +162,25 @@ class ParquetStore(Store):
         base = self.root / self.tables[kind]
         day = (pl.col(TIME_COLUMN[kind]) // _DAY_NS).alias("_day")
         by = ["_day", "symbol"] if self.symbol_folders else ["_day"]
+        targets: list[tuple[Path, pl.DataFrame]] = []
+        for key, part in frame.with_columns(day).partition_by(by, as_dict=True, maintain_order=True).items():
+            folder = base / f"date={_day_name(int(key[0]))}"
+            if self.symbol_folders:
+                folder = folder / f"symbol={quote(str(key[1]), safe='')}"
+            name = _NAMES.next()
+            if self._hold is not None:
+                name = f"{name.removesuffix('.parquet')}.{self._hold}{_HELD}"
+            targets.append((folder / name, part))
+        if self._hold_job is not None:
+            # named before they exist, so a run that dies mid-epoch leaves a list of what to delete
+            held = [str(target.relative_to(self.root)) for target, _ in targets]
+            self._note_pending(self._hold_job, held)
+            self._uncommitted.extend(held)
         staged: list[tuple[Path, Path]] = []
         try:
-            for key, part in frame.with_columns(day).partition_by(by, as_dict=True, maintain_order=True).items():
-                folder = base / f"date={_day_name(int(key[0]))}"
-                if self.symbol_folders:
-                    folder = folder / f"symbol={quote(str(key[1]), safe='')}"
+            for target, part in targets:
+                folder, name = target.parent, target.name
                 folder.mkdir(parents=True, exist_ok=True)
-                name = _NAMES.next()
-                if self._hold is not None:
-                    name = f"{name.removesuffix('.parquet')}.{self._hold}{_HELD}"
-                    self._uncommitted.append(str((folder / name).relative_to(self.root)))
                 tmp = folder / f".{name}.tmp"
                 staged.append((tmp, folder / name))
                 with open(tmp, "wb") as fh:
@@ -194,15 +220,21 @@ class ParquetStore(Store):
 
     def hold_for_checkpoints(self, job: str) -> None:
         """Name parts for ``job``'s epochs from now on, after deleting those of its epochs that were never
-        committed (no manifest names them; a run died before its checkpoint) and its temporaries."""
+        committed (a run died before its checkpoint) and its temporaries."""
         self._check_open()
-        self._hold = _job_tag(job)
+        self._hold, self._hold_job = _job_tag(job), job
+        with self._lock, self._translated(f"read the checkpoints of {job!r}"):
+            self._high_water = self._job_high_water(job)
+        _NAMES.above(self._high_water)  # a part named later is never taken for a committed one
         if self.read_only:
             return
         with self._lock, self._translated(f"clear the uncommitted parts of {job!r}"):
             dead = self._dead_files(job)
             for f in dead:
                 f.unlink(missing_ok=True)
+            pending = self._pending_path(job)
+            pending.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(pending, b"")
         if dead:
             log.info("%s: deleted %d parts of job %s's uncommitted epochs", self.location, len(dead), job)
 
@@ -211,6 +243,9 @@ class ParquetStore(Store):
             self._write(kind, frame)
         folder = self.root / CHECKPOINTS / checkpoint.job
         folder.mkdir(parents=True, exist_ok=True)
+        if self._high_water is None or self._hold_job != checkpoint.job:
+            self._high_water = self._job_high_water(checkpoint.job)
+        high_water = max([self._high_water, *(_part_ns(f) for f in self._uncommitted)])
         doc = {
             "job": checkpoint.job,
             "epoch": checkpoint.epoch,
@@ -223,12 +258,21 @@ class ParquetStore(Store):
             "final": checkpoint.final,
             "state": base64.b64encode(checkpoint.state).decode(),
             "files": list(self._uncommitted),
+            "high_water": high_water,
         }
         # one manifest per commit (an epoch committed again, with the rows the end of input flushed after
         # it, names only those): the newest by name is the last checkpoint
         name = f"epoch-{checkpoint.epoch:012d}-{time.time_ns():020d}.json"
         _write_atomic(folder / name, json.dumps(doc, default=str).encode())
+        self._high_water = high_water
         self._uncommitted.clear()
+        # The new manifest carries the checkpoint and the high-water mark of every commit before it, so the
+        # older ones go: a job that commits every 5 s for months keeps one, and reads stay as fast.
+        for old in folder.glob("epoch-*.json"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        if self._hold_job == checkpoint.job:
+            self._pending_path(checkpoint.job).write_bytes(b"")  # its parts are committed
 
     def _manifests(self, job: str | None = None) -> list[Path]:
         base = self.root / CHECKPOINTS
@@ -236,11 +280,33 @@ class ParquetStore(Store):
             return []
         return sorted(base.glob(f"{job or '*'}/*.json"))
 
+    def _manifest_docs(self, job: str) -> list[tuple[Path, dict[str, Any]]]:
+        """Every manifest of ``job`` and its content. A writer in another process replaces its manifest
+        after each commit; when one vanishes between listing and reading, the folder is listed again."""
+        for _ in range(_MANIFEST_TRIES):
+            docs: list[tuple[Path, dict[str, Any]]] = []
+            try:
+                for path in self._manifests(job):
+                    docs.append((path, json.loads(path.read_bytes())))
+            except FileNotFoundError:
+                continue
+            return docs
+        raise TransientStoreError(f"the checkpoints of {job!r} under {self.root} kept changing while read")
+
+    def _job_high_water(self, job: str) -> int:
+        """The ``<ns>`` of the newest part ``job`` committed (-1: none). Manifests from before the high-water
+        mark was recorded name their parts instead; the newest of those counts."""
+        marks = [
+            int(doc["high_water"]) if "high_water" in doc else max(map(_part_ns, doc["files"]), default=-1)
+            for _, doc in self._manifest_docs(job)
+        ]
+        return max(marks, default=-1)
+
     def _load_checkpoint(self, job: str) -> Checkpoint | None:
-        epochs = [p for p in self._manifests(job) if p.name.startswith("epoch-")]
+        epochs = [doc for path, doc in self._manifest_docs(job) if path.name.startswith("epoch-")]
         if not epochs:
             return None
-        doc = json.loads(epochs[-1].read_bytes())
+        doc = epochs[-1]
         return Checkpoint(
             job=doc["job"],
             epoch=int(doc["epoch"]),
@@ -255,38 +321,79 @@ class ParquetStore(Store):
         )
 
     def _drop_checkpoint(self, job: str) -> None:
-        """Forget the checkpoints but keep their files readable: one ``committed-<ns>.json`` names them."""
-        epochs = [p for p in self._manifests(job) if p.name.startswith("epoch-")]
+        """Forget the checkpoints but keep their files readable: one ``committed-<ns>.json`` keeps the
+        high-water mark (and names the files, as the manifests did)."""
+        docs = self._manifest_docs(job)
+        epochs = [(path, doc) for path, doc in docs if path.name.startswith("epoch-")]
         if not epochs:
             return
-        files = [f for p in epochs for f in json.loads(p.read_bytes())["files"]]
+        files = [f for _, doc in epochs for f in doc["files"]]
         target = self.root / CHECKPOINTS / job / f"committed-{time.time_ns():020d}.json"
-        _write_atomic(target, json.dumps({"files": files}).encode())
-        for p in epochs:
-            p.unlink()
+        _write_atomic(target, json.dumps({"files": files, "high_water": self._job_high_water(job)}).encode())
+        for path, _ in epochs:
+            path.unlink()
+        if self._hold_job == job:
+            self._high_water = None
 
     def dead_files(self, job: str | None = None) -> list[Path]:
-        """Files no read will show: checkpointed parts no manifest names (of ``job``, or of any job) and
-        the temporaries of writes that were cut short (a write in progress in another process too)."""
+        """Files no read will show: checkpointed parts of epochs never committed (of ``job``, or of any
+        job) and the temporaries of writes that were cut short (a write in progress in another process too)."""
         self._check_open()
         with self._lock, self._translated("list the uncommitted parts"):
             return self._dead_files(job)
 
     def _dead_files(self, job: str | None) -> list[Path]:
+        pending = None if job is None else self._pending_path(job)
+        if pending is not None and not pending.parent.is_dir():
+            return []  # the job never wrote a part here: a run lists its parts before it writes the first
+        if pending is not None and pending.exists():
+            # the parts the job named before writing them; those past its high-water mark never committed
+            high_water = self._job_high_water(job) if job is not None else -1
+            named = [self.root / line for line in pending.read_text().splitlines() if line]
+            uncommitted = [f for f in named if _part_ns(f.name) > high_water]
+            return [f for part in uncommitted for f in (part, part.with_name(f".{part.name}.tmp")) if f.exists()]
+        # no list (a store written before there was one, or every job at once): look at every file
         patterns = [f"*.{_job_tag(job)}{_HELD}*"] if job is not None else [f"*{_HELD}", ".part-*.tmp"]
-        committed = self._committed()
+        shown = self._committed_filter()
         return [
             f
             for table in self.tables.values()
             if (self.root / table).is_dir()
             for pattern in patterns
             for f in (self.root / table).rglob(pattern)
-            if f.name.endswith(".tmp") or str(f.relative_to(self.root)) not in committed
+            if f.name.endswith(".tmp") or not shown(f)
         ]
 
-    def _committed(self) -> set[str]:
-        """Every checkpointed part a manifest names (paths relative to ``root``)."""
-        return {f for p in self._manifests() for f in json.loads(p.read_bytes())["files"]}
+    def _committed_filter(self) -> Callable[[Path], bool]:
+        """Whether a checkpointed part was committed: its ``<ns>`` is at most its job's high-water mark
+        (parts named before the job tag existed: a manifest names it)."""
+        base = self.root / CHECKPOINTS
+        jobs = [d.name for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
+        high_waters = {_job_tag(job): self._job_high_water(job) for job in jobs}
+        named: set[str] | None = None
+
+        def shown(part: Path) -> bool:
+            nonlocal named
+            tagged = _TAGGED.search(part.name)
+            if tagged is not None:
+                return int(tagged[1]) <= high_waters.get(tagged[2], -1)
+            if named is None:
+                named = {f for p in self._manifests() for f in json.loads(p.read_bytes())["files"]}
+            return str(part.relative_to(self.root)) in named
+
+        return shown
+
+    def _pending_path(self, job: str) -> Path:
+        return self.root / CHECKPOINTS / job / PENDING
+
+    def _note_pending(self, job: str, parts: list[str]) -> None:
+        """Add ``parts`` to the job's list of its epoch's parts, synced before any of them is written."""
+        pending = self._pending_path(job)
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        with open(pending, "a") as fh:
+            fh.write("".join(f"{part}\n" for part in parts))
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _translate(self, exc: Exception, step: str) -> StoreError | None:
         message = f"parquet {step} under {self.root} failed: {type(exc).__name__}: {exc}"
@@ -308,6 +415,9 @@ class ParquetStore(Store):
         first = None if where.start is None else where.start // _DAY_NS
         last = None if where.end is None else (where.end - 1) // _DAY_NS
         symbol = None if where.symbol is None else f"symbol={quote(where.symbol, safe='')}"
+        # The marks first, then the listing: every part at or below a mark was in place before the mark was
+        # written, so the listing holds all of a committed epoch's parts, never some of them.
+        shown = self._committed_filter()
         files: list[Path] = []
         for day_dir in base.glob("date=*"):
             day = _day_number(day_dir.name.removeprefix("date="))
@@ -316,10 +426,13 @@ class ParquetStore(Store):
             sym_dirs = [day_dir / symbol] if symbol else day_dir.glob("symbol=*")
             files.extend(itertools.chain.from_iterable(d.glob("part-*.parquet") for d in sym_dirs))
             files.extend(day_dir.glob("part-*.parquet"))  # written with symbol_folders=False
-        if any(f.name.endswith(_HELD) for f in files):
-            committed = self._committed()
-            files = [f for f in files if not f.name.endswith(_HELD) or str(f.relative_to(self.root)) in committed]
+        files = [f for f in files if not f.name.endswith(_HELD) or shown(f)]
         return [str(f) for f in sorted(files, key=lambda f: f.name)]
+
+
+def _part_ns(name: str) -> int:
+    """A part's write order, the ``<ns>`` in its name (a path or a file name)."""
+    return int(name.rsplit("/", 1)[-1].split("-", 2)[1])
 
 
 def _job_tag(job: str) -> str:
