@@ -26,6 +26,7 @@ demo-ibkr: $(VENV)/.base
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/lint-imports --no-cache  # the layers: each package imports only the ones below it
 
 typecheck: $(VENV)/.dev

@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, runs in results.items():
             wall = statistics.median(w for w, _ in runs)
             cpu = statistics.median(c for _, c in runs)
-            print(
-                f"{name:<14} {wall:>8.3f} {wall / base_wall - 1:>+8.1%} {cpu:>8.3f} {cpu / base_cpu - 1:>+8.1%}"
-            )
+            print(f"{name:<14} {wall:>8.3f} {wall / base_wall - 1:>+8.1%} {cpu:>8.3f} {cpu / base_cpu - 1:>+8.1%}")
     return 0
 
 

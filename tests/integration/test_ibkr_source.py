@@ -167,8 +167,12 @@ async def test_quotes_stream_bid_ask_and_an_outage_is_backfilled_from_bid_ask_hi
     assert {"bid", "ask", "bid_size", "ask_size"} <= set(got.columns)
     assert sum(src.stats()["backfilled_rows"].values()) > 0
     cols = ["symbol", "ts_event", "bid", "ask", "bid_size", "ask_size"]
-    assert got.select(cols).group_by(pl.all()).len().sort(pl.all()).equals(
-        quotes.select(cols).group_by(pl.all()).len().sort(pl.all())
+    assert (
+        got.select(cols)
+        .group_by(pl.all())
+        .len()
+        .sort(pl.all())
+        .equals(quotes.select(cols).group_by(pl.all()).len().sort(pl.all()))
     )
 
 

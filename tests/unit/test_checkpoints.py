@@ -131,9 +131,7 @@ def test_a_run_resumed_from_any_checkpoint_of_a_fan_in_goes_on_as_the_uninterrup
     dag, sink = graph(sources)
     run(dag, CheckpointBoard("j", 1))  # an epoch at every checkpoint point
     whole = sink.items
-    assert sorted(whole) == sorted(
-        f"{name}:{i}#{i + 1}" for name, n in sources.items() for i in range(n)
-    )
+    assert sorted(whole) == sorted(f"{name}:{i}#{i + 1}" for name, n in sources.items() for i in range(n))
     if not sink.checkpoints:
         return
     epoch, states, before = sink.checkpoints[pick % len(sink.checkpoints)]

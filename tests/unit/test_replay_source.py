@@ -431,8 +431,6 @@ async def test_only_an_empty_field_is_missing_so_tickers_like_na_survive(tmp_pat
     assert dead.frame["reason"].to_list() == ["nan_price"]
 
 
-
-
 QUOTES = (
     "recv_ns,event_ms,venue,sym,update_id,bid_px,bid_qty,ask_px,ask_qty\n"
     "1723161600000000100,1723161600000,usdm,BTC,10,100.0,1.5,100.1,2\n"

@@ -221,5 +221,3 @@ def test_from_params_reads_durations_once() -> None:
     assert SyntheticSource.from_params(SyntheticParams(max_future=None)).params.max_future is None
     assert source.params.duration == 2_000_000_000
     assert source.total_rows == 20_000
-
-

@@ -108,8 +108,11 @@ def test_a_week_of_sessions_lies_on_weekdays_in_session_hours() -> None:
     assert disorder_ns(ts).max() <= 2 * SECOND
     assert late_rows(ts, 5 * SECOND) == 0
     one_day = dataclasses.replace(spec, sessions=1)
-    assert frame.get_column("symbol").value_counts().sort("symbol").equals(
-        generate_w1(one_day).get_column("symbol").value_counts().sort("symbol")
+    assert (
+        frame.get_column("symbol")
+        .value_counts()
+        .sort("symbol")
+        .equals(generate_w1(one_day).get_column("symbol").value_counts().sort("symbol"))
     )
 
 

@@ -395,7 +395,6 @@ class ReplaySource(Source):
             cause = exc.__cause__
             self._parquet_break = f"{type(cause).__name__}: {cause}" if cause else str(exc)
 
-
     def _dbn(self) -> DbnFile:
         """The DBN file, checked to hold records of ``params.kind``."""
         dbn = DbnFile(self.path, size_decimals=self.params.size_decimals)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mdp.stores.duckdb import DuckdbStore
     from mdp.stores.postgres import PostgresStore
 
+
 def __getattr__(name: str) -> Any:
     if name in ("DuckdbStore", "PostgresStore"):
         return store_class(name.removesuffix("Store").lower())

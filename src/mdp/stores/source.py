@@ -52,7 +52,6 @@ class StoreSource(Source):
         max_out_of_orderness: watermark bound in ns (or ``"5s"``); 0 suits rows read back in order.
     """
 
-
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 

@@ -90,6 +90,7 @@ def publish(setup: Setup, path: Path) -> None:
     from mdp.runtime.graph import Dag, Node
     from mdp.runtime.runtime import DagRuntime
     from mdp.sources.replay import ReplaySource
+
     sink = NatsSink(
         url=setup.url, stream=setup.stream, subject=setup.subject, partitions=setup.partitions, create_stream=True
     )

@@ -210,7 +210,10 @@ class Rebar(FieldState, Operator):
                 pl.col("close").last(),
                 pl.col("volume").sum(),
                 # unknown stays unknown: input bars without notional or a trade count (DBN OHLCV) give null
-                pl.when(pl.col("notional").is_null().any()).then(None).otherwise(pl.col("notional").sum()).alias("notional"),
+                pl.when(pl.col("notional").is_null().any())
+                .then(None)
+                .otherwise(pl.col("notional").sum())
+                .alias("notional"),
                 pl.when(pl.col("trades").is_null().any()).then(None).otherwise(pl.col("trades").sum()).alias("trades"),
                 rank.max().alias("__rank"),
                 (rank == 0).all().alias("__filled"),
