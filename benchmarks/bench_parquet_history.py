@@ -6,7 +6,8 @@ bars, ``symbol_folders=False``, one part per commit) this measures, on a store o
 
 * **read**: ``store.read("bar")`` of the whole table, and of one day;
 * **start**: ``hold_for_checkpoints`` + ``load_checkpoint``, what a resumed run does before its first write;
-* **checkpoint files**: files under ``_checkpoints/<job>/``.
+* **checkpoint files**: files under ``_checkpoints/<job>/``;
+* **compacted**: the two reads again after ``ParquetStore.compact`` (``mdp compact``) merged each day's parts.
 
 A store whose costs grow with the history makes a job that runs for months slower to read and to restart
 every day; the figures should stay flat from 100 to 5,000 commits.
@@ -40,9 +41,10 @@ def build(root: Path, epochs: int) -> None:
             store.write("bar", bars, checkpoint)
 
 
-def timed(root: Path, repeat: int) -> dict[str, float]:
-    """Medians (ms) of reading the table, one day, and starting the job's next run, each on a fresh store."""
-    runs: dict[str, list[float]] = {"read all": [], "read one day": [], "start": []}
+def timed(root: Path, repeat: int, start: bool = True) -> dict[str, float]:
+    """Medians (ms) of reading the table, one day, and (``start``) starting the job's next run, each on a
+    fresh store."""
+    runs: dict[str, list[float]] = {"read all": [], "read one day": [], "start": [0.0]}
     for _ in range(repeat):
         with ParquetStore(root, symbol_folders=False, read_only=True) as store:
             t0 = time.perf_counter()
@@ -52,11 +54,15 @@ def timed(root: Path, repeat: int) -> dict[str, float]:
             store.read("bar", start=0, end=DAY_NS)
             runs["read one day"].append((time.perf_counter() - t0) * 1e3)
         assert height > 0
+        if not start:
+            continue
         with ParquetStore(root, symbol_folders=False) as store:
             t0 = time.perf_counter()
             store.hold_for_checkpoints(JOB)
             assert store.load_checkpoint(JOB) is not None
             runs["start"].append((time.perf_counter() - t0) * 1e3)
+    if start:
+        runs["start"].pop(0)
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
@@ -67,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'commits':>8} {'checkpoint files':>16} {'read all ms':>12} {'read one day ms':>16} {'start ms':>9} "
-        f"{'build s':>8}"
+        f"{'build s':>8} {'compacted: read all ms':>23} {'read one day ms':>16}"
     )
     for epochs in (int(e) for e in args.epochs.split(",")):
         with tempfile.TemporaryDirectory(prefix="mdp-history-") as tmp:
@@ -77,9 +83,13 @@ def main() -> None:
             build_s = time.perf_counter() - t0
             manifests = sum(1 for _ in (root / CHECKPOINTS / JOB).iterdir())
             figures = timed(root, args.repeat)
+            with ParquetStore(root, symbol_folders=False) as store:
+                store.compact("bar")
+            compacted = timed(root, args.repeat, start=False)
             print(
                 f"{epochs:>8,} {manifests:>16,} {figures['read all']:>12.1f} {figures['read one day']:>16.1f} "
-                f"{figures['start']:>9.1f} {build_s:>8.1f}"
+                f"{figures['start']:>9.1f} {build_s:>8.1f} {compacted['read all']:>23.1f} "
+                f"{compacted['read one day']:>16.1f}"
             )
 
 

@@ -344,6 +344,48 @@ def export(
     print(f"exported {result.rows:,} {kind} rows from {result.source} to {result.path}")
 
 
+@app.command()
+def compact(
+    store: Annotated[str, typer.Option(help="the Parquet store whose finished days to merge: parquet:DIR")],
+    table: Annotated[str | None, typer.Option(help="the folder under DIR to compact; default kind=<kind>")] = None,
+    kind: Annotated[str, typer.Option(help="record kind: bar, trade, quote or quote_bar")] = "bar",
+    before: Annotated[
+        str | None,
+        typer.Option(help="merge the days that ended by this time, ISO-8601 (default: the start of today, UTC)"),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Merge each finished day's Parquet parts into one file per folder (reads give the same rows; a live
+    job writes one part per symbol per batch, which makes a month of it slow to read); print what it did."""
+    from rich.progress import Progress
+
+    from mdp.durations import parse_time
+    from mdp.stores.parquet import ParquetStore
+
+    try:
+        if not store.startswith("parquet:"):
+            raise ConfigError(f"--store: compaction merges the parts of a Parquet store, parquet:DIR; got {store!r}")
+        root = Path(store.removeprefix("parquet:"))
+        if not root.is_dir():
+            raise ConfigError(f"--store: {root} is not a folder")
+        until = None if before is None else parse_time(before)
+        tables = None if table is None else {kind: table}
+        progress = Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+        with ParquetStore(root, tables=tables) as target, progress:
+            task = progress.add_task("compacting days", total=None)
+            done = target.compact(
+                kind, before=until, progress=lambda n, total: progress.update(task, completed=n, total=total)
+            )
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc), EXIT_USAGE, exc=exc, debug=debug)
+    except MdpError as exc:
+        _fail(str(exc), EXIT_FAILED, exc=exc, debug=debug)
+    print(
+        f"merged {done.parts:,} parts in {done.folders:,} folders into one file each ({done.rows:,} rows) under "
+        f"{target.location}; {done.skipped:,} folders left for later (an epoch not committed, or two layouts)"
+    )
+
+
 JobOpt = Annotated[str, typer.Option("--job", "-j", help="the job name (as shown by mdp list)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print as JSON")]
 

@@ -376,7 +376,8 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_stores_page_runs_as_written(tmp_path: Path, postgres_dsn: str) -> None:
-    """Its snippets query stores written by mdp: bars_1m in SQLite, DuckDB and PostgreSQL, trades in Parquet."""
+    """Its snippets query stores written by mdp: bars_1m in SQLite, DuckDB and PostgreSQL, trades in Parquet;
+    mdp compact merges bars_1m written to Parquet one close at a time."""
     from mdp.records import Bar, to_frame
     from mdp.stores import ParquetStore, SqliteStore, open_store
     from mdp.stores.samples import sample_trades
@@ -403,6 +404,9 @@ def test_the_stores_page_runs_as_written(tmp_path: Path, postgres_dsn: str) -> N
             store.write("bar", frame)
     with ParquetStore(rp.repo / "capture", tables={"trade": "kind=trade"}) as capture:
         capture.write("trade", sample_trades(500))
+    with ParquetStore(rp.repo / "capture", tables=tables) as live:  # for mdp compact: a part per close
+        for close in bars.partition_by("start", maintain_order=True):
+            live.write("bar", close)
     replay("stores.md", rp)
     assert (rp.repo / "s1.parquet").exists()
 

@@ -44,6 +44,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -54,7 +55,7 @@ import polars as pl
 from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
 from mdp.runtime.checkpoints import Checkpoint
-from mdp.stores.base import KINDS, TIME_COLUMN, ReadFilter, Store, dedupe
+from mdp.stores.base import KEYS, KINDS, TIME_COLUMN, ReadFilter, Store, check_kind, dedupe
 
 _DAY_NS: Final[int] = 86_400 * 1_000_000_000
 _EPOCH: Final[date] = date(1970, 1, 1)
@@ -69,6 +70,8 @@ PENDING = "pending"
 _TAGGED = re.compile(r"part-(\d+)-[0-9a-f]+\.([0-9a-f]{12})\.ckpt\.parquet$")
 #: how often a read lists a job's manifests again when one was replaced while it read
 _MANIFEST_TRIES = 20
+#: how often a read lists the parts again when a compaction merged some away while it read
+_READ_TRIES = 20
 #: a part's write order (its ``<ns>``), from its file name
 _PART_NS = r"part-(\d+)-[0-9a-f]+(?:\.[0-9a-f]+)?(?:\.ckpt)?\.parquet$"
 log = logging.getLogger(__name__)
@@ -93,6 +96,22 @@ class _PartNames:
 
 
 _NAMES = _PartNames()
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """What ``ParquetStore.compact`` did: folders merged, the parts they held, rows in the merged files, and
+    folders left for a later compaction."""
+
+    folders: int = 0
+    parts: int = 0
+    rows: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: Compaction) -> Compaction:
+        return Compaction(
+            self.folders + other.folders, self.parts + other.parts, self.rows + other.rows, self.skipped + other.skipped
+        )
 
 
 class ParquetStore(Store):
@@ -198,18 +217,15 @@ class ParquetStore(Store):
             raise
 
     def _read(self, where: ReadFilter) -> pl.DataFrame:
-        files = self._files(where)
-        if not files:
-            return pl.DataFrame(schema=SCHEMAS[where.kind])
-        frame = (
-            pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
-            .filter(where.expr())
-            .with_columns(pl.col("_file").str.extract(_PART_NS).cast(pl.Int64))
-            .sort("_file", maintain_order=True)  # earlier files first: the first of equal versions stays
-            .collect()
-            .drop("_file")
-        )
-        return dedupe(frame, where.kind)
+        for _ in range(_READ_TRIES):
+            files = self._files(where)
+            if not files:
+                return pl.DataFrame(schema=SCHEMAS[where.kind])
+            try:
+                return dedupe(_in_write_order(files, where.expr()), where.kind)
+            except FileNotFoundError:
+                continue  # a compaction merged parts after they were listed: the listing finds its file now
+        raise TransientStoreError(f"the parts under {self.root} kept being merged away while read; read again")
 
     def _close(self) -> None:
         return None
@@ -395,6 +411,72 @@ class ParquetStore(Store):
             fh.flush()
             os.fsync(fh.fileno())
 
+    # -- compaction ---------------------------------------------------------------------------------
+
+    def compact(
+        self, kind: str = "bar", *, before: int | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> Compaction:
+        """Merge the parts of each folder of ``kind`` whose day ended by ``before`` (ns UTC; default: the start
+        of today, UTC) into one file, one row per key by the read rule, so a day a live job wrote in
+        thousands of small parts reads as one file. Reads give the same rows before, during and after.
+
+        A folder holding a part of an epoch not committed yet (a job is writing it, or died and has not
+        been run again) is left for a later compaction, as is a day written in both layouts
+        (``symbol_folders`` true and false), whose files could not be merged without changing which rows
+        win. ``progress(done, total)`` is called after each day.
+        """
+        k = check_kind(kind)
+        self._check_open()
+        if self.read_only:
+            raise PermanentStoreError(f"{self.location} was opened read-only; it cannot compact")
+        if k not in self.tables:
+            raise PermanentStoreError(f"this store has no table for {k!r}; it has {sorted(self.tables)}")
+        if before is None:
+            before = time.time_ns() // _DAY_NS * _DAY_NS
+        base = self.root / self.tables[k]
+        days = sorted(
+            d for d in base.glob("date=*") if (_day_number(d.name.removeprefix("date=")) + 1) * _DAY_NS <= before
+        )
+        done = Compaction()
+        for number, day in enumerate(days, 1):
+            with self._lock, self._translated(f"compact {day}"):
+                done = done + self._compact_day(k, day)
+            if progress is not None:
+                progress(number, len(days))
+        return done
+
+    def _compact_day(self, kind: RecordKind, day: Path) -> Compaction:
+        symbol_dirs = sorted(day.glob("symbol=*"))
+        if symbol_dirs and any(day.glob("part-*.parquet")):
+            return Compaction(skipped=1)
+        shown = self._committed_filter()  # before listing, as a read does
+        done = Compaction()
+        for folder in symbol_dirs or [day]:
+            parts = sorted(folder.glob("part-*.parquet"), key=lambda f: f.name)  # by name is by <ns>
+            if any(f.name.endswith(_HELD) and not shown(f) for f in parts):
+                done = done + Compaction(skipped=1)
+                continue
+            if len(parts) < 2:
+                continue
+            merged = dedupe(_in_write_order([str(f) for f in parts]), kind).sort(list(KEYS[kind]))
+            # named after the newest part, so every part written later still comes after it
+            name = f"part-{max(_part_ns(f.name) for f in parts):020d}-{uuid.uuid4().hex}.parquet"
+            tmp = folder / f".{name}.tmp"
+            try:
+                with open(tmp, "wb") as fh:
+                    merged.write_parquet(fh, compression=self.compression, compression_level=self.compression_level)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, folder / name)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _sync_dir(folder)
+            for part in parts:  # a read that listed them meanwhile lists again (``_read``)
+                part.unlink(missing_ok=True)
+            done = done + Compaction(folders=1, parts=len(parts), rows=merged.height)
+        return done
+
     def _translate(self, exc: Exception, step: str) -> StoreError | None:
         message = f"parquet {step} under {self.root} failed: {type(exc).__name__}: {exc}"
         if isinstance(exc, _PERMANENT_OS_ERRORS):
@@ -448,11 +530,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make the renames into ``folder`` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _in_write_order(files: list[str], where: pl.Expr | None = None) -> pl.DataFrame:
+    """The rows of ``files`` (those ``where`` selects), the files' in write order (their ``<ns>``), so
+    ``dedupe`` keeps the first of equal versions."""
+    scan = pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
+    if where is not None:
+        scan = scan.filter(where)
+    return (
+        scan.with_columns(pl.col("_file").str.extract(_PART_NS).cast(pl.Int64))
+        .sort("_file", maintain_order=True)
+        .collect()
+        .drop("_file")
+    )
 
 
 def _day_name(days: int) -> str:
