@@ -225,6 +225,7 @@ def test_only_built_commands_exist() -> None:
     from mdp.cli import app
 
     assert sorted(typer.main.get_command(app).commands) == [  # type: ignore[attr-defined]
+        "compact",
         "components",
         "dashboard",
         "export",

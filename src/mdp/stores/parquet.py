@@ -259,9 +259,9 @@ class ParquetStore(Store):
             self._write(kind, frame)
         folder = self.root / CHECKPOINTS / checkpoint.job
         folder.mkdir(parents=True, exist_ok=True)
-        if self._high_water is None or self._hold_job != checkpoint.job:
-            self._high_water = self._job_high_water(checkpoint.job)
-        high_water = max([self._high_water, *(_part_ns(f) for f in self._uncommitted)])
+        held = self._hold_job == checkpoint.job
+        before = self._high_water if held and self._high_water is not None else self._job_high_water(checkpoint.job)
+        high_water = max([before, *(_part_ns(f) for f in self._uncommitted)])
         doc = {
             "job": checkpoint.job,
             "epoch": checkpoint.epoch,
@@ -280,14 +280,15 @@ class ParquetStore(Store):
         # it, names only those): the newest by name is the last checkpoint
         name = f"epoch-{checkpoint.epoch:012d}-{time.time_ns():020d}.json"
         _write_atomic(folder / name, json.dumps(doc, default=str).encode())
-        self._high_water = high_water
+        if held:
+            self._high_water = high_water
         self._uncommitted.clear()
         # The new manifest carries the checkpoint and the high-water mark of every commit before it, so the
         # older ones go: a job that commits every 5 s for months keeps one, and reads stay as fast.
         for old in folder.glob("epoch-*.json"):
             if old.name != name:
                 old.unlink(missing_ok=True)
-        if self._hold_job == checkpoint.job:
+        if held:
             self._pending_path(checkpoint.job).write_bytes(b"")  # its parts are committed
 
     def _manifests(self, job: str | None = None) -> list[Path]:
