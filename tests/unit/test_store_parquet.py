@@ -235,3 +235,19 @@ def test_a_store_from_before_the_high_water_mark_reads_and_resumes_as_it_did(tmp
         again.write("bar", sample_bars(2, origin=2 * DAY), checkpoint("old", 3))
         assert again.read("bar").height == 6
         assert [p.name.split("-")[1] for p in folder.glob("epoch-*.json")] == ["000000000003"]
+
+
+def test_a_jobs_first_run_deletes_parts_a_run_left_before_its_first_commit_with_no_list(tmp_path: Path) -> None:
+    """Code before the pending list left a dead run's parts and no ``_checkpoints/<job>`` folder at all; the
+    job's next first commit would otherwise raise its mark above them and make them read."""
+    import shutil
+
+    with ParquetStore(tmp_path, symbol_folders=False) as store:
+        store.hold_for_checkpoints("first")
+        store.write("bar", sample_bars(2, close=9.0))  # died before its first commit
+    shutil.rmtree(tmp_path / "_checkpoints")
+    with ParquetStore(tmp_path, symbol_folders=False) as again:
+        again.hold_for_checkpoints("first")
+        assert list(tmp_path.rglob("*.ckpt.parquet")) == []
+        again.write("bar", sample_bars(2), checkpoint("first", 1))
+        assert again.read("bar").get_column("close").to_list() == [1.5, 2.5]

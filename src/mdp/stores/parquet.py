@@ -361,15 +361,14 @@ class ParquetStore(Store):
 
     def _dead_files(self, job: str | None) -> list[Path]:
         pending = None if job is None else self._pending_path(job)
-        if pending is not None and not pending.parent.is_dir():
-            return []  # the job never wrote a part here: a run lists its parts before it writes the first
         if pending is not None and pending.exists():
             # the parts the job named before writing them; those past its high-water mark never committed
             high_water = self._job_high_water(job) if job is not None else -1
             named = [self.root / line for line in pending.read_text().splitlines() if line]
             uncommitted = [f for f in named if _part_ns(f.name) > high_water]
             return [f for part in uncommitted for f in (part, part.with_name(f".{part.name}.tmp")) if f.exists()]
-        # no list (a store written before there was one, or every job at once): look at every file
+        # no list (the job's first run here, a store written before there were lists, or every job at
+        # once): look at every file, once per job, as its first run then starts the list
         patterns = [f"*.{_job_tag(job)}{_HELD}*"] if job is not None else [f"*{_HELD}", ".part-*.tmp"]
         shown = self._committed_filter()
         return [
