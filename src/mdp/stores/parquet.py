@@ -20,9 +20,10 @@ the job's *high-water mark*, the largest ``<ns>`` the job committed, which the c
 epoch's files). A run names its parts after the mark (``_PartNames.above``), so the files of an epoch
 whose checkpoint was never committed (the process died between them) are never read, and the resumed run
 writes those rows again. Each commit replaces the manifest, so reads and restarts cost the same however
-long the job has run. Before it writes an epoch's parts a run lists them in ``<job>/pending`` (synced;
-emptied at each commit), and the next checkpointed run of the same job deletes those past the mark (and
-their temporaries a killed write left) before it writes, without walking the table.
+long the job has run. Before it writes an epoch's parts a run lists their folders in ``<job>/pending``
+(synced when a folder is new to the epoch; emptied at each commit), and the next checkpointed run of the
+same job deletes its parts there past the mark (and their temporaries a killed write left) before it
+writes, without walking the table.
 
 Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
 the common rule of :mod:`mdp.stores.base` over the rows in write order (the ``<ns>`` in a part's name
@@ -150,6 +151,8 @@ class ParquetStore(Store):
         self._high_water: int | None = None
         #: parts written for the epoch under way (paths relative to ``root``), named by its manifest
         self._uncommitted: list[str] = []
+        #: the folders this epoch's ``pending`` list names already
+        self._pending_folders: set[str] = set()
 
     @classmethod
     def check_table(cls, name: str) -> str:
@@ -191,10 +194,9 @@ class ParquetStore(Store):
                 name = f"{name.removesuffix('.parquet')}.{self._hold}{_HELD}"
             targets.append((folder / name, part))
         if self._hold_job is not None:
-            # named before they exist, so a run that dies mid-epoch leaves a list of what to delete
-            held = [str(target.relative_to(self.root)) for target, _ in targets]
-            self._note_pending(self._hold_job, held)
-            self._uncommitted.extend(held)
+            # their folders listed before they exist, so a run that dies mid-epoch says where to clean up
+            self._note_pending(self._hold_job, {str(target.parent.relative_to(self.root)) for target, _ in targets})
+            self._uncommitted.extend(str(target.relative_to(self.root)) for target, _ in targets)
         staged: list[tuple[Path, Path]] = []
         try:
             for target, part in targets:
@@ -251,6 +253,7 @@ class ParquetStore(Store):
             pending = self._pending_path(job)
             pending.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(pending, b"")
+            self._pending_folders.clear()
         if dead:
             log.info("%s: deleted %d parts of job %s's uncommitted epochs", self.location, len(dead), job)
 
@@ -290,6 +293,7 @@ class ParquetStore(Store):
                 old.unlink(missing_ok=True)
         if held:
             self._pending_path(checkpoint.job).write_bytes(b"")  # its parts are committed
+            self._pending_folders.clear()
 
     def _manifests(self, job: str | None = None) -> list[Path]:
         base = self.root / CHECKPOINTS
@@ -362,11 +366,17 @@ class ParquetStore(Store):
     def _dead_files(self, job: str | None) -> list[Path]:
         pending = None if job is None else self._pending_path(job)
         if pending is not None and pending.exists():
-            # the parts the job named before writing them; those past its high-water mark never committed
+            # the folders the job listed before writing into them; its parts there past its high-water mark
+            # never committed (and the temporaries of writes a kill cut short)
             high_water = self._job_high_water(job) if job is not None else -1
-            named = [self.root / line for line in pending.read_text().splitlines() if line]
-            uncommitted = [f for f in named if _part_ns(f.name) > high_water]
-            return [f for part in uncommitted for f in (part, part.with_name(f".{part.name}.tmp")) if f.exists()]
+            folders = {self.root / line for line in pending.read_text().splitlines() if line}
+            tag = _job_tag(job) if job is not None else ""
+            return sorted(
+                f
+                for folder in folders
+                for f in itertools.chain(folder.glob(f"part-*.{tag}{_HELD}"), folder.glob(f".part-*.{tag}{_HELD}.tmp"))
+                if _part_ns(f.name.lstrip(".")) > high_water
+            )
         # no list (the job's first run here, a store written before there were lists, or every job at
         # once): look at every file, once per job, as its first run then starts the list
         patterns = [f"*.{_job_tag(job)}{_HELD}*"] if job is not None else [f"*{_HELD}", ".part-*.tmp"]
@@ -402,14 +412,19 @@ class ParquetStore(Store):
     def _pending_path(self, job: str) -> Path:
         return self.root / CHECKPOINTS / job / PENDING
 
-    def _note_pending(self, job: str, parts: list[str]) -> None:
-        """Add ``parts`` to the job's list of its epoch's parts, synced before any of them is written."""
+    def _note_pending(self, job: str, folders: set[str]) -> None:
+        """Add the ``folders`` (relative to ``root``) not listed yet in this epoch to the job's list, synced
+        before any part is written there: one sync per epoch and new folder, not one per write."""
+        new = sorted(folders - self._pending_folders)
+        if not new:
+            return
         pending = self._pending_path(job)
         pending.parent.mkdir(parents=True, exist_ok=True)
         with open(pending, "a") as fh:
-            fh.write("".join(f"{part}\n" for part in parts))
+            fh.write("".join(f"{folder}\n" for folder in new))
             fh.flush()
             os.fsync(fh.fileno())
+        self._pending_folders.update(new)
 
     # -- compaction ---------------------------------------------------------------------------------
 
