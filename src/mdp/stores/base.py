@@ -263,12 +263,7 @@ class Store(ABC):
             TransientStoreError: the backend is unreachable for now; writing the batch again is safe.
             PermanentStoreError: the data, schema or credentials are wrong.
         """
-        k = check_kind(kind)
-        self._check_open()
-        if self.read_only:
-            raise PermanentStoreError(f"{self.location} was opened read-only; it cannot write")
-        if k not in self.tables:
-            raise PermanentStoreError(f"this store has no table for {k!r}; it has {sorted(self.tables)}")
+        k = self._writable(kind, "write")
         if frame.height == 0 and checkpoint is None:
             return 0
         batch = prepare(frame, k) if frame.height else empty_frame(k)
@@ -376,6 +371,16 @@ class Store(ABC):
         """Map a driver error to a store error (None: not a driver error, let it through)."""
 
     # -- shared plumbing ----------------------------------------------------------------------------
+
+    def _writable(self, kind: str, action: str) -> RecordKind:
+        """``kind``, checked, on an open store that may ``action`` its table of that kind."""
+        k = check_kind(kind)
+        self._check_open()
+        if self.read_only:
+            raise PermanentStoreError(f"{self.location} was opened read-only; it cannot {action}")
+        if k not in self.tables:
+            raise PermanentStoreError(f"this store has no table for {k!r}; it has {sorted(self.tables)}")
+        return k
 
     def _staged(self) -> None:
         if self.on_write_staged is not None:

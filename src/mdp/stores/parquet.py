@@ -56,7 +56,7 @@ import polars as pl
 from mdp.errors import ConfigError, PermanentStoreError, StoreError, TransientStoreError
 from mdp.records import SCHEMAS, RecordKind
 from mdp.runtime.checkpoints import Checkpoint
-from mdp.stores.base import KEYS, KINDS, TIME_COLUMN, ReadFilter, Store, check_kind, dedupe
+from mdp.stores.base import KEYS, KINDS, TIME_COLUMN, ReadFilter, Store, dedupe
 
 _DAY_NS: Final[int] = 86_400 * 1_000_000_000
 _EPOCH: Final[date] = date(1970, 1, 1)
@@ -440,12 +440,7 @@ class ParquetStore(Store):
         (``symbol_folders`` true and false), whose files could not be merged without changing which rows
         win. ``progress(done, total)`` is called after each day.
         """
-        k = check_kind(kind)
-        self._check_open()
-        if self.read_only:
-            raise PermanentStoreError(f"{self.location} was opened read-only; it cannot compact")
-        if k not in self.tables:
-            raise PermanentStoreError(f"this store has no table for {k!r}; it has {sorted(self.tables)}")
+        k = self._writable(kind, "compact")
         if before is None:
             before = time.time_ns() // _DAY_NS * _DAY_NS
         base = self.root / self.tables[k]
