@@ -90,6 +90,16 @@ def test_running_the_same_config_twice_leaves_one_row_per_bar(shared_data: Path,
     assert total == distinct == 61
 
 
+def registry_rows(home: Path) -> str:
+    """The job registry's rows, for a failure message (once, CI met 'already running' in a fresh registry)."""
+    path = home / "jobs.sqlite"
+    if not path.exists():
+        return f"\n(no registry at {path})"
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT run_id, name, state, pid, host, started_ns, heartbeat_ns FROM runs").fetchall()
+    return f"\nregistry {path}: {rows}; this test's process tree: pid {os.getpid()}"
+
+
 def test_the_shipped_example_config_works_as_written(tmp_path: Path) -> None:
     """examples/bars_1m_trades.yaml is the issue's config verbatim: trades.csv.gz with ts_ns/symbol/price/size."""
     from mdp.workloads import W1Spec, generate_w1
@@ -101,7 +111,7 @@ def test_the_shipped_example_config_works_as_written(tmp_path: Path) -> None:
     config = (REPO / "examples" / "bars_1m_trades.yaml").read_text()
     (tmp_path / "job.yaml").write_text(config)
     result = mdp("run", "--config", "job.yaml", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.returncode == 0, result.stderr + result.stdout + registry_rows(tmp_path / ".mdp-home")
     assert "bars.sqlite" in result.stdout
 
     got = read_bars(tmp_path / "bars.sqlite").sort("symbol", "start")

@@ -353,7 +353,7 @@ def campaign(
 ) -> list[Trial]:
     """Trials of ``backend`` until ``kills`` kills were made in all. Each kill comes after the process's
     start-up (its wall time less the job time it reports) and a random 5% to 95% of the job time of the
-    uninterrupted run ``first`` (made here if not given)."""
+    uninterrupted run ``first`` (made here if not given), or of a trial's run that ended unkilled in less."""
     if expected is None or first is None:
         expected, first = baseline(backend, trades, work, dsn)
     job = first.job_seconds or first.wall / 2
@@ -374,6 +374,12 @@ def campaign(
         )
         if not trials[-1].equal or n > 4 * kills:
             break
+        ended = trials[-1].runs[-1] if trials[-1].runs else None
+        if trials[-1].kills == 0 and ended is not None and ended.code == 0:
+            # it ended before its kill: the machine runs the job faster than it did the baseline (which may
+            # have shared the cores with other work), so later kills are drawn from the faster run
+            seen = ended.job_seconds or ended.wall / 2
+            job, startup = min(job, seen), min(startup, max(ended.wall - seen, 0.0))
     return trials
 
 
