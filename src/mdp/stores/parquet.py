@@ -65,7 +65,7 @@ _PERMANENT_OS_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, 
 #: the folder of checkpoint manifests under ``root``
 CHECKPOINTS = "_checkpoints"
 _HELD = ".ckpt.parquet"
-#: per job under ``_checkpoints/<job>/``: the parts of the epoch under way, one path a line
+#: per job under ``_checkpoints/<job>/``: the folders the epoch under way writes into, one a line
 PENDING = "pending"
 #: a checkpointed part's name: its write order and its job's tag
 _TAGGED = re.compile(r"part-(\d+)-[0-9a-f]+\.([0-9a-f]{12})\.ckpt\.parquet$")
