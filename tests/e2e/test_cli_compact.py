@@ -38,10 +38,14 @@ def test_compact_merges_the_finished_days_and_the_bars_read_the_same(tmp_path: P
         assert_frame_equal(store.read("bar"), before)
 
 
-def test_compact_refuses_a_store_that_is_not_parquet(tmp_path: Path) -> None:
+def test_compact_refuses_a_store_that_is_not_parquet_or_a_table_it_does_not_hold(tmp_path: Path) -> None:
     result = mdp("compact", "--store", "sqlite:bars.sqlite", cwd=tmp_path)
     assert result.returncode == 2
     assert "compaction merges the parts of a Parquet store, parquet:DIR; got 'sqlite:bars.sqlite'" in result.stderr
     result = mdp("compact", "--store", "parquet:nowhere", cwd=tmp_path)
     assert result.returncode == 2
     assert "nowhere is not a folder" in result.stderr
+    (tmp_path / "capture" / "bars_1m").mkdir(parents=True)
+    result = mdp("compact", "--store", "parquet:capture", cwd=tmp_path)  # the default folder is kind=bar
+    assert result.returncode == 2
+    assert "--table: capture holds no folder 'kind=bar'; it holds ['bars_1m']" in result.stderr
