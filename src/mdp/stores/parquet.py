@@ -19,13 +19,16 @@ the job's *high-water mark*, the largest ``<ns>`` the job committed, which the c
 ``<root>/_checkpoints/<job>/epoch-<N>-<ns>.json`` records (synced, then renamed into place after the
 epoch's files). A run names its parts after the mark (``_PartNames.above``), so the files of an epoch
 whose checkpoint was never committed (the process died between them) are never read, and the resumed run
-writes those rows again. Each commit replaces the manifest, so reads and restarts cost the same however
-long the job has run. Before it writes an epoch's parts a run lists their folders in ``<job>/pending``
-(synced when a folder is new to the epoch; emptied at each commit), and the next checkpointed run of the
-same job deletes its parts there past the mark (and their temporaries a killed write left) before it
-writes, without walking the table.
+writes those rows again. Each commit replaces the manifest, so a restart costs the same however long the
+job has run, and a read reads one manifest per job. Before it writes an epoch's parts a run lists their
+folders in ``<job>/pending`` (synced when a folder is new to the epoch; emptied at each commit), and the
+next checkpointed run of the same job deletes its parts there past the mark (and their temporaries a
+killed write left) before it writes, without walking the table.
 
-Files are never rewritten, so idempotency is applied when reading: ``read`` keeps one row per key by
+``compact`` merges each finished day's parts into one file per folder (a live job writes one part per
+symbol per close) and then deletes them; the merged file is named after the newest part it holds.
+
+Files are never rewritten in place, so idempotency is applied when reading: ``read`` keeps one row per key by
 the common rule of :mod:`mdp.stores.base` over the rows in write order (the ``<ns>`` in a part's name
 orders files): the first final bar of the highest ``revision``, or the last provisional bar of a key
 without a final one. A capture written twice, or a replayed range, does not double rows, and a bar
@@ -287,7 +290,7 @@ class ParquetStore(Store):
             self._high_water = high_water
         self._uncommitted.clear()
         # The new manifest carries the checkpoint and the high-water mark of every commit before it, so the
-        # older ones go: a job that commits every 5 s for months keeps one, and reads stay as fast.
+        # older ones go: a job that commits every 5 s for months keeps one, and a read reads only that one.
         for old in folder.glob("epoch-*.json"):
             if old.name != name:
                 old.unlink(missing_ok=True)
