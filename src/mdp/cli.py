@@ -360,6 +360,7 @@ def compact(
     from rich.progress import Progress
 
     from mdp.durations import parse_time
+    from mdp.stores.base import KINDS
     from mdp.stores.parquet import CHECKPOINTS, ParquetStore
 
     try:
@@ -369,11 +370,13 @@ def compact(
         if not root.is_dir():
             raise ConfigError(f"--store: {root} is not a folder")
         until = None if before is None else parse_time(before)
+        if kind not in KINDS:
+            raise ConfigError(f"--kind: a store keeps the kinds {list(KINDS)}, got {kind!r}")
         folder = table or f"kind={kind}"
         if not (root / folder).is_dir():
             held = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != CHECKPOINTS)
             raise ConfigError(f"--table: {root} holds no folder {folder!r}; it holds {held or 'none'}")
-        tables = None if table is None else {kind: table}
+        tables: dict[str, str] | None = None if table is None else {kind: table}
         progress = Progress(console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
         with ParquetStore(root, tables=tables) as target, progress:
             task = progress.add_task("compacting days", total=None)

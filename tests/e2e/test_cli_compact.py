@@ -49,3 +49,6 @@ def test_compact_refuses_a_store_that_is_not_parquet_or_a_table_it_does_not_hold
     result = mdp("compact", "--store", "parquet:capture", cwd=tmp_path)  # the default folder is kind=bar
     assert result.returncode == 2
     assert "--table: capture holds no folder 'kind=bar'; it holds ['bars_1m']" in result.stderr
+    result = mdp("compact", "--store", "parquet:capture", "--kind", "bars", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--kind: a store keeps the kinds ['trade', 'quote', 'bar', 'quote_bar'], got 'bars'" in result.stderr
