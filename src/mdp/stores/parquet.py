@@ -47,7 +47,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -148,8 +148,7 @@ class ParquetStore(Store):
         self.compression = compression
         self.compression_level = 1 if compression_level is None and compression == "zstd" else compression_level
         self.symbol_folders = symbol_folders
-        self._hold: str | None = None  # the job tag of checkpointed parts (``hold_for_checkpoints``)
-        self._hold_job: str | None = None
+        self._hold_job: str | None = None  # the job whose epochs parts belong to (``hold_for_checkpoints``)
         #: the newest part the held job committed (its ``<ns>``; -1: none yet; None: not read yet)
         self._high_water: int | None = None
         #: parts written for the epoch under way (paths relative to ``root``), named by its manifest
@@ -187,15 +186,13 @@ class ParquetStore(Store):
         base = self.root / self.tables[kind]
         day = (pl.col(TIME_COLUMN[kind]) // _DAY_NS).alias("_day")
         by = ["_day", "symbol"] if self.symbol_folders else ["_day"]
+        suffix = ".parquet" if self._hold_job is None else f".{_job_tag(self._hold_job)}{_HELD}"
         targets: list[tuple[Path, pl.DataFrame]] = []
         for key, part in frame.with_columns(day).partition_by(by, as_dict=True, maintain_order=True).items():
             folder = base / f"date={_day_name(int(key[0]))}"
             if self.symbol_folders:
                 folder = folder / f"symbol={quote(str(key[1]), safe='')}"
-            name = _NAMES.next()
-            if self._hold is not None:
-                name = f"{name.removesuffix('.parquet')}.{self._hold}{_HELD}"
-            targets.append((folder / name, part))
+            targets.append((folder / _NAMES.next().replace(".parquet", suffix), part))
         if self._hold_job is not None:
             # their folders listed before they exist, so a run that dies mid-epoch says where to clean up
             self._note_pending(self._hold_job, {str(target.parent.relative_to(self.root)) for target, _ in targets})
@@ -243,14 +240,14 @@ class ParquetStore(Store):
         """Name parts for ``job``'s epochs from now on, after deleting those of its epochs that were never
         committed (a run died before its checkpoint) and its temporaries."""
         self._check_open()
-        self._hold, self._hold_job = _job_tag(job), job
+        self._hold_job = job
         with self._lock, self._translated(f"read the checkpoints of {job!r}"):
             self._high_water = self._job_high_water(job)
         _NAMES.above(self._high_water)  # a part named later is never taken for a committed one
         if self.read_only:
             return
         with self._lock, self._translated(f"clear the uncommitted parts of {job!r}"):
-            dead = self._dead_files(job)
+            dead = self._dead_parts(job, self._high_water)
             for f in dead:
                 f.unlink(missing_ok=True)
             pending = self._pending_path(job)
@@ -318,13 +315,8 @@ class ParquetStore(Store):
         raise TransientStoreError(f"the checkpoints of {job!r} under {self.root} kept changing while read")
 
     def _job_high_water(self, job: str) -> int:
-        """The ``<ns>`` of the newest part ``job`` committed (-1: none). Manifests from before the high-water
-        mark was recorded name their parts instead; the newest of those counts."""
-        marks = [
-            int(doc["high_water"]) if "high_water" in doc else max(map(_part_ns, doc["files"]), default=-1)
-            for _, doc in self._manifest_docs(job)
-        ]
-        return max(marks, default=-1)
+        """The ``<ns>`` of the newest part ``job`` committed (-1: none)."""
+        return _high_water(doc for _, doc in self._manifest_docs(job))
 
     def _load_checkpoint(self, job: str) -> Checkpoint | None:
         epochs = [doc for path, doc in self._manifest_docs(job) if path.name.startswith("epoch-")]
@@ -353,7 +345,7 @@ class ParquetStore(Store):
             return
         files = [f for _, doc in epochs for f in doc["files"]]
         target = self.root / CHECKPOINTS / job / f"committed-{time.time_ns():020d}.json"
-        _write_atomic(target, json.dumps({"files": files, "high_water": self._job_high_water(job)}).encode())
+        _write_atomic(target, json.dumps({"files": files, "high_water": _high_water(d for _, d in docs)}).encode())
         for path, _ in epochs:
             path.unlink()
         if self._hold_job == job:
@@ -367,22 +359,30 @@ class ParquetStore(Store):
             return self._dead_files(job)
 
     def _dead_files(self, job: str | None) -> list[Path]:
-        pending = None if job is None else self._pending_path(job)
-        if pending is not None and pending.exists():
-            # the folders the job listed before writing into them; its parts there past its high-water mark
-            # never committed (and the temporaries of writes a kill cut short)
-            high_water = self._job_high_water(job) if job is not None else -1
-            folders = {self.root / line for line in pending.read_text().splitlines() if line}
-            tag = _job_tag(job) if job is not None else ""
-            return sorted(
-                f
-                for folder in folders
-                for f in itertools.chain(folder.glob(f"part-*.{tag}{_HELD}"), folder.glob(f".part-*.{tag}{_HELD}.tmp"))
-                if _part_ns(f.name.lstrip(".")) > high_water
-            )
-        # no list (the job's first run here, a store written before there were lists, or every job at
-        # once): look at every file, once per job, as its first run then starts the list
-        patterns = [f"*.{_job_tag(job)}{_HELD}*"] if job is not None else [f"*{_HELD}", ".part-*.tmp"]
+        if job is not None:
+            return self._dead_parts(job, self._job_high_water(job))
+        return self._walk_for_dead([f"*{_HELD}", ".part-*.tmp"])
+
+    def _dead_parts(self, job: str, high_water: int) -> list[Path]:
+        """``job``'s parts past ``high_water`` (its mark) and the temporaries of its writes a kill cut short."""
+        pending = self._pending_path(job)
+        if not pending.exists():
+            # no list (the job's first run here, or a store written before there were lists): look at every
+            # file, once per job, as its first run then starts the list
+            return self._walk_for_dead([f"*.{_job_tag(job)}{_HELD}*"])
+        # the folders the job listed before writing into them
+        folders = {self.root / line for line in pending.read_text().splitlines() if line}
+        tag = _job_tag(job)
+        return sorted(
+            f
+            for folder in folders
+            for f in itertools.chain(folder.glob(f"part-*.{tag}{_HELD}"), folder.glob(f".part-*.{tag}{_HELD}.tmp"))
+            if _part_ns(f.name.lstrip(".")) > high_water
+        )
+
+    def _walk_for_dead(self, patterns: list[str]) -> list[Path]:
+        """The files under the tables matching ``patterns`` that no read shows: temporaries, and checkpointed
+        parts never committed."""
         shown = self._committed_filter()
         return [
             f
@@ -450,19 +450,19 @@ class ParquetStore(Store):
         days = sorted(
             d for d in base.glob("date=*") if (_day_number(d.name.removeprefix("date=")) + 1) * _DAY_NS <= before
         )
+        shown = self._committed_filter()  # the marks before any listing, as a read takes them
         done = Compaction()
         for number, day in enumerate(days, 1):
             with self._lock, self._translated(f"compact {day}"):
-                done = done + self._compact_day(k, day)
+                done = done + self._compact_day(k, day, shown)
             if progress is not None:
                 progress(number, len(days))
         return done
 
-    def _compact_day(self, kind: RecordKind, day: Path) -> Compaction:
+    def _compact_day(self, kind: RecordKind, day: Path, shown: Callable[[Path], bool]) -> Compaction:
         symbol_dirs = sorted(day.glob("symbol=*"))
         if symbol_dirs and any(day.glob("part-*.parquet")):
             return Compaction(skipped=1)
-        shown = self._committed_filter()  # before listing, as a read does
         done = Compaction()
         for folder in symbol_dirs or [day]:
             parts = sorted(folder.glob("part-*.parquet"), key=lambda f: f.name)  # by name is by <ns>
@@ -523,6 +523,13 @@ class ParquetStore(Store):
             files.extend(day_dir.glob("part-*.parquet"))  # written with symbol_folders=False
         files = [f for f in files if not f.name.endswith(_HELD) or shown(f)]
         return [str(f) for f in sorted(files, key=lambda f: f.name)]
+
+
+def _high_water(docs: Iterable[dict[str, Any]]) -> int:
+    """The high-water mark of a job's manifests (-1: none). Manifests from before the mark was recorded name
+    their parts instead; the newest of those counts."""
+    marks = [int(d["high_water"]) if "high_water" in d else max(map(_part_ns, d["files"]), default=-1) for d in docs]
+    return max(marks, default=-1)
 
 
 def _part_ns(name: str) -> int:
